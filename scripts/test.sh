@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The one command that runs every test: provisions throwaway Postgres and Redis on free loopback ports
+# (installing the Debian packages when they are missing and we are root), runs the whole suite on both
+# backends (SQLite + in-process, Postgres + Redis), and tears everything down. Extra arguments go to the
+# test runner, e.g. `scripts/test.sh accounts` to filter.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\033[1m[test.sh]\033[0m %s\n' "$*" >&2; }
+die() { log "FATAL: $*"; exit 1; }
+
+apt_updated=""
+install_pkg() { # install_pkg <debian package>...
+  [ "$(id -u)" = 0 ] || die "missing $* and not root: install it (apt-get install $*) and rerun"
+  command -v apt-get >/dev/null || die "missing $* and no apt-get to install it with"
+  if [ -z "$apt_updated" ]; then log "apt-get update"; apt-get update -qq; apt_updated=1; fi
+  log "installing $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+[ -n "$(pg_bin)" ] && [ -x "$(pg_bin)/initdb" ] || install_pkg postgresql
+PGBIN=$(pg_bin); [ -x "$PGBIN/initdb" ] || die "no Postgres server binaries under /usr/lib/postgresql/*/bin"
+command -v redis-server >/dev/null || install_pkg redis-server
+command -v redis-server >/dev/null || die "redis-server not found"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/gochat-test.XXXXXX")
+chmod 755 "$WORK"
+PGPORT=$(free_port); REDISPORT=$(free_port)
+
+as_pg() { # initdb refuses root: run the server as the postgres user when we are root
+  if [ "$(id -u)" = 0 ]; then
+    id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
+    runuser -u postgres -- "$@"
+  else
+    "$@"
+  fi
+}
+
+cleanup() {
+  set +e
+  [ -f "$WORK/pg/postmaster.pid" ] && as_pg "$PGBIN/pg_ctl" -D "$WORK/pg" -m immediate stop >/dev/null 2>&1
+  [ -f "$WORK/redis.pid" ] && kill "$(cat "$WORK/redis.pid")" 2>/dev/null
+  rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+log "starting Postgres ($PGBIN) on 127.0.0.1:$PGPORT"
+mkdir -p "$WORK/pg"
+[ "$(id -u)" = 0 ] && chown postgres "$WORK/pg"
+as_pg "$PGBIN/initdb" -D "$WORK/pg" -U postgres -A trust --no-sync >"$WORK/initdb.log" 2>&1 \
+  || { cat "$WORK/initdb.log"; die "initdb failed"; }
+as_pg "$PGBIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg/server.log" -w -t 60 \
+  -o "-p $PGPORT -k $WORK/pg -c listen_addresses=127.0.0.1 -c max_connections=500 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+  start >/dev/null || { cat "$WORK/pg/server.log"; die "Postgres did not start"; }
+
+log "starting Redis on 127.0.0.1:$REDISPORT"
+redis-server --port "$REDISPORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
+  --pidfile "$WORK/redis.pid" --logfile "$WORK/redis.log" --dir "$WORK" >/dev/null
+for _ in $(seq 50); do redis-cli -p "$REDISPORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+redis-cli -p "$REDISPORT" ping >/dev/null || die "Redis did not start"
+
+export GOCHAT_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
+export GOCHAT_TEST_REDIS_URL="redis://127.0.0.1:$REDISPORT/"
+
+if cargo nextest --version >/dev/null 2>&1; then
+  log "running the suite with cargo nextest (every backend test runs on sqlite:: and postgres::)"
+  cargo nextest run --no-fail-fast "$@"
+else
+  log "running the suite with cargo test (cargo-nextest not installed)"
+  cargo test --no-fail-fast "$@"
+fi

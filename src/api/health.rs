@@ -1,0 +1,77 @@
+//! `/healthz`, `/readyz` and `/metrics`: what orchestrators and Prometheus read.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use poem::web::Data;
+use poem_openapi::payload::{Json, PlainText};
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+use super::ApiTags;
+use crate::state::AppState;
+
+pub struct HealthApi;
+
+#[derive(Object)]
+struct Liveness {
+    status: String,
+    version: String,
+}
+
+#[derive(Object)]
+struct Readiness {
+    /// `ready` or `not_ready`.
+    status: String,
+    /// Each dependency's state: `ok` or what is wrong.
+    checks: BTreeMap<String, String>,
+}
+
+#[derive(ApiResponse)]
+enum ReadyResponse {
+    /// Every dependency answers.
+    #[oai(status = 200)]
+    Ready(Json<Readiness>),
+    /// A dependency is down, or the node is draining for shutdown.
+    #[oai(status = 503)]
+    NotReady(Json<Readiness>),
+}
+
+/// How long a readiness probe waits for one dependency.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[OpenApi(tag = "ApiTags::Health")]
+impl HealthApi {
+    /// Liveness: the process serves requests.
+    #[oai(path = "/healthz", method = "get", operation_id = "healthz")]
+    async fn healthz(&self) -> Json<Liveness> {
+        Json(Liveness { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() })
+    }
+
+    /// Readiness: the database (and, in cluster mode, Redis and S3) answer, and the node is not draining.
+    #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
+    async fn readyz(&self, state: Data<&AppState>) -> ReadyResponse {
+        let mut checks = BTreeMap::new();
+        let db = match tokio::time::timeout(PROBE_TIMEOUT, state.stores.health.ping()).await {
+            Ok(Ok(())) => "ok".to_string(),
+            Ok(Err(e)) => format!("error: {e}"),
+            Err(_) => "timeout".to_string(),
+        };
+        checks.insert(format!("database ({})", state.stores.health.backend()), db);
+        if state.is_draining() {
+            checks.insert("node".into(), "draining".into());
+        }
+        let ready = checks.values().all(|v| v == "ok");
+        let body = Readiness { status: if ready { "ready" } else { "not_ready" }.into(), checks };
+        if ready {
+            ReadyResponse::Ready(Json(body))
+        } else {
+            ReadyResponse::NotReady(Json(body))
+        }
+    }
+
+    /// Prometheus metrics in the text exposition format; every series is named `gochat_…`.
+    #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
+    async fn metrics(&self, state: Data<&AppState>) -> PlainText<String> {
+        PlainText(state.metrics.render())
+    }
+}

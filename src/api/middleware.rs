@@ -1,0 +1,105 @@
+//! What every request passes through: a request id and tracing span, metrics, the JSON error mapping, and the
+//! per-IP rate limit of the credential endpoints.
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use poem::http::HeaderValue;
+use poem::{Endpoint, IntoResponse, Request, Response};
+use tracing::Instrument;
+
+use crate::error::AppError;
+use crate::metrics::route_label;
+use crate::state::AppState;
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// Accepts a caller's request id when it is short and plain, so ids can be correlated across a proxy.
+fn incoming_request_id(req: &Request) -> Option<String> {
+    let v = req.headers().get(REQUEST_ID)?.to_str().ok()?;
+    (!v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .then(|| v.to_string())
+}
+
+/// Wraps every request: tags it with a request id (echoed in `x-request-id`), logs it in a span, records its
+/// metrics, and turns any error — the node's own or one poem raised before a handler ran — into the one JSON
+/// error shape.
+pub async fn observe<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+    let started = Instant::now();
+    let state = req.data::<AppState>().cloned();
+    let request_id = incoming_request_id(&req).unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let span = tracing::info_span!("request", request_id = %request_id, method = %method, path = %path);
+
+    let mut resp = match next.call(req).instrument(span.clone()).await {
+        Ok(r) => r.into_response(),
+        Err(e) => span.in_scope(|| AppError::from_poem(e).to_response()),
+    };
+    let status = resp.status().as_u16();
+    let elapsed = started.elapsed();
+    if let Some(state) = &state {
+        let route = if status == 404 || status == 405 { "unmatched".to_string() } else { route_label(&path) };
+        state.metrics.observe_http(&route, &method, status, elapsed.as_secs_f64());
+    }
+    span.in_scope(|| {
+        tracing::debug!(status, elapsed_ms = elapsed.as_secs_f64() * 1000.0, "request finished");
+    });
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert(REQUEST_ID, v);
+    }
+    Ok(resp)
+}
+
+/// The client's address: the socket peer, or the first `X-Forwarded-For` hop when the node is configured to
+/// trust its proxy.
+pub fn client_ip(req: &Request, trust_forwarded_for: bool) -> Option<IpAddr> {
+    if trust_forwarded_for {
+        if let Some(ip) = req
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok())
+        {
+            return Some(ip);
+        }
+    }
+    req.remote_addr().as_socket_addr().map(|a| a.ip())
+}
+
+/// Refuses a credential request with 429 (and `Retry-After`) once its client IP is over the limit.
+pub async fn limit_by_ip<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+    if let Some(state) = req.data::<AppState>() {
+        if let Some(ip) = client_ip(&req, state.config.trust_forwarded_for) {
+            state.limits.check_ip(ip)?;
+        }
+    }
+    next.call(req).await.map(IntoResponse::into_response)
+}
+
+/// Refuses a body over `LIMIT` bytes: at once with 413 when `Content-Length` says so, and otherwise (chunked
+/// bodies) by cutting the stream at the limit, which the body parser then reports as invalid.
+pub async fn limit_body<const LIMIT: usize, E: Endpoint>(next: E, mut req: Request) -> poem::Result<Response> {
+    let declared = req
+        .headers()
+        .get(poem::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(n) if n > LIMIT as u64 => {
+            return Err(AppError::payload_too_large(
+                "payload_too_large",
+                format!("the request body is {n} bytes; at most {LIMIT} are accepted"),
+            )
+            .into())
+        }
+        Some(_) => {}
+        None => {
+            use tokio::io::AsyncReadExt;
+            let body = req.take_body().into_async_read().take(LIMIT as u64);
+            req.set_body(poem::Body::from_async_read(body));
+        }
+    }
+    next.call(req).await.map(IntoResponse::into_response)
+}

@@ -1,0 +1,105 @@
+//! `/api/user/*` and `/api/users/search`: accounts.
+
+use poem::web::Data;
+use poem::{Endpoint, EndpointExt};
+use poem_openapi::param::Query;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, OpenApi};
+
+use super::auth::BearerAuth;
+use super::dto::{
+    ChangePasswordRequest, LoginReply, LoginRequest, RegisterRequest, UpdateProfileRequest, User, UserSummary,
+};
+use super::middleware::limit_by_ip;
+use super::ApiTags;
+use crate::domain::{Nickname, Password, Sex, Username};
+use crate::error::AppError;
+use crate::service::accounts::Registration;
+use crate::state::AppState;
+
+pub struct UserApi;
+
+#[derive(ApiResponse)]
+enum Created {
+    /// The new account.
+    #[oai(status = 201)]
+    User(Json<User>),
+}
+
+#[derive(ApiResponse)]
+enum NoContent {
+    /// Done.
+    #[oai(status = 204)]
+    Done,
+}
+
+fn ip_limited(ep: impl Endpoint + 'static) -> impl Endpoint {
+    ep.around(limit_by_ip)
+}
+
+#[OpenApi(tag = "ApiTags::User")]
+impl UserApi {
+    /// Create an account.
+    #[oai(path = "/api/user/register", method = "post", operation_id = "register", transform = "ip_limited")]
+    async fn register(&self, state: Data<&AppState>, body: Json<RegisterRequest>) -> Result<Created, AppError> {
+        let r = Registration {
+            username: Username::parse(&body.username)?,
+            password: Password::parse(&body.password)?,
+            nickname: Nickname::parse(&body.nickname)?,
+            sex: body.sex.map(Sex::parse).transpose()?.unwrap_or_default(),
+        };
+        let user = state.accounts.register(r).await?;
+        Ok(Created::User(Json(user.into())))
+    }
+
+    /// Exchange username and password for a token.
+    #[oai(path = "/api/user/login", method = "post", operation_id = "login", transform = "ip_limited")]
+    async fn login(&self, state: Data<&AppState>, body: Json<LoginRequest>) -> Result<Json<LoginReply>, AppError> {
+        let out = state.accounts.login(&body.username, &body.password).await?;
+        Ok(Json(LoginReply { token: out.token, expires_at: out.expires_at, user: out.user.into() }))
+    }
+
+    /// The caller's own profile.
+    #[oai(path = "/api/user/profile", method = "get", operation_id = "getProfile")]
+    async fn profile(&self, state: Data<&AppState>, auth: BearerAuth) -> Result<Json<User>, AppError> {
+        Ok(Json(state.accounts.profile(auth.user_id()).await?.into()))
+    }
+
+    /// Change the caller's nickname and/or sex.
+    #[oai(path = "/api/user/profile", method = "put", operation_id = "updateProfile")]
+    async fn update_profile(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        body: Json<UpdateProfileRequest>,
+    ) -> Result<Json<User>, AppError> {
+        let nickname = body.nickname.as_deref().map(Nickname::parse).transpose()?;
+        let sex = body.sex.map(Sex::parse).transpose()?;
+        Ok(Json(state.accounts.update_profile(auth.user_id(), nickname, sex).await?.into()))
+    }
+
+    /// Change the password; every token issued before stops working (401 `token_revoked`).
+    #[oai(path = "/api/user/password", method = "put", operation_id = "changePassword")]
+    async fn change_password(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        body: Json<ChangePasswordRequest>,
+    ) -> Result<NoContent, AppError> {
+        let new = Password::parse(&body.new_password)?;
+        state.accounts.change_password(auth.user_id(), &body.old_password, new).await?;
+        Ok(NoContent::Done)
+    }
+
+    /// Find users whose username starts with `q` (case-insensitive; at most 20).
+    #[oai(path = "/api/users/search", method = "get", operation_id = "searchUsers")]
+    async fn search(
+        &self,
+        state: Data<&AppState>,
+        _auth: BearerAuth,
+        q: Query<String>,
+    ) -> Result<Json<Vec<UserSummary>>, AppError> {
+        let users = state.accounts.search(&q).await?;
+        Ok(Json(users.into_iter().map(Into::into).collect()))
+    }
+}

@@ -1,0 +1,346 @@
+//! Typed settings: defaults, loading from the environment and an optional TOML file, and validation that names
+//! the offending key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A configuration value that could not be used; `key` is the environment-variable name of the setting.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error in {key}: {message}")]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+fn err(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError { key: key.to_string(), message: message.into() }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct S3Config {
+    pub endpoint: String,
+    pub bucket: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub region: String,
+}
+
+/// Every setting of a node. Build it with [`Config::load`] (environment + file) or [`Config::from_pairs`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`.
+    pub database_url: String,
+    pub redis_url: Option<String>,
+    pub redis_prefix: String,
+    pub s3: Option<S3Config>,
+    /// `None` in embedded mode means "generate one into the data dir on first start".
+    pub jwt_secret: Option<String>,
+    pub token_ttl: Duration,
+    pub log: String,
+    pub log_format: LogFormat,
+    /// Interval of the WebSocket heartbeat (Ping and app-level `ping`).
+    pub heartbeat: Duration,
+    /// A WebSocket silent for this long is closed.
+    pub idle_timeout: Duration,
+    /// Login/registration attempts allowed per client IP per minute.
+    pub auth_rate_per_ip: u32,
+    /// Login attempts allowed per username per minute.
+    pub auth_rate_per_username: u32,
+    /// Honour `X-Forwarded-For` for the client address (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+    /// Upper bound of a group's size.
+    pub max_group_members: u32,
+    /// Database connection pool size (Postgres).
+    pub db_pool_size: u32,
+    /// Seconds a node waits for in-flight requests on shutdown before giving up.
+    pub shutdown_grace: Duration,
+}
+
+/// The recognised keys, as environment variables; a TOML file uses the same names, either verbatim or lower-case
+/// without the `GOCHAT_` prefix (`listen = "127.0.0.1:8080"`).
+pub const KEYS: &[&str] = &[
+    "GOCHAT_LISTEN",
+    "GOCHAT_DATA_DIR",
+    "GOCHAT_DATABASE_URL",
+    "GOCHAT_REDIS_URL",
+    "GOCHAT_REDIS_PREFIX",
+    "GOCHAT_S3_ENDPOINT",
+    "GOCHAT_S3_BUCKET",
+    "GOCHAT_S3_ACCESS_KEY",
+    "GOCHAT_S3_SECRET_KEY",
+    "GOCHAT_S3_REGION",
+    "GOCHAT_JWT_SECRET",
+    "GOCHAT_TOKEN_TTL",
+    "GOCHAT_LOG",
+    "GOCHAT_LOG_FORMAT",
+    "GOCHAT_HEARTBEAT",
+    "GOCHAT_IDLE_TIMEOUT",
+    "GOCHAT_AUTH_RATE_PER_IP",
+    "GOCHAT_AUTH_RATE_PER_USERNAME",
+    "GOCHAT_TRUST_FORWARDED_FOR",
+    "GOCHAT_MAX_GROUP_MEMBERS",
+    "GOCHAT_DB_POOL_SIZE",
+    "GOCHAT_SHUTDOWN_GRACE",
+];
+
+impl Config {
+    /// Loads the TOML file (if given), then lets the environment override it.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut pairs = BTreeMap::new();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| err("--config", format!("cannot read {}: {e}", path.display())))?;
+            pairs.extend(parse_toml(&text)?);
+        }
+        for (k, v) in std::env::vars() {
+            if k.starts_with("GOCHAT_") && KEYS.contains(&k.as_str()) {
+                pairs.insert(k, v);
+            }
+        }
+        Self::from_pairs(pairs)
+    }
+
+    /// Builds a configuration from `GOCHAT_*` keys; unknown keys are refused so typos do not pass silently.
+    pub fn from_pairs<K: AsRef<str>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Config, ConfigError> {
+        let mut map = BTreeMap::new();
+        for (k, v) in pairs {
+            let k = k.as_ref();
+            if !KEYS.contains(&k) {
+                return Err(err(k, "unknown setting"));
+            }
+            map.insert(k.to_string(), v.into());
+        }
+        let get = |k: &str| map.get(k).map(|s| s.trim()).filter(|s| !s.is_empty());
+
+        let listen = match get("GOCHAT_LISTEN") {
+            Some(v) => {
+                v.parse().map_err(|_| err("GOCHAT_LISTEN", format!("`{v}` is not an address like 0.0.0.0:8080")))?
+            }
+            None => SocketAddr::from(([0, 0, 0, 0], 8080)),
+        };
+        let data_dir = PathBuf::from(get("GOCHAT_DATA_DIR").unwrap_or("./data"));
+        let database_url = match get("GOCHAT_DATABASE_URL") {
+            Some(v) if v.starts_with("postgres://") || v.starts_with("postgresql://") || v.starts_with("sqlite:") => {
+                v.to_string()
+            }
+            Some(v) => {
+                return Err(err(
+                    "GOCHAT_DATABASE_URL",
+                    format!("`{}` must start with postgres:// or sqlite://", redact(v)),
+                ))
+            }
+            None => format!("sqlite://{}", data_dir.join("gochat.db").display()),
+        };
+        let redis_url = match get("GOCHAT_REDIS_URL") {
+            Some(v) if v.starts_with("redis://") || v.starts_with("rediss://") => Some(v.to_string()),
+            Some(v) => return Err(err("GOCHAT_REDIS_URL", format!("`{}` must start with redis://", redact(v)))),
+            None => None,
+        };
+        let redis_prefix = get("GOCHAT_REDIS_PREFIX").unwrap_or("gochat:").to_string();
+
+        let s3_keys = ["GOCHAT_S3_ENDPOINT", "GOCHAT_S3_BUCKET", "GOCHAT_S3_ACCESS_KEY", "GOCHAT_S3_SECRET_KEY"];
+        let s3 = if s3_keys.iter().any(|k| get(k).is_some()) {
+            for k in s3_keys {
+                if get(k).is_none() {
+                    return Err(err(k, "required when any GOCHAT_S3_* setting is given"));
+                }
+            }
+            let endpoint = get("GOCHAT_S3_ENDPOINT").unwrap_or_default().to_string();
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                return Err(err("GOCHAT_S3_ENDPOINT", "must be an http:// or https:// URL"));
+            }
+            Some(S3Config {
+                endpoint,
+                bucket: get("GOCHAT_S3_BUCKET").unwrap_or_default().to_string(),
+                access_key: get("GOCHAT_S3_ACCESS_KEY").unwrap_or_default().to_string(),
+                secret_key: get("GOCHAT_S3_SECRET_KEY").unwrap_or_default().to_string(),
+                region: get("GOCHAT_S3_REGION").unwrap_or("us-east-1").to_string(),
+            })
+        } else {
+            None
+        };
+
+        let jwt_secret = get("GOCHAT_JWT_SECRET").map(str::to_string);
+        if let Some(s) = &jwt_secret {
+            if s.len() < 32 {
+                return Err(err("GOCHAT_JWT_SECRET", "must be at least 32 characters"));
+            }
+        }
+        let is_postgres = database_url.starts_with("postgres");
+        if is_postgres && jwt_secret.is_none() {
+            return Err(err("GOCHAT_JWT_SECRET", "required with a Postgres database (all nodes must share it)"));
+        }
+
+        let token_ttl = duration(get("GOCHAT_TOKEN_TTL"), "GOCHAT_TOKEN_TTL", Duration::from_secs(7 * 86400))?;
+        let log = get("GOCHAT_LOG").unwrap_or("info").to_string();
+        let log_format = match get("GOCHAT_LOG_FORMAT") {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(v) => return Err(err("GOCHAT_LOG_FORMAT", format!("`{v}` is neither `text` nor `json`"))),
+        };
+        let heartbeat = duration(get("GOCHAT_HEARTBEAT"), "GOCHAT_HEARTBEAT", Duration::from_secs(30))?;
+        let idle_timeout = duration(get("GOCHAT_IDLE_TIMEOUT"), "GOCHAT_IDLE_TIMEOUT", Duration::from_secs(75))?;
+        if idle_timeout <= heartbeat {
+            return Err(err("GOCHAT_IDLE_TIMEOUT", "must be longer than GOCHAT_HEARTBEAT"));
+        }
+        let shutdown_grace = duration(get("GOCHAT_SHUTDOWN_GRACE"), "GOCHAT_SHUTDOWN_GRACE", Duration::from_secs(20))?;
+
+        Ok(Config {
+            listen,
+            data_dir,
+            database_url,
+            redis_url,
+            redis_prefix,
+            s3,
+            jwt_secret,
+            token_ttl,
+            log,
+            log_format,
+            heartbeat,
+            idle_timeout,
+            auth_rate_per_ip: number(get("GOCHAT_AUTH_RATE_PER_IP"), "GOCHAT_AUTH_RATE_PER_IP", 30, 1..=1_000_000)?,
+            auth_rate_per_username: number(
+                get("GOCHAT_AUTH_RATE_PER_USERNAME"),
+                "GOCHAT_AUTH_RATE_PER_USERNAME",
+                10,
+                1..=1_000_000,
+            )?,
+            trust_forwarded_for: boolean(get("GOCHAT_TRUST_FORWARDED_FOR"), "GOCHAT_TRUST_FORWARDED_FOR")?,
+            max_group_members: number(get("GOCHAT_MAX_GROUP_MEMBERS"), "GOCHAT_MAX_GROUP_MEMBERS", 2000, 2..=100_000)?,
+            db_pool_size: number(get("GOCHAT_DB_POOL_SIZE"), "GOCHAT_DB_POOL_SIZE", 16, 1..=1000)?,
+            shutdown_grace,
+        })
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.database_url.starts_with("postgres")
+    }
+}
+
+/// Hides a password in a URL before it is echoed back in an error.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***{}", &url[..s], &url[at..]),
+        _ => url.to_string(),
+    }
+}
+
+fn number(v: Option<&str>, key: &str, default: u32, range: std::ops::RangeInclusive<u32>) -> Result<u32, ConfigError> {
+    let Some(v) = v else { return Ok(default) };
+    let n: u32 = v.parse().map_err(|_| err(key, format!("`{v}` is not a whole number")))?;
+    if !range.contains(&n) {
+        return Err(err(key, format!("{n} is outside {}..={}", range.start(), range.end())));
+    }
+    Ok(n)
+}
+
+fn boolean(v: Option<&str>, key: &str) -> Result<bool, ConfigError> {
+    match v.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("false") | Some("0") | Some("no") => Ok(false),
+        Some("true") | Some("1") | Some("yes") => Ok(true),
+        Some(other) => Err(err(key, format!("`{other}` is not true or false"))),
+    }
+}
+
+/// Parses `90`, `90s`, `250ms`, `15m`, `12h`, `7d`.
+pub fn parse_duration(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let d = match unit.trim() {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" => Duration::from_secs(n.checked_mul(60)?),
+        "h" => Duration::from_secs(n.checked_mul(3600)?),
+        "d" => Duration::from_secs(n.checked_mul(86400)?),
+        _ => return None,
+    };
+    (d > Duration::ZERO).then_some(d)
+}
+
+fn duration(v: Option<&str>, key: &str, default: Duration) -> Result<Duration, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(v) => parse_duration(v)
+            .ok_or_else(|| err(key, format!("`{v}` is not a positive duration like 30s, 15m, 12h or 7d"))),
+    }
+}
+
+/// Reads a flat TOML table whose keys are the `GOCHAT_*` names or their short lower-case forms.
+fn parse_toml(text: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+    let table: toml::Table =
+        text.parse().map_err(|e: toml::de::Error| err("--config", format!("invalid TOML: {e}")))?;
+    let mut out = BTreeMap::new();
+    for (k, v) in table {
+        let key = if k.starts_with("GOCHAT_") { k.clone() } else { format!("GOCHAT_{}", k.to_ascii_uppercase()) };
+        if !KEYS.contains(&key.as_str()) {
+            return Err(err(&k, "unknown setting in the config file"));
+        }
+        let value = match v {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            _ => return Err(err(&key, "must be a string, number or boolean")),
+        };
+        out.insert(key, value);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_configuration_gives_an_embedded_node() {
+        let c = Config::from_pairs(Vec::<(&str, &str)>::new()).unwrap();
+        assert_eq!(c.listen.port(), 8080);
+        assert!(c.database_url.starts_with("sqlite://"));
+        assert!(c.redis_url.is_none() && c.s3.is_none());
+        assert_eq!(c.token_ttl, Duration::from_secs(7 * 86400));
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key() {
+        let e = Config::from_pairs([("GOCHAT_TOKEN_TTL", "soon")]).unwrap_err();
+        assert_eq!(e.key, "GOCHAT_TOKEN_TTL");
+        let e = Config::from_pairs([("GOCHAT_LISTEN", "nowhere")]).unwrap_err();
+        assert_eq!(e.key, "GOCHAT_LISTEN");
+        let e = Config::from_pairs([("GOCHAT_DATABASE_URL", "postgres://u:pw@h/db")]).unwrap_err();
+        assert_eq!(e.key, "GOCHAT_JWT_SECRET");
+        let e = Config::from_pairs([("GOCHAT_S3_BUCKET", "b")]).unwrap_err();
+        assert_eq!(e.key, "GOCHAT_S3_ENDPOINT");
+    }
+
+    #[test]
+    fn a_toml_file_takes_short_and_long_keys() {
+        let m = parse_toml("listen = \"127.0.0.1:9000\"\nGOCHAT_TOKEN_TTL = \"12h\"\nheartbeat = 5").unwrap();
+        let c = Config::from_pairs(m).unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.token_ttl, Duration::from_secs(12 * 3600));
+        assert_eq!(c.heartbeat, Duration::from_secs(5));
+        assert_eq!(parse_toml("bogus = 1").unwrap_err().key, "bogus");
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(604800)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("0s"), None);
+        assert_eq!(parse_duration("3 weeks"), None);
+    }
+}

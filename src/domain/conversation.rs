@@ -1,0 +1,84 @@
+use std::fmt;
+use std::str::FromStr;
+
+use super::DomainError;
+
+/// Identifies a conversation: `d:<smaller user id>:<larger user id>` for a direct chat, `g:<group id>` for a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ConversationId {
+    Direct { low: i64, high: i64 },
+    Group(i64),
+}
+
+impl ConversationId {
+    /// The direct conversation of two distinct users, whichever order they are given in.
+    pub fn direct(a: i64, b: i64) -> Self {
+        ConversationId::Direct { low: a.min(b), high: a.max(b) }
+    }
+    pub fn group(id: i64) -> Self {
+        ConversationId::Group(id)
+    }
+    pub fn is_group(&self) -> bool {
+        matches!(self, ConversationId::Group(_))
+    }
+    /// For a direct conversation that `me` takes part in, the other user.
+    pub fn peer_of(&self, me: i64) -> Option<i64> {
+        match *self {
+            ConversationId::Direct { low, high } if low == me => Some(high),
+            ConversationId::Direct { low, high } if high == me => Some(low),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ConversationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConversationId::Direct { low, high } => write!(f, "d:{low}:{high}"),
+            ConversationId::Group(g) => write!(f, "g:{g}"),
+        }
+    }
+}
+
+impl FromStr for ConversationId {
+    type Err = DomainError;
+    fn from_str(s: &str) -> Result<Self, DomainError> {
+        let bad =
+            || DomainError::new("invalid_conversation_id", "conversation_id must look like d:<id>:<id> or g:<id>");
+        let id = |p: &str| -> Result<i64, DomainError> {
+            if p.is_empty() || p.len() > 16 || !p.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad());
+            }
+            p.parse::<i64>().ok().filter(|v| *v > 0 && *v <= super::MAX_ID).ok_or_else(bad)
+        };
+        let mut parts = s.split(':');
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some("d"), Some(a), Some(b), None) => {
+                let (a, b) = (id(a)?, id(b)?);
+                if a >= b {
+                    return Err(bad());
+                }
+                Ok(ConversationId::Direct { low: a, high: b })
+            }
+            (Some("g"), Some(g), None, None) => Ok(ConversationId::Group(id(g)?)),
+            _ => Err(bad()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conversation_ids_round_trip_and_reject_junk() {
+        assert_eq!(ConversationId::direct(9, 3).to_string(), "d:3:9");
+        assert_eq!("d:3:9".parse::<ConversationId>().unwrap(), ConversationId::direct(3, 9));
+        assert_eq!("g:12".parse::<ConversationId>().unwrap(), ConversationId::Group(12));
+        for bad in ["", "d:9:3", "d:3:3", "g:", "g:-1", "x:1", "d:1", "g:1:2", "g:99999999999999999999", "d:+1:2"] {
+            assert!(bad.parse::<ConversationId>().is_err(), "{bad}");
+        }
+        assert_eq!(ConversationId::direct(3, 9).peer_of(3), Some(9));
+        assert_eq!(ConversationId::direct(3, 9).peer_of(4), None);
+    }
+}

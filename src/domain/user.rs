@@ -1,0 +1,126 @@
+use std::fmt;
+
+use super::DomainError;
+
+/// A login name: 3–32 of `[A-Za-z0-9_.-]`. Uniqueness is case-insensitive, see [`Username::canonical`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Username(String);
+
+impl Username {
+    pub fn parse(s: &str) -> Result<Self, DomainError> {
+        let n = s.chars().count();
+        if !(3..=32).contains(&n) {
+            return Err(DomainError::new("invalid_username", "username must be 3 to 32 characters"));
+        }
+        if !s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')) {
+            return Err(DomainError::new(
+                "invalid_username",
+                "username may contain only letters, digits, `_`, `.` and `-`",
+            ));
+        }
+        Ok(Self(s.to_string()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    /// The case-folded form that uniqueness and lookups use.
+    pub fn canonical(&self) -> String {
+        self.0.to_ascii_lowercase()
+    }
+}
+
+impl fmt::Display for Username {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A password as typed: 8–128 characters. Never logged, never stored (only its argon2id hash is).
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    pub fn parse(s: &str) -> Result<Self, DomainError> {
+        let n = s.chars().count();
+        if !(8..=128).contains(&n) {
+            return Err(DomainError::new("invalid_password", "password must be 8 to 128 characters"));
+        }
+        Ok(Self(s.to_string()))
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+/// A display name: 1–64 characters after trimming, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nickname(String);
+
+impl Nickname {
+    pub fn parse(s: &str) -> Result<Self, DomainError> {
+        let t = s.trim();
+        let n = t.chars().count();
+        if !(1..=64).contains(&n) {
+            return Err(DomainError::new("invalid_nickname", "nickname must be 1 to 64 characters"));
+        }
+        if t.chars().any(char::is_control) {
+            return Err(DomainError::new("invalid_nickname", "nickname may not contain control characters"));
+        }
+        Ok(Self(t.to_string()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// 0 male, 1 female, as in the API contract; 0 when not given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Sex(i16);
+
+impl Sex {
+    pub fn parse(v: i64) -> Result<Self, DomainError> {
+        match v {
+            0 | 1 => Ok(Self(v as i16)),
+            _ => Err(DomainError::new("invalid_sex", "sex must be 0 (male) or 1 (female)")),
+        }
+    }
+    pub fn value(self) -> i16 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_follow_the_rules() {
+        assert!(Username::parse("ab").is_err());
+        assert!(Username::parse("abc").is_ok());
+        assert!(Username::parse(&"a".repeat(32)).is_ok());
+        assert!(Username::parse(&"a".repeat(33)).is_err());
+        assert!(Username::parse("al ice").is_err());
+        assert!(Username::parse("Al.i_c-e9").is_ok());
+        assert!(Username::parse("ålice").is_err());
+        assert_eq!(Username::parse("Alice").unwrap().canonical(), "alice");
+    }
+
+    #[test]
+    fn passwords_and_nicknames_have_length_limits() {
+        assert!(Password::parse("1234567").is_err());
+        assert!(Password::parse("12345678").is_ok());
+        assert!(Password::parse(&"x".repeat(129)).is_err());
+        assert!(Nickname::parse("   ").is_err());
+        assert_eq!(Nickname::parse("  Bob ").unwrap().as_str(), "Bob");
+        assert!(Nickname::parse(&"é".repeat(64)).is_ok());
+        assert!(Nickname::parse(&"é".repeat(65)).is_err());
+        assert!(Nickname::parse("a\u{0}b").is_err());
+        assert!(Sex::parse(2).is_err());
+    }
+}

@@ -1,0 +1,13 @@
+//! GoChat: a real-time chat server. One binary serves the REST API, the WebSocket gateway and the web client,
+//! on SQLite alone (embedded) or as a stateless node of a Postgres + Redis + S3 cluster.
+
+pub mod api;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod metrics;
+pub mod service;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod telemetry;

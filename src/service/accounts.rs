@@ -1,0 +1,132 @@
+//! Accounts: registration, login, profile, password change and user search.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::{Nickname, Password, Sex, Username};
+use crate::error::{AppError, AppResult};
+use crate::service::auth::{PasswordHasherPool, TokenService};
+use crate::service::ratelimit::RateLimits;
+use crate::store::{NewUser, StoreError, UserRecord, UserStore};
+
+/// Most results a user search returns.
+pub const SEARCH_LIMIT: i64 = 20;
+
+#[derive(Clone)]
+pub struct Accounts {
+    users: Arc<dyn UserStore>,
+    hasher: PasswordHasherPool,
+    tokens: TokenService,
+    limits: RateLimits,
+}
+
+pub struct Registration {
+    pub username: Username,
+    pub password: Password,
+    pub nickname: Nickname,
+    pub sex: Sex,
+}
+
+pub struct LoginOutcome {
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+    pub user: UserRecord,
+}
+
+impl Accounts {
+    pub fn new(
+        users: Arc<dyn UserStore>,
+        hasher: PasswordHasherPool,
+        tokens: TokenService,
+        limits: RateLimits,
+    ) -> Self {
+        Self { users, hasher, tokens, limits }
+    }
+
+    /// Creates an account; 409 `username_taken` when the name is taken in any letter case.
+    pub async fn register(&self, r: Registration) -> AppResult<UserRecord> {
+        let taken = || AppError::conflict("username_taken", format!("the username `{}` is taken", r.username));
+        // Cheap early answer for the common case; the unique index decides races.
+        if self.users.user_by_username(&r.username.canonical()).await?.is_some() {
+            return Err(taken());
+        }
+        let password_hash = self.hasher.hash(r.password.expose()).await?;
+        let new = NewUser {
+            username: r.username.as_str().to_string(),
+            nickname: r.nickname.as_str().to_string(),
+            sex: r.sex.value(),
+            password_hash,
+        };
+        match self.users.create_user(new).await {
+            Ok(u) => {
+                tracing::info!(user_id = u.id, "user registered");
+                Ok(u)
+            }
+            Err(StoreError::Conflict(_)) => Err(taken()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Checks credentials and issues a token. Unknown users and wrong passwords get the same 401, in the same
+    /// time. Attempts per username are rate limited (429).
+    pub async fn login(&self, username: &str, password: &str) -> AppResult<LoginOutcome> {
+        let invalid = || AppError::unauthorized("invalid_credentials", "wrong username or password");
+        let canonical = username.to_ascii_lowercase();
+        if canonical.is_empty() || canonical.len() > 32 || password.len() > 1024 {
+            return Err(invalid());
+        }
+        self.limits.check_username(&canonical)?;
+        let user = self.users.user_by_username(&canonical).await?;
+        let ok = self.hasher.verify(password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
+        match user {
+            Some(user) if ok => {
+                let (token, expires_at) = self.tokens.issue(user.id, user.token_version)?;
+                Ok(LoginOutcome { token, expires_at, user })
+            }
+            _ => Err(invalid()),
+        }
+    }
+
+    pub async fn profile(&self, user_id: i64) -> AppResult<UserRecord> {
+        self.users.user_by_id(user_id).await?.ok_or_else(|| AppError::not_found("user_not_found", "no such user"))
+    }
+
+    pub async fn update_profile(
+        &self,
+        user_id: i64,
+        nickname: Option<Nickname>,
+        sex: Option<Sex>,
+    ) -> AppResult<UserRecord> {
+        self.users
+            .update_profile(user_id, nickname.as_ref().map(Nickname::as_str), sex.map(Sex::value))
+            .await?
+            .ok_or_else(|| AppError::not_found("user_not_found", "no such user"))
+    }
+
+    /// Replaces the password after checking the old one; every token issued before stops working.
+    pub async fn change_password(&self, user_id: i64, old: &str, new: Password) -> AppResult<()> {
+        let user = self.profile(user_id).await?;
+        if !self.hasher.verify(old, Some(&user.password_hash)).await? {
+            return Err(AppError::forbidden("wrong_password", "the old password is not correct"));
+        }
+        let hash = self.hasher.hash(new.expose()).await?;
+        self.users.set_password(user_id, &hash).await?;
+        tracing::info!(user_id, "password changed; earlier tokens revoked");
+        Ok(())
+    }
+
+    /// Users whose username starts with `q` (case-insensitive), at most [`SEARCH_LIMIT`].
+    pub async fn search(&self, q: &str) -> AppResult<Vec<UserRecord>> {
+        let q = q.trim();
+        if q.is_empty() || q.len() > 32 || !q.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        {
+            return Err(AppError::invalid("invalid_query", "q must be 1 to 32 username characters"));
+        }
+        Ok(self.users.search_users(&q.to_ascii_lowercase(), SEARCH_LIMIT).await?)
+    }
+
+    pub fn tokens(&self) -> &TokenService {
+        &self.tokens
+    }
+}

@@ -1,0 +1,199 @@
+//! Builds a node from its configuration, binds it (port 0 in tests), and runs it until a graceful shutdown.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use poem::endpoint::{EmbeddedFileEndpoint, EmbeddedFilesEndpoint};
+use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route, Server};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::service::accounts::Accounts;
+use crate::service::auth::{PasswordHasherPool, TokenService};
+use crate::service::ratelimit::RateLimits;
+use crate::state::AppState;
+use crate::store::Stores;
+
+/// Largest JSON request body the REST API reads.
+pub const MAX_JSON_BODY: usize = 256 * 1024;
+
+#[derive(rust_embed::RustEmbed)]
+#[folder = "web/"]
+struct WebAssets;
+
+/// A running node.
+pub struct Application {
+    addr: SocketAddr,
+    state: AppState,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<std::io::Result<()>>,
+    background: Vec<JoinHandle<()>>,
+}
+
+/// Something that can tell a node to shut down gracefully (from a signal handler, or a test).
+#[derive(Clone)]
+pub struct ShutdownHandle(watch::Sender<bool>);
+
+impl ShutdownHandle {
+    pub fn shutdown(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+impl Application {
+    /// Connects every backend, applies migrations and binds the listener; serving starts at once.
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let stores = Stores::open(&config.database_url, config.db_pool_size)
+            .await
+            .with_context(|| format!("opening the database (GOCHAT_DATABASE_URL, {})", backend_name(&config)))?;
+        let secret = jwt_secret(&config)?;
+        let metrics = Metrics::new();
+        let limits = RateLimits::new(config.auth_rate_per_ip, config.auth_rate_per_username);
+        let tokens = TokenService::new(secret.as_bytes(), config.token_ttl, stores.users.clone());
+        let accounts = Accounts::new(stores.users.clone(), PasswordHasherPool::new(), tokens, limits.clone());
+        let listen = config.listen;
+        let grace = config.shutdown_grace;
+        let state = AppState::new(config, stores, accounts, limits, metrics);
+
+        let (stop, stop_rx) = watch::channel(false);
+        let background = vec![tokio::spawn(prune_rate_limits(state.clone(), stop_rx.clone()))];
+
+        let api = crate::api::service();
+        let (spec, docs) = (api.spec_endpoint(), api.swagger_ui());
+        let app = Route::new()
+            .nest("/", api.around(crate::api::middleware::limit_body::<MAX_JSON_BODY, _>))
+            .at("/api/openapi.json", spec)
+            .nest("/docs", docs)
+            .nest("/web", EmbeddedFilesEndpoint::<WebAssets>::new())
+            .around(serve_index)
+            .around(crate::api::middleware::observe)
+            .data(state.clone());
+
+        let acceptor = TcpListener::bind(listen.to_string())
+            .into_acceptor()
+            .await
+            .with_context(|| format!("binding {listen} (GOCHAT_LISTEN)"))?;
+        let addr = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().copied())
+            .context("listener has no socket address")?;
+        tracing::info!(%addr, backend = state.stores.health.backend(), "GoChat node listening");
+
+        let drain_state = state.clone();
+        let server = tokio::spawn(async move {
+            Server::new_with_acceptor(acceptor)
+                .run_with_graceful_shutdown(
+                    app,
+                    async move {
+                        stopped(stop_rx).await;
+                        drain_state.start_draining();
+                        tracing::info!("shutting down: refusing new connections, draining in-flight requests");
+                    },
+                    Some(grace),
+                )
+                .await
+        });
+        Ok(Application { addr, state, stop, server, background })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.stop.clone())
+    }
+
+    /// Serves until [`ShutdownHandle::shutdown`] is called and in-flight work has drained.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let result = self.server.await.context("server task")?;
+        let _ = self.stop.send(true);
+        for task in self.background {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+        result.context("serving")
+    }
+
+    /// Stops the node and waits for it to finish.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        self.run_until_stopped().await
+    }
+}
+
+fn backend_name(config: &Config) -> &'static str {
+    if config.is_postgres() {
+        "postgres"
+    } else {
+        "sqlite"
+    }
+}
+
+/// The JWT secret: configured, or in embedded mode generated once into `<data dir>/jwt_secret` (mode 0600).
+fn jwt_secret(config: &Config) -> anyhow::Result<Arc<String>> {
+    if let Some(s) = &config.jwt_secret {
+        return Ok(Arc::new(s.clone()));
+    }
+    let path = config.data_dir.join("jwt_secret");
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        let s = s.trim().to_string();
+        if s.len() >= 32 {
+            return Ok(Arc::new(s));
+        }
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data dir {} (GOCHAT_DATA_DIR)", config.data_dir.display()))?;
+    let secret: String = (0..48).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
+    write_private(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
+    tracing::info!(path = %path.display(), "generated a JWT secret");
+    Ok(Arc::new(secret))
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path)?.write_all(contents.as_bytes())
+}
+
+/// Every minute, drops rate-limit buckets that are full again. Ends with the node.
+async fn prune_rate_limits(state: AppState, stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    let stop = stopped(stop);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tick.tick() => state.limits.prune(),
+        }
+    }
+}
+
+/// Serves the web client's page at `/`. The API is nested at the root (its paths span `/api/…` and the health
+/// endpoints), and a nest at the root claims `/` itself, so the page is answered before routing.
+async fn serve_index<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+    if req.uri().path() == "/" && req.method() == poem::http::Method::GET {
+        return EmbeddedFileEndpoint::<WebAssets>::new("index.html").call(req).await;
+    }
+    next.call(req).await.map(IntoResponse::into_response)
+}

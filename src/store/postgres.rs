@@ -1,0 +1,48 @@
+//! The Postgres backend: the source of truth in cluster mode.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use super::{StoreHealth, StoreResult};
+
+/// A Postgres connection pool; every node of a cluster shares the database behind it.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects and applies pending migrations (idempotent; concurrent nodes serialise on sqlx's advisory lock).
+    pub async fn connect(url: &str, pool_size: u32) -> anyhow::Result<Self> {
+        let opts: PgConnectOptions = url.parse()?;
+        let pool = PgPoolOptions::new()
+            .max_connections(pool_size)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    fn writer(&self) -> &PgPool {
+        &self.pool
+    }
+    fn reader(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+super::sql::impl_user_store!(PgStore);
+
+#[async_trait]
+impl StoreHealth for PgStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+}

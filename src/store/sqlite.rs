@@ -1,0 +1,59 @@
+//! The SQLite backend: the embedded default, one file under the data directory.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+use super::{StoreHealth, StoreResult};
+
+/// SQLite in WAL mode with one writer connection and a few readers. SQLite admits one writer at a time anyway;
+/// funnelling writes through a single pooled connection queues them in-process instead of failing them with
+/// `SQLITE_BUSY`, while readers proceed concurrently against the WAL.
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let opts = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a reply to a send is given only after the message is on disk, even across power loss.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        if let Some(parent) = opts.get_filename().parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent)?;
+            }
+        }
+        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(opts.clone()).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        let reader = SqlitePoolOptions::new().max_connections(4).connect_with(opts.read_only(true)).await?;
+        Ok(Self { writer, reader })
+    }
+
+    fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+    fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+}
+
+super::sql::impl_user_store!(SqliteStore);
+
+#[async_trait]
+impl StoreHealth for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+}

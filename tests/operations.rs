@@ -1,0 +1,105 @@
+//! Operations over real HTTP: health, readiness, metrics, request ids, docs, the CLI and configuration errors.
+
+#[macro_use]
+mod common;
+
+use common::TestEnv;
+use reqwest::{Method, StatusCode};
+
+backend_tests! {
+    async fn health_readiness_and_metrics_answer(backend) {
+        let env = TestEnv::new(backend).await;
+        let node = env.node().await;
+        let h = node.call(Method::GET, "/healthz", None, None).await;
+        assert_eq!(h.status, StatusCode::OK);
+        assert_eq!(h.body["status"], "ok");
+        let r = node.call(Method::GET, "/readyz", None, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(r.body["status"], "ready");
+        let key = if backend == common::Backend::Sqlite { "database (sqlite)" } else { "database (postgres)" };
+        assert_eq!(r.body["checks"][key], "ok");
+
+        node.login("nobody-here", "password123").await;
+        let m = node.http.get(node.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        assert!(m.contains("gochat_build_info"), "{m}");
+        assert!(m.contains(r#"gochat_http_requests_total{method="POST",route="/api/user/login",status="401"} 1"#), "{m}");
+        assert!(m.contains("gochat_http_request_duration_seconds_bucket"));
+    }
+
+    async fn every_reply_carries_a_request_id_and_echoes_a_given_one(backend) {
+        let env = TestEnv::new(backend).await;
+        let node = env.node().await;
+        let r = node.http.get(node.url("/healthz")).send().await.unwrap();
+        assert_eq!(r.headers()["x-request-id"].len(), 16);
+        let r = node.http.get(node.url("/healthz")).header("x-request-id", "trace-abc-123").send().await.unwrap();
+        assert_eq!(r.headers()["x-request-id"], "trace-abc-123");
+        let r = node.http.get(node.url("/healthz")).header("x-request-id", "bad id with spaces").send().await.unwrap();
+        assert_ne!(r.headers()["x-request-id"], "bad id with spaces");
+    }
+
+    async fn swagger_ui_and_the_spec_are_served(backend) {
+        let env = TestEnv::new(backend).await;
+        let node = env.node().await;
+        let docs = node.http.get(node.url("/docs")).send().await.unwrap();
+        assert_eq!(docs.status(), StatusCode::OK);
+        let html = docs.text().await.unwrap();
+        assert!(html.contains("swagger"), "Swagger UI page");
+        for external in ["src=\"http", "href=\"http", "src='http", "href='http"] {
+            assert!(!html.contains(external), "Swagger UI works offline: no assets from the internet");
+        }
+        assert!(html.contains("SwaggerUIBundle"), "the bundle is inline");
+        let spec: serde_json::Value = node.http.get(node.url("/api/openapi.json")).send().await.unwrap().json().await.unwrap();
+        assert!(spec["paths"]["/api/user/register"]["post"].is_object());
+        let root = node.http.get(node.url("/")).send().await.unwrap();
+        assert_eq!(root.status(), StatusCode::OK, "the web client is served at /");
+    }
+
+    async fn a_node_stops_gracefully_and_reports_draining_meanwhile(backend) {
+        let env = TestEnv::new(backend).await;
+        let node = env.node().await;
+        assert_eq!(node.call(Method::GET, "/readyz", None, None).await.status, StatusCode::OK);
+        let url = node.url("/healthz");
+        node.stop().await;
+        assert!(reqwest::get(url).await.is_err(), "the listener is closed after shutdown");
+    }
+}
+
+#[test]
+fn the_binary_names_the_bad_key_of_a_configuration_error() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gochat"))
+        .env("GOCHAT_TOKEN_TTL", "forever")
+        .env("GOCHAT_DATA_DIR", std::env::temp_dir().join("gochat-config-test"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("GOCHAT_TOKEN_TTL"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gochat.toml");
+    std::fs::write(&file, "listen = \"not-an-address\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gochat")).arg("--config").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("GOCHAT_LISTEN"));
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for args in [vec!["--help"], vec!["serve", "--help"], vec!["migrate", "--help"], vec!["openapi", "--help"]] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gochat")).args(&args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"), "{args:?}");
+    }
+}
+
+#[test]
+fn migrate_prepares_an_empty_database_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gochat"))
+        .arg("migrate")
+        .env("GOCHAT_DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(dir.path().join("gochat.db").exists());
+}
