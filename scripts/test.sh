@@ -20,6 +20,23 @@ install_pkg() { # install_pkg <debian package>...
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+run_suite() {
+  if cargo nextest --version >/dev/null 2>&1; then
+    log "running the suite with cargo nextest (every backend test runs on sqlite:: and postgres::)"
+    cargo nextest run --no-fail-fast "$@"
+  else
+    log "running the suite with cargo test (cargo-nextest not installed)"
+    cargo test --no-fail-fast "$@"
+  fi
+}
+
+# A developer who keeps Postgres and Redis running can point the suite at them instead.
+if [ -n "${GOCHAT_TEST_POSTGRES_URL:-}" ] && [ -n "${GOCHAT_TEST_REDIS_URL:-}" ]; then
+  log "using the given GOCHAT_TEST_POSTGRES_URL and GOCHAT_TEST_REDIS_URL"
+  run_suite "$@"
+  exit $?
+fi
+
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 [ -n "$(pg_bin)" ] && [ -x "$(pg_bin)/initdb" ] || install_pkg postgresql
 PGBIN=$(pg_bin); [ -x "$PGBIN/initdb" ] || die "no Postgres server binaries under /usr/lib/postgresql/*/bin"
@@ -65,10 +82,4 @@ redis-cli -p "$REDISPORT" ping >/dev/null || die "Redis did not start"
 export GOCHAT_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
 export GOCHAT_TEST_REDIS_URL="redis://127.0.0.1:$REDISPORT/"
 
-if cargo nextest --version >/dev/null 2>&1; then
-  log "running the suite with cargo nextest (every backend test runs on sqlite:: and postgres::)"
-  cargo nextest run --no-fail-fast "$@"
-else
-  log "running the suite with cargo test (cargo-nextest not installed)"
-  cargo test --no-fail-fast "$@"
-fi
+run_suite "$@"

@@ -64,6 +64,8 @@ pub struct Config {
     pub db_pool_size: u32,
     /// Seconds a node waits for in-flight requests on shutdown before giving up.
     pub shutdown_grace: Duration,
+    /// Most WebSockets this node holds; further upgrades get 503 `at_capacity`.
+    pub max_connections: u32,
 }
 
 /// The recognised keys, as environment variables; a TOML file uses the same names, either verbatim or lower-case
@@ -91,6 +93,7 @@ pub const KEYS: &[&str] = &[
     "GOCHAT_MAX_GROUP_MEMBERS",
     "GOCHAT_DB_POOL_SIZE",
     "GOCHAT_SHUTDOWN_GRACE",
+    "GOCHAT_MAX_CONNECTIONS",
 ];
 
 impl Config {
@@ -221,6 +224,7 @@ impl Config {
             max_group_members: number(get("GOCHAT_MAX_GROUP_MEMBERS"), "GOCHAT_MAX_GROUP_MEMBERS", 2000, 2..=100_000)?,
             db_pool_size: number(get("GOCHAT_DB_POOL_SIZE"), "GOCHAT_DB_POOL_SIZE", 16, 1..=1000)?,
             shutdown_grace,
+            max_connections: number(get("GOCHAT_MAX_CONNECTIONS"), "GOCHAT_MAX_CONNECTIONS", 100_000, 1..=10_000_000)?,
         })
     }
 

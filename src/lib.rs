@@ -2,12 +2,15 @@
 //! on SQLite alone (embedded) or as a stateless node of a Postgres + Redis + S3 cluster.
 
 pub mod api;
+pub mod bus;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod inbox;
 pub mod metrics;
 pub mod service;
 pub mod startup;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod ws;

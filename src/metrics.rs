@@ -2,11 +2,27 @@
 
 use std::sync::Arc;
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
 
+/// The node's metrics. The real-time series are public fields: cheap handles to count with.
 #[derive(Clone)]
 pub struct Metrics {
     inner: Arc<Inner>,
+    /// Open WebSocket connections.
+    pub ws_connections: IntGauge,
+    /// Messages accepted (durably stored), new ones only.
+    pub messages_accepted: IntCounter,
+    /// Message frames written to sockets, by path: `live` (pushed as sent) or `sync` (caught up).
+    pub deliveries: IntCounterVec,
+    /// Seconds from a message's acceptance to its write to a recipient socket.
+    pub delivery_latency: Histogram,
+    /// Bus failures: lost connections, failed publishes.
+    pub bus_errors: IntCounter,
+    /// Sessions disconnected because their outgoing queue was full.
+    pub slow_consumer_disconnects: IntCounter,
 }
 
 struct Inner {
@@ -33,14 +49,52 @@ impl Metrics {
             IntGaugeVec::new(Opts::new("gochat_build_info", "Build information; the value is always 1"), &["version"])
                 .expect("valid metric");
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let ws_connections =
+            IntGauge::new("gochat_ws_connections", "Open WebSocket connections").expect("valid metric");
+        let messages_accepted =
+            IntCounter::new("gochat_messages_accepted_total", "Messages accepted and stored").expect("valid metric");
+        let deliveries = IntCounterVec::new(
+            Opts::new("gochat_deliveries_total", "Message frames written to sockets, by path (live, sync)"),
+            &["path"],
+        )
+        .expect("valid metric");
+        let delivery_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "gochat_delivery_latency_seconds",
+                "From a message's acceptance to its write to a recipient socket",
+            )
+            .buckets(vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0]),
+        )
+        .expect("valid metric");
+        let bus_errors = IntCounter::new("gochat_bus_errors_total", "Bus failures: lost connections, failed publishes")
+            .expect("valid metric");
+        let slow_consumer_disconnects = IntCounter::new(
+            "gochat_ws_slow_consumer_disconnects_total",
+            "Sockets disconnected because their outgoing queue was full",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
             Box::new(build_info),
+            Box::new(ws_connections.clone()),
+            Box::new(messages_accepted.clone()),
+            Box::new(deliveries.clone()),
+            Box::new(delivery_latency.clone()),
+            Box::new(bus_errors.clone()),
+            Box::new(slow_consumer_disconnects.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
-        Self { inner: Arc::new(Inner { registry, http_requests, http_duration }) }
+        Self {
+            inner: Arc::new(Inner { registry, http_requests, http_duration }),
+            ws_connections,
+            messages_accepted,
+            deliveries,
+            delivery_latency,
+            bus_errors,
+            slow_consumer_disconnects,
+        }
     }
 
     pub fn registry(&self) -> &Registry {

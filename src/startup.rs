@@ -12,13 +12,21 @@ use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route, Server
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::bus::{MemoryBus, RedisBus, SharedBus};
 use crate::config::Config;
+use crate::inbox::{DatabaseInbox, RedisInbox, SharedInbox};
 use crate::metrics::Metrics;
 use crate::service::accounts::Accounts;
 use crate::service::auth::{PasswordHasherPool, TokenService};
+use crate::service::events::Events;
+use crate::service::friends::Friends;
+use crate::service::messaging::Messaging;
 use crate::service::ratelimit::RateLimits;
 use crate::state::AppState;
 use crate::store::Stores;
+use crate::ws::hub::Hub;
 
 /// Largest JSON request body the REST API reads.
 pub const MAX_JSON_BODY: usize = 256 * 1024;
@@ -63,10 +71,52 @@ impl Application {
         let accounts = Accounts::new(stores.users.clone(), PasswordHasherPool::new(), tokens, limits.clone());
         let listen = config.listen;
         let grace = config.shutdown_grace;
-        let state = AppState::new(config, stores, accounts, limits, metrics);
-
         let (stop, stop_rx) = watch::channel(false);
-        let background = vec![tokio::spawn(prune_rate_limits(state.clone(), stop_rx.clone()))];
+        let mut background = Vec::new();
+
+        let hub = Hub::new(metrics.clone());
+        let db_inbox = DatabaseInbox::new(stores.messages.clone());
+        let (bus, inbox): (SharedBus, SharedInbox) = match &config.redis_url {
+            Some(url) => {
+                let client = redis::Client::open(url.as_str()).context("GOCHAT_REDIS_URL is not a valid Redis URL")?;
+                let manager_config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(5)))
+                    .set_response_timeout(Some(Duration::from_secs(5)))
+                    .set_number_of_retries(2);
+                let conn = ConnectionManager::new_with_config(client.clone(), manager_config)
+                    .await
+                    .context("connecting to Redis (GOCHAT_REDIS_URL)")?;
+                let (bus, task) = RedisBus::start(
+                    client,
+                    conn.clone(),
+                    &config.redis_prefix,
+                    hub.clone(),
+                    metrics.clone(),
+                    stop_rx.clone(),
+                );
+                background.push(task);
+                let inbox = RedisInbox::new(conn, &config.redis_prefix, db_inbox, metrics.clone());
+                (Arc::new(bus), Arc::new(inbox))
+            }
+            None => (Arc::new(MemoryBus::new(hub.clone())), Arc::new(db_inbox)),
+        };
+        let events = Events::new(bus.clone());
+        let friends = Friends::new(stores.users.clone(), stores.friends.clone(), events.clone());
+        let messaging = Messaging::new(stores.clone(), events, inbox, metrics.clone());
+        let state = AppState {
+            config: Arc::new(config),
+            stores,
+            accounts,
+            friends,
+            messaging,
+            limits,
+            metrics,
+            hub,
+            bus,
+            draining: Default::default(),
+            stop: stop_rx.clone(),
+        };
+        background.push(tokio::spawn(prune_rate_limits(state.clone(), stop_rx.clone())));
 
         let api = crate::api::service();
         let (spec, docs) = (api.spec_endpoint(), api.swagger_ui());
@@ -75,6 +125,7 @@ impl Application {
             .at("/api/openapi.json", spec)
             .nest("/docs", docs)
             .nest("/web", EmbeddedFilesEndpoint::<WebAssets>::new())
+            .at("/ws", crate::ws::gateway::gateway)
             .around(serve_index)
             .around(crate::api::middleware::observe)
             .data(state.clone());
@@ -88,7 +139,12 @@ impl Application {
             .first()
             .and_then(|a| a.as_socket_addr().copied())
             .context("listener has no socket address")?;
-        tracing::info!(%addr, backend = state.stores.health.backend(), "GoChat node listening");
+        tracing::info!(
+            %addr,
+            database = state.stores.health.backend(),
+            bus = state.bus.name(),
+            "GoChat node listening"
+        );
 
         let drain_state = state.clone();
         let server = tokio::spawn(async move {

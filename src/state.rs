@@ -4,28 +4,36 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use tokio::sync::watch;
+
+use crate::bus::SharedBus;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::service::accounts::Accounts;
+use crate::service::friends::Friends;
+use crate::service::messaging::Messaging;
 use crate::service::ratelimit::RateLimits;
 use crate::store::Stores;
+use crate::ws::hub::Hub;
 
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
     pub stores: Stores,
     pub accounts: Accounts,
+    pub friends: Friends,
+    pub messaging: Messaging,
     pub limits: RateLimits,
     pub metrics: Metrics,
-    draining: Arc<AtomicBool>,
+    pub hub: Hub,
+    pub bus: SharedBus,
+    pub(crate) draining: Arc<AtomicBool>,
+    pub(crate) stop: watch::Receiver<bool>,
 }
 
 impl AppState {
-    pub fn new(config: Config, stores: Stores, accounts: Accounts, limits: RateLimits, metrics: Metrics) -> Self {
-        Self { config: Arc::new(config), stores, accounts, limits, metrics, draining: Arc::new(AtomicBool::new(false)) }
-    }
-
-    /// Marks the node as shutting down: `/readyz` turns 503 so load balancers stop sending it traffic.
+    /// Marks the node as shutting down: `/readyz` turns 503 so load balancers stop sending it traffic, and new
+    /// sockets are refused.
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::SeqCst);
     }
@@ -33,4 +41,14 @@ impl AppState {
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
     }
+
+    /// Becomes true when the node shuts down; long-lived tasks (sockets) end on it.
+    pub fn stop_signal(&self) -> watch::Receiver<bool> {
+        self.stop.clone()
+    }
+}
+
+/// Resolves once `stop` turns true (or its sender is gone).
+pub async fn until_stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }

@@ -77,7 +77,6 @@ CREATE TABLE conversations (
     user_high       BIGINT REFERENCES users (id) ON DELETE CASCADE,
     -- the last allocated seq; a send increments it in the same transaction that inserts the message
     last_seq        BIGINT      NOT NULL DEFAULT 0,
-    last_message_id BIGINT,
     created_at      TEXT NOT NULL,
     updated_at      TEXT NOT NULL
 );
@@ -126,6 +125,8 @@ CREATE TABLE user_conversations (
     PRIMARY KEY (user_id, conversation_id)
 );
 CREATE INDEX user_conversations_conversation ON user_conversations (conversation_id);
+CREATE INDEX friendships_friend ON friendships (friend_id);
+CREATE INDEX conversations_updated ON conversations (updated_at);
 
 -- per device: how far it has acked each conversation (cumulative), so sync resumes exactly there
 CREATE TABLE delivery_cursors (

@@ -3,39 +3,7 @@
 use chrono::{DateTime, Utc};
 use poem_openapi::Object;
 
-use crate::store::UserRecord;
-
-/// An account as others and the owner see it (never the password hash).
-#[derive(Debug, Clone, Object)]
-pub struct User {
-    pub id: i64,
-    pub username: String,
-    pub nickname: String,
-    /// 0 male, 1 female.
-    pub sex: i16,
-    pub created_at: DateTime<Utc>,
-}
-
-/// The short form of a user, in lists.
-#[derive(Debug, Clone, Object)]
-pub struct UserSummary {
-    pub id: i64,
-    pub username: String,
-    pub nickname: String,
-    pub sex: i16,
-}
-
-impl From<UserRecord> for User {
-    fn from(u: UserRecord) -> Self {
-        User { id: u.id, username: u.username, nickname: u.nickname, sex: u.sex, created_at: u.created_at }
-    }
-}
-
-impl From<UserRecord> for UserSummary {
-    fn from(u: UserRecord) -> Self {
-        UserSummary { id: u.id, username: u.username, nickname: u.nickname, sex: u.sex }
-    }
-}
+pub use crate::domain::model::{User, UserSummary};
 
 #[derive(Debug, Object)]
 pub struct RegisterRequest {
@@ -74,4 +42,28 @@ pub struct ChangePasswordRequest {
     pub old_password: String,
     /// 8–128 characters.
     pub new_password: String,
+}
+
+#[derive(Debug, Object)]
+pub struct FriendRequestBody {
+    pub to_user_id: i64,
+    /// An optional note, up to 200 characters.
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Object)]
+pub struct RequestIdBody {
+    pub request_id: i64,
+}
+
+#[derive(Debug, Object)]
+pub struct AcceptedFriend {
+    pub friend: UserSummary,
+}
+
+#[derive(Debug, Object)]
+pub struct ReadBody {
+    pub conversation_id: String,
+    /// Everything up to and including this seq has been read.
+    pub seq: i64,
 }

@@ -57,6 +57,10 @@ impl HealthApi {
             Err(_) => "timeout".to_string(),
         };
         checks.insert(format!("database ({})", state.stores.health.backend()), db);
+        if state.bus.name() != "memory" {
+            let bus = if state.bus.is_ready() { "ok" } else { "disconnected" };
+            checks.insert(format!("bus ({})", state.bus.name()), bus.to_string());
+        }
         if state.is_draining() {
             checks.insert("node".into(), "draining".into());
         }

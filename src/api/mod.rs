@@ -3,7 +3,9 @@
 
 pub mod auth;
 pub mod dto;
+mod friends;
 mod health;
+mod messages;
 pub mod middleware;
 mod user;
 
@@ -13,22 +15,30 @@ use poem_openapi::{OpenApiService, Tags};
 pub enum ApiTags {
     /// Accounts: registration, login, profile, password, search
     User,
+    /// Friend requests and the friend list
+    Friends,
+    /// Sending messages, history, read cursors and the conversation list
+    Messages,
     /// Liveness, readiness and metrics
     Health,
 }
 
-pub type Apis = (user::UserApi, health::HealthApi);
+pub type Apis = (user::UserApi, friends::FriendsApi, messages::MessagesApi, health::HealthApi);
 
 /// The OpenAPI service of every REST endpoint; its spec is what `gochat openapi` prints and
 /// `openapi/openapi.json` holds.
 pub fn service() -> OpenApiService<Apis, ()> {
-    OpenApiService::new((user::UserApi, health::HealthApi), "GoChat", env!("CARGO_PKG_VERSION"))
-        .description(
-            "Real-time chat: accounts, friends, 1:1 and group messages, media. Authenticate with \
+    OpenApiService::new(
+        (user::UserApi, friends::FriendsApi, messages::MessagesApi, health::HealthApi),
+        "GoChat",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "Real-time chat: accounts, friends, 1:1 and group messages, media. Authenticate with \
              `Authorization: Bearer <token>` from `POST /api/user/login`. Errors are `{code, message}` with a \
              stable snake_case `code`. The WebSocket gateway is `GET /ws?token=<jwt>` (see the README).",
-        )
-        .license(poem_openapi::LicenseObject::new("MIT"))
+    )
+    .license(poem_openapi::LicenseObject::new("MIT"))
 }
 
 /// The committed form of the spec: pretty JSON with a trailing newline.

@@ -1,6 +1,8 @@
 //! Pure types and rules of the chat domain: parse-don't-validate newtypes and identifiers, no I/O.
 
 mod conversation;
+pub mod frame;
+pub mod model;
 mod user;
 
 pub use conversation::ConversationId;

@@ -2,4 +2,8 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod events;
+pub mod friends;
+pub mod messaging;
 pub mod ratelimit;
+pub mod views;

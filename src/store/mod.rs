@@ -86,6 +86,116 @@ pub trait UserStore: Send + Sync {
     async fn search_users(&self, prefix_lower: &str, limit: i64) -> StoreResult<Vec<UserRecord>>;
     /// The current token version of a user, or `None` for an unknown user.
     async fn token_version(&self, id: i64) -> StoreResult<Option<i64>>;
+    /// The users among `ids` that exist, in no particular order.
+    async fn users_by_ids(&self, ids: &[i64]) -> StoreResult<Vec<UserRecord>>;
+}
+
+/// A friend request as stored; `status` is `pending`, `accepted` or `rejected`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FriendRequestRecord {
+    pub id: i64,
+    pub from_user_id: i64,
+    pub to_user_id: i64,
+    pub message: String,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Friend requests and friendships. A friendship is symmetric: both directions exist or neither does.
+#[async_trait]
+pub trait FriendStore: Send + Sync {
+    /// Files a pending request; [`StoreError::Conflict`] when one from `from` to `to` is already pending.
+    async fn create_request(&self, from: i64, to: i64, message: &str) -> StoreResult<FriendRequestRecord>;
+    async fn request_by_id(&self, id: i64) -> StoreResult<Option<FriendRequestRecord>>;
+    async fn pending_request(&self, from: i64, to: i64) -> StoreResult<Option<FriendRequestRecord>>;
+    /// Requests to (`incoming`) or from the user, newest first.
+    async fn list_requests(&self, user: i64, incoming: bool, limit: i64) -> StoreResult<Vec<FriendRequestRecord>>;
+    /// Accepts a pending request and creates the friendship (and settles a pending request the other way),
+    /// atomically. `None` when the request is not pending.
+    async fn accept_request(&self, id: i64) -> StoreResult<Option<FriendRequestRecord>>;
+    /// `None` when the request is not pending.
+    async fn reject_request(&self, id: i64) -> StoreResult<Option<FriendRequestRecord>>;
+    async fn are_friends(&self, a: i64, b: i64) -> StoreResult<bool>;
+    /// The user's friends, by username.
+    async fn friends(&self, user: i64) -> StoreResult<Vec<UserRecord>>;
+    /// Ends a friendship on both sides; false when there was none.
+    async fn remove_friendship(&self, a: i64, b: i64) -> StoreResult<bool>;
+}
+
+/// A message as stored.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
+pub struct MessageRecord {
+    pub id: i64,
+    pub conversation_id: String,
+    pub seq: i64,
+    pub from_user_id: i64,
+    pub to_user_id: Option<i64>,
+    pub group_id: Option<i64>,
+    pub kind: String,
+    pub body: Option<String>,
+    pub file_id: Option<i64>,
+    pub client_msg_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A message to append to a conversation.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub conversation_id: crate::domain::ConversationId,
+    pub from_user_id: i64,
+    pub to_user_id: Option<i64>,
+    pub group_id: Option<i64>,
+    pub kind: &'static str,
+    pub body: Option<String>,
+    pub file_id: Option<i64>,
+    pub client_msg_id: Option<String>,
+}
+
+/// A user's side of a conversation, with the conversation's head.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UserConversationRecord {
+    pub conversation_id: String,
+    pub kind: String,
+    pub group_id: Option<i64>,
+    pub user_low: Option<i64>,
+    pub user_high: Option<i64>,
+    pub last_seq: i64,
+    pub read_seq: i64,
+    pub visible_from_seq: i64,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Messages, conversations and cursors.
+///
+/// Guarantees: [`MessageStore::append`] allocates the conversation's next `seq` in the same transaction that
+/// inserts the message, so `seq` is gapless and unique per conversation however many nodes append at once; a
+/// repeated `(from_user_id, client_msg_id)` returns the first message and allocates nothing.
+#[async_trait]
+pub trait MessageStore: Send + Sync {
+    /// Durably appends a message, returning it and whether it is new (false: an earlier send with the same
+    /// `client_msg_id`). For a direct conversation both users get their side of it.
+    async fn append(&self, new: NewMessage) -> StoreResult<(MessageRecord, bool)>;
+    /// Messages with `seq` in `(after, before)` that the user may see (`seq > visible_from`): the `limit`
+    /// newest of them when `newest` is set, else the `limit` oldest; always returned in ascending `seq`.
+    async fn messages_between(
+        &self,
+        conversation_id: &str,
+        after: i64,
+        before: i64,
+        limit: i64,
+        newest: bool,
+    ) -> StoreResult<Vec<MessageRecord>>;
+    /// The user's conversations with their heads, most recently active first.
+    async fn user_conversations(&self, user: i64) -> StoreResult<Vec<UserConversationRecord>>;
+    async fn user_conversation(&self, user: i64, conversation_id: &str) -> StoreResult<Option<UserConversationRecord>>;
+    /// The last message of each listed conversation.
+    async fn last_messages(&self, conversation_ids: &[String]) -> StoreResult<Vec<MessageRecord>>;
+    /// Moves the user's read cursor forward to `seq` (never back); false when it did not move.
+    async fn mark_read(&self, user: i64, conversation_id: &str, seq: i64) -> StoreResult<bool>;
+    /// Moves a device's delivered cursor forward to `seq` (never back).
+    async fn ack(&self, user: i64, device: &str, conversation_id: &str, seq: i64) -> StoreResult<()>;
+    /// A device's delivered cursor per conversation.
+    async fn device_cursors(&self, user: i64, device: &str) -> StoreResult<Vec<(String, i64)>>;
 }
 
 /// Reachability of the database, for `/readyz`.
@@ -99,13 +209,15 @@ pub trait StoreHealth: Send + Sync {
 #[derive(Clone)]
 pub struct Stores {
     pub users: Arc<dyn UserStore>,
+    pub friends: Arc<dyn FriendStore>,
+    pub messages: Arc<dyn MessageStore>,
     pub health: Arc<dyn StoreHealth>,
 }
 
 impl Stores {
-    fn from_backend<S: UserStore + StoreHealth + 'static>(s: S) -> Self {
+    fn from_backend<S: UserStore + FriendStore + MessageStore + StoreHealth + 'static>(s: S) -> Self {
         let s = Arc::new(s);
-        Stores { users: s.clone(), health: s }
+        Stores { users: s.clone(), friends: s.clone(), messages: s.clone(), health: s }
     }
 
     /// Connects to `url` (`postgres://…` or `sqlite://…`) and applies pending migrations.
@@ -116,6 +228,16 @@ impl Stores {
             Ok(Self::from_backend(SqliteStore::connect(url).await?))
         }
     }
+}
+
+/// Encodes ids as a JSON array: both backends expand it into a set in SQL (see each backend's `ID_LIST`).
+pub(crate) fn json_ids(ids: &[i64]) -> String {
+    serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
+}
+
+/// Encodes strings as a JSON array, like [`json_ids`].
+pub(crate) fn json_strings(items: &[String]) -> String {
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
 }
 
 /// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern.

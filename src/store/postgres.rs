@@ -34,7 +34,11 @@ impl PgStore {
     }
 }
 
-super::sql::impl_user_store!(PgStore);
+super::sql::impl_sql_stores!(
+    PgStore,
+    ids = "SELECT value::bigint FROM jsonb_array_elements_text($1::jsonb)",
+    texts = "SELECT value FROM jsonb_array_elements_text($1::jsonb)"
+);
 
 #[async_trait]
 impl StoreHealth for PgStore {

@@ -1,9 +1,10 @@
 //! SQL shared by both backends. Postgres and SQLite accept the same statements here (`$n` parameters,
 //! `RETURNING`, `ON CONFLICT`), so each trait is implemented once, by macro, for each backend's pool type.
-//! A backend provides `writer()` (the pool writes go through) and `reader()`.
+//! A backend provides `writer()` (the pool writes go through) and `reader()`, and the one fragment where the
+//! dialects differ: how a JSON array parameter becomes a set of values (`ids` for integers, `texts` for strings).
 
-macro_rules! impl_user_store {
-    ($store:ty) => {
+macro_rules! impl_sql_stores {
+    ($store:ty, ids = $ids:literal, texts = $texts:literal) => {
         #[async_trait::async_trait]
         impl $crate::store::UserStore for $store {
             async fn create_user(&self, new: $crate::store::NewUser) -> $crate::store::StoreResult<$crate::store::UserRecord> {
@@ -93,8 +94,354 @@ macro_rules! impl_user_store {
                     .await?;
                 Ok(row.map(|r| r.0))
             }
+                    async fn users_by_ids(&self, ids: &[i64]) -> $crate::store::StoreResult<Vec<$crate::store::UserRecord>> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                Ok(sqlx::query_as(concat!(
+                    "SELECT id, username, nickname, sex, password_hash, token_version, created_at FROM users WHERE id IN (",
+                    $ids,
+                    ")"
+                ))
+                .bind($crate::store::json_ids(ids))
+                .fetch_all(self.reader())
+                .await?)
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::FriendStore for $store {
+            async fn create_request(&self, from: i64, to: i64, message: &str) -> $crate::store::StoreResult<$crate::store::FriendRequestRecord> {
+                sqlx::query_as(
+                    "INSERT INTO friend_requests (from_user_id, to_user_id, message, status, created_at, updated_at)
+                     VALUES ($1, $2, $3, 'pending', $4, $4)
+                     RETURNING id, from_user_id, to_user_id, message, status, created_at",
+                )
+                .bind(from)
+                .bind(to)
+                .bind(message)
+                .bind($crate::store::now())
+                .fetch_one(self.writer())
+                .await
+                .map_err($crate::store::StoreError::classify)
+            }
+
+            async fn request_by_id(&self, id: i64) -> $crate::store::StoreResult<Option<$crate::store::FriendRequestRecord>> {
+                Ok(sqlx::query_as(
+                    "SELECT id, from_user_id, to_user_id, message, status, created_at FROM friend_requests WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(self.reader())
+                .await?)
+            }
+
+            async fn pending_request(&self, from: i64, to: i64) -> $crate::store::StoreResult<Option<$crate::store::FriendRequestRecord>> {
+                Ok(sqlx::query_as(
+                    "SELECT id, from_user_id, to_user_id, message, status, created_at FROM friend_requests
+                     WHERE from_user_id = $1 AND to_user_id = $2 AND status = 'pending'",
+                )
+                .bind(from)
+                .bind(to)
+                .fetch_optional(self.reader())
+                .await?)
+            }
+
+            async fn list_requests(&self, user: i64, incoming: bool, limit: i64) -> $crate::store::StoreResult<Vec<$crate::store::FriendRequestRecord>> {
+                let sql = if incoming {
+                    "SELECT id, from_user_id, to_user_id, message, status, created_at FROM friend_requests
+                     WHERE to_user_id = $1 ORDER BY id DESC LIMIT $2"
+                } else {
+                    "SELECT id, from_user_id, to_user_id, message, status, created_at FROM friend_requests
+                     WHERE from_user_id = $1 ORDER BY id DESC LIMIT $2"
+                };
+                Ok(sqlx::query_as(sql).bind(user).bind(limit).fetch_all(self.reader()).await?)
+            }
+
+            async fn accept_request(&self, id: i64) -> $crate::store::StoreResult<Option<$crate::store::FriendRequestRecord>> {
+                let now = $crate::store::now();
+                let mut tx = self.writer().begin().await?;
+                let req: Option<$crate::store::FriendRequestRecord> = sqlx::query_as(
+                    "UPDATE friend_requests SET status = 'accepted', updated_at = $2 WHERE id = $1 AND status = 'pending'
+                     RETURNING id, from_user_id, to_user_id, message, status, created_at",
+                )
+                .bind(id)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(req) = req else { return Ok(None) };
+                sqlx::query(
+                    "INSERT INTO friendships (user_id, friend_id, created_at) VALUES ($1, $2, $3), ($2, $1, $3)
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(req.from_user_id)
+                .bind(req.to_user_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE friend_requests SET status = 'accepted', updated_at = $3
+                     WHERE from_user_id = $1 AND to_user_id = $2 AND status = 'pending'",
+                )
+                .bind(req.to_user_id)
+                .bind(req.from_user_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(Some(req))
+            }
+
+            async fn reject_request(&self, id: i64) -> $crate::store::StoreResult<Option<$crate::store::FriendRequestRecord>> {
+                Ok(sqlx::query_as(
+                    "UPDATE friend_requests SET status = 'rejected', updated_at = $2 WHERE id = $1 AND status = 'pending'
+                     RETURNING id, from_user_id, to_user_id, message, status, created_at",
+                )
+                .bind(id)
+                .bind($crate::store::now())
+                .fetch_optional(self.writer())
+                .await?)
+            }
+
+            async fn are_friends(&self, a: i64, b: i64) -> $crate::store::StoreResult<bool> {
+                let row: Option<(i64,)> = sqlx::query_as("SELECT user_id FROM friendships WHERE user_id = $1 AND friend_id = $2")
+                    .bind(a)
+                    .bind(b)
+                    .fetch_optional(self.reader())
+                    .await?;
+                Ok(row.is_some())
+            }
+
+            async fn friends(&self, user: i64) -> $crate::store::StoreResult<Vec<$crate::store::UserRecord>> {
+                Ok(sqlx::query_as(
+                    "SELECT u.id, u.username, u.nickname, u.sex, u.password_hash, u.token_version, u.created_at
+                     FROM friendships f JOIN users u ON u.id = f.friend_id
+                     WHERE f.user_id = $1 ORDER BY u.username_lower",
+                )
+                .bind(user)
+                .fetch_all(self.reader())
+                .await?)
+            }
+
+            async fn remove_friendship(&self, a: i64, b: i64) -> $crate::store::StoreResult<bool> {
+                let done = sqlx::query(
+                    "DELETE FROM friendships WHERE (user_id = $1 AND friend_id = $2) OR (user_id = $2 AND friend_id = $1)",
+                )
+                .bind(a)
+                .bind(b)
+                .execute(self.writer())
+                .await?;
+                Ok(done.rows_affected() > 0)
+            }
+        }
+
+        impl $store {
+            async fn message_by_client_id(&self, from: i64, client_msg_id: &str) -> $crate::store::StoreResult<Option<$crate::store::MessageRecord>> {
+                Ok(sqlx::query_as(
+                    "SELECT id, conversation_id, seq, from_user_id, to_user_id, group_id, kind, body, file_id, client_msg_id, created_at
+                     FROM messages WHERE from_user_id = $1 AND client_msg_id = $2",
+                )
+                .bind(from)
+                .bind(client_msg_id)
+                .fetch_optional(self.writer())
+                .await?)
+            }
+
+            /// Allocates the next seq (the conversation row stays locked until commit, which serialises appends
+            /// to one conversation) and inserts the message, in one transaction.
+            async fn insert_message(&self, new: &$crate::store::NewMessage) -> $crate::store::StoreResult<$crate::store::MessageRecord> {
+                let now = $crate::store::now();
+                let conversation_id = new.conversation_id.to_string();
+                let (kind, group_id, low, high) = match new.conversation_id {
+                    $crate::domain::ConversationId::Direct { low, high } => ("direct", None, Some(low), Some(high)),
+                    $crate::domain::ConversationId::Group(g) => ("group", Some(g), None, None),
+                };
+                let mut tx = self.writer().begin().await?;
+                let (seq,): (i64,) = sqlx::query_as(
+                    "INSERT INTO conversations (id, kind, group_id, user_low, user_high, last_seq, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, 1, $6, $6)
+                     ON CONFLICT (id) DO UPDATE SET last_seq = conversations.last_seq + 1, updated_at = $6
+                     RETURNING last_seq",
+                )
+                .bind(&conversation_id)
+                .bind(kind)
+                .bind(group_id)
+                .bind(low)
+                .bind(high)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                let msg: $crate::store::MessageRecord = sqlx::query_as(
+                    "INSERT INTO messages (conversation_id, seq, from_user_id, to_user_id, group_id, kind, body, file_id, client_msg_id, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                     RETURNING id, conversation_id, seq, from_user_id, to_user_id, group_id, kind, body, file_id, client_msg_id, created_at",
+                )
+                .bind(&conversation_id)
+                .bind(seq)
+                .bind(new.from_user_id)
+                .bind(new.to_user_id)
+                .bind(new.group_id)
+                .bind(new.kind)
+                .bind(&new.body)
+                .bind(new.file_id)
+                .bind(&new.client_msg_id)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err($crate::store::StoreError::classify)?;
+                if let (Some(low), Some(high)) = (low, high) {
+                    sqlx::query(
+                        "INSERT INTO user_conversations (user_id, conversation_id, read_seq, visible_from_seq)
+                         VALUES ($1, $3, 0, 0), ($2, $3, 0, 0) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(low)
+                    .bind(high)
+                    .bind(&conversation_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                // Sending implies having read the conversation up to one's own message.
+                sqlx::query(
+                    "UPDATE user_conversations SET read_seq = $3 WHERE user_id = $1 AND conversation_id = $2 AND read_seq < $3",
+                )
+                .bind(new.from_user_id)
+                .bind(&conversation_id)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(msg)
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::MessageStore for $store {
+            async fn append(&self, new: $crate::store::NewMessage) -> $crate::store::StoreResult<($crate::store::MessageRecord, bool)> {
+                if let Some(cid) = &new.client_msg_id {
+                    if let Some(m) = self.message_by_client_id(new.from_user_id, cid).await? {
+                        return Ok((m, false));
+                    }
+                }
+                match self.insert_message(&new).await {
+                    Ok(m) => Ok((m, true)),
+                    // A concurrent send with the same client_msg_id committed first; ours rolled back whole,
+                    // seq included, so the conversation stays gapless.
+                    Err($crate::store::StoreError::Conflict(c)) => match &new.client_msg_id {
+                        Some(cid) => match self.message_by_client_id(new.from_user_id, cid).await? {
+                            Some(m) => Ok((m, false)),
+                            None => Err($crate::store::StoreError::Conflict(c)),
+                        },
+                        None => Err($crate::store::StoreError::Conflict(c)),
+                    },
+                    Err(e) => Err(e),
+                }
+            }
+
+            async fn messages_between(
+                &self,
+                conversation_id: &str,
+                after: i64,
+                before: i64,
+                limit: i64,
+                newest: bool,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::MessageRecord>> {
+                let sql = if newest {
+                    "SELECT id, conversation_id, seq, from_user_id, to_user_id, group_id, kind, body, file_id, client_msg_id, created_at
+                     FROM messages WHERE conversation_id = $1 AND seq > $2 AND seq < $3 ORDER BY seq DESC LIMIT $4"
+                } else {
+                    "SELECT id, conversation_id, seq, from_user_id, to_user_id, group_id, kind, body, file_id, client_msg_id, created_at
+                     FROM messages WHERE conversation_id = $1 AND seq > $2 AND seq < $3 ORDER BY seq ASC LIMIT $4"
+                };
+                let mut rows: Vec<$crate::store::MessageRecord> = sqlx::query_as(sql)
+                    .bind(conversation_id)
+                    .bind(after)
+                    .bind(before)
+                    .bind(limit)
+                    .fetch_all(self.reader())
+                    .await?;
+                if newest {
+                    rows.reverse();
+                }
+                Ok(rows)
+            }
+
+            async fn user_conversations(&self, user: i64) -> $crate::store::StoreResult<Vec<$crate::store::UserConversationRecord>> {
+                Ok(sqlx::query_as(
+                    "SELECT uc.conversation_id, c.kind, c.group_id, c.user_low, c.user_high, c.last_seq, uc.read_seq,
+                            uc.visible_from_seq, c.updated_at
+                     FROM user_conversations uc JOIN conversations c ON c.id = uc.conversation_id
+                     WHERE uc.user_id = $1 ORDER BY c.updated_at DESC, c.id",
+                )
+                .bind(user)
+                .fetch_all(self.reader())
+                .await?)
+            }
+
+            async fn user_conversation(&self, user: i64, conversation_id: &str) -> $crate::store::StoreResult<Option<$crate::store::UserConversationRecord>> {
+                Ok(sqlx::query_as(
+                    "SELECT uc.conversation_id, c.kind, c.group_id, c.user_low, c.user_high, c.last_seq, uc.read_seq,
+                            uc.visible_from_seq, c.updated_at
+                     FROM user_conversations uc JOIN conversations c ON c.id = uc.conversation_id
+                     WHERE uc.user_id = $1 AND uc.conversation_id = $2",
+                )
+                .bind(user)
+                .bind(conversation_id)
+                .fetch_optional(self.reader())
+                .await?)
+            }
+
+            async fn last_messages(&self, conversation_ids: &[String]) -> $crate::store::StoreResult<Vec<$crate::store::MessageRecord>> {
+                if conversation_ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                Ok(sqlx::query_as(concat!(
+                    "SELECT m.id, m.conversation_id, m.seq, m.from_user_id, m.to_user_id, m.group_id, m.kind, m.body, m.file_id,
+                            m.client_msg_id, m.created_at
+                     FROM conversations c JOIN messages m ON m.conversation_id = c.id AND m.seq = c.last_seq
+                     WHERE c.id IN (", $texts, ")"
+                ))
+                .bind($crate::store::json_strings(conversation_ids))
+                .fetch_all(self.reader())
+                .await?)
+            }
+
+            async fn mark_read(&self, user: i64, conversation_id: &str, seq: i64) -> $crate::store::StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE user_conversations SET read_seq = $3 WHERE user_id = $1 AND conversation_id = $2 AND read_seq < $3",
+                )
+                .bind(user)
+                .bind(conversation_id)
+                .bind(seq)
+                .execute(self.writer())
+                .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn ack(&self, user: i64, device: &str, conversation_id: &str, seq: i64) -> $crate::store::StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO delivery_cursors (user_id, device_id, conversation_id, delivered_seq) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (user_id, device_id, conversation_id)
+                     DO UPDATE SET delivered_seq = $4 WHERE delivery_cursors.delivered_seq < $4",
+                )
+                .bind(user)
+                .bind(device)
+                .bind(conversation_id)
+                .bind(seq)
+                .execute(self.writer())
+                .await?;
+                Ok(())
+            }
+
+            async fn device_cursors(&self, user: i64, device: &str) -> $crate::store::StoreResult<Vec<(String, i64)>> {
+                Ok(sqlx::query_as(
+                    "SELECT conversation_id, delivered_seq FROM delivery_cursors WHERE user_id = $1 AND device_id = $2",
+                )
+                .bind(user)
+                .bind(device)
+                .fetch_all(self.reader())
+                .await?)
+            }
         }
     };
 }
 
-pub(crate) use impl_user_store;
+pub(crate) use impl_sql_stores;

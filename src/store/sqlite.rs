@@ -45,7 +45,11 @@ impl SqliteStore {
     }
 }
 
-super::sql::impl_user_store!(SqliteStore);
+super::sql::impl_sql_stores!(
+    SqliteStore,
+    ids = "SELECT value FROM json_each($1)",
+    texts = "SELECT value FROM json_each($1)"
+);
 
 #[async_trait]
 impl StoreHealth for SqliteStore {

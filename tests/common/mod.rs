@@ -45,10 +45,19 @@ pub fn postgres_admin_url() -> String {
 
 pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
 
-/// One database (and data dir) that one or more nodes share.
+/// The Redis of the throwaway cluster `scripts/test.sh` provisions.
+pub fn redis_url() -> String {
+    std::env::var("GOCHAT_TEST_REDIS_URL").unwrap_or_else(|_| {
+        panic!("GOCHAT_TEST_REDIS_URL is not set. Run the suite with `scripts/test.sh`, which provisions Redis.")
+    })
+}
+
+/// One database (and data dir, and in cluster mode a Redis namespace) that one or more nodes share. SQLite runs
+/// with the in-process bus; Postgres with Redis, as a cluster would.
 pub struct TestEnv {
     pub backend: Backend,
     pub database_url: String,
+    pub redis_prefix: String,
     pub dir: tempfile::TempDir,
 }
 
@@ -67,12 +76,22 @@ impl TestEnv {
                 format!("{base}/{name}")
             }
         };
-        TestEnv { backend, database_url, dir }
+        let redis_prefix = format!("t{:012x}:", rand::random::<u64>() & 0xffff_ffff_ffff);
+        TestEnv { backend, database_url, redis_prefix, dir }
+    }
+
+    pub fn is_cluster(&self) -> bool {
+        self.backend == Backend::Postgres
+    }
+
+    /// A Redis connection for poking at the cluster's Redis from a test.
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap()
     }
 
     /// The configuration of a node on this environment, with generous rate limits.
     pub fn config_pairs(&self) -> Vec<(String, String)> {
-        vec![
+        let mut pairs = vec![
             ("GOCHAT_LISTEN".into(), "127.0.0.1:0".into()),
             ("GOCHAT_DATA_DIR".into(), self.dir.path().display().to_string()),
             ("GOCHAT_DATABASE_URL".into(), self.database_url.clone()),
@@ -80,7 +99,12 @@ impl TestEnv {
             ("GOCHAT_AUTH_RATE_PER_IP".into(), "1000000".into()),
             ("GOCHAT_AUTH_RATE_PER_USERNAME".into(), "1000000".into()),
             ("GOCHAT_SHUTDOWN_GRACE".into(), "2s".into()),
-        ]
+        ];
+        if self.is_cluster() {
+            pairs.push(("GOCHAT_REDIS_URL".into(), redis_url()));
+            pairs.push(("GOCHAT_REDIS_PREFIX".into(), self.redis_prefix.clone()));
+        }
+        pairs
     }
 
     pub async fn node(&self) -> TestNode {
@@ -98,16 +122,26 @@ impl TestEnv {
         let app = Application::build(config).await.expect("node starts");
         let addr = app.local_addr();
         let shutdown = app.shutdown_handle();
+        let app_metrics = app.state().metrics.clone();
         let task = tokio::spawn(async move {
             let _ = app.run_until_stopped().await;
         });
-        TestNode { base: format!("http://{addr}"), http: reqwest::Client::new(), shutdown, task: Some(task) }
+        TestNode {
+            base: format!("http://{addr}"),
+            addr,
+            http: reqwest::Client::new(),
+            shutdown,
+            task: Some(task),
+            metrics: app_metrics,
+        }
     }
 }
 
 /// A running node and an HTTP client for it.
 pub struct TestNode {
     pub base: String,
+    pub addr: std::net::SocketAddr,
+    pub metrics: gochat::metrics::Metrics,
     pub http: reqwest::Client,
     shutdown: ShutdownHandle,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -204,4 +238,152 @@ impl TestNode {
 /// A random suffix for unique names.
 pub fn uniq(prefix: &str) -> String {
     format!("{prefix}{:06x}", rand::random::<u32>() & 0xffffff)
+}
+
+impl TestNode {
+    /// Makes two users friends (request by `a`, accepted by `b`).
+    pub async fn befriend(&self, a: (i64, &str), b: (i64, &str)) {
+        let r = self.post("/api/friends/request", Some(a.1), json!({"to_user_id": b.0})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let id = r.body["id"].as_i64().unwrap();
+        let r = self.post("/api/friends/accept", Some(b.1), json!({"request_id": id})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+
+    /// Sends a text message over HTTP and returns the stored message.
+    pub async fn send_text(&self, token: &str, to: i64, text: &str) -> Value {
+        let r =
+            self.post("/api/messages/send", Some(token), json!({"to_user_id": to, "type": "text", "text": text})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        r.body
+    }
+
+    pub fn ws_url(&self, token: &str, device: &str) -> String {
+        format!("ws://{}/ws?token={token}&device={device}", self.addr)
+    }
+
+    /// Opens a WebSocket as `device` and reads its `hello`.
+    pub async fn ws(&self, token: &str, device: &str) -> Ws {
+        let (stream, _) = tokio_tungstenite::connect_async(self.ws_url(token, device)).await.expect("ws connects");
+        let mut ws = Ws { stream };
+        let hello = ws.recv().await;
+        assert_eq!(hello["type"], "hello", "{hello}");
+        ws
+    }
+
+    /// The value of a metric series (summed over label sets that contain `labels`).
+    pub fn metric(&self, name: &str, labels: &str) -> f64 {
+        self.metrics
+            .render()
+            .lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .filter(|l| l[name.len()..].starts_with(['{', ' ']) && l.contains(labels))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+type WsStream = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A test's WebSocket client.
+pub struct Ws {
+    pub stream: WsStream,
+}
+
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message as WsMsg;
+
+impl Ws {
+    pub async fn send(&mut self, v: Value) {
+        self.stream.send(WsMsg::Text(v.to_string().into())).await.expect("ws send");
+    }
+
+    pub async fn send_raw(&mut self, text: String) {
+        self.stream.send(WsMsg::Text(text.into())).await.expect("ws send");
+    }
+
+    /// The next JSON frame (control frames skipped), waiting at most 10 s.
+    pub async fn recv(&mut self) -> Value {
+        self.recv_within(Duration::from_secs(10)).await.expect("a frame within 10 s")
+    }
+
+    /// The next JSON frame within `d`, or `None` on silence. Panics on close.
+    pub async fn recv_within(&mut self, d: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.stream.next()).await.ok()?;
+            match next {
+                Some(Ok(WsMsg::Text(t))) => return Some(serde_json::from_str(&t).expect("server frames are JSON")),
+                Some(Ok(WsMsg::Close(f))) => panic!("socket closed: {f:?}"),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => panic!("socket error: {e}"),
+                None => panic!("socket ended"),
+            }
+        }
+    }
+
+    /// Waits for a frame of type `ty`, skipping others (typing, receipts, ...) but not `message`/`sync` unless
+    /// asked for.
+    pub async fn recv_type(&mut self, ty: &str) -> Value {
+        loop {
+            let f = self.recv().await;
+            if f["type"] == ty {
+                return f;
+            }
+            assert!(
+                !(f["type"] == "message" || f["type"] == "sync") || ty == "message" || ty == "sync",
+                "expected {ty}, got {f}"
+            );
+        }
+    }
+
+    /// Reads until the socket closes; returns the close code (None if it ended without a close frame).
+    pub async fn closed_within(&mut self, d: Duration) -> Result<Option<u16>, &'static str> {
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                Err(_) => return Err("still open"),
+                Ok(Some(Ok(WsMsg::Close(f)))) => return Ok(f.map(|f| u16::from(f.code))),
+                Ok(Some(Ok(_))) => continue,
+                Ok(Some(Err(_))) | Ok(None) => return Ok(None),
+            }
+        }
+    }
+
+    pub async fn ack(&mut self, conversation_id: &str, seq: i64) {
+        self.send(json!({"type": "ack", "conversation_id": conversation_id, "seq": seq})).await;
+    }
+
+    /// Collects messages from `message` and `sync` frames until `count` arrived, acking each sync batch and each
+    /// live message; returns them in arrival order. Other frames are skipped.
+    pub async fn collect(&mut self, count: usize) -> Vec<Value> {
+        let mut got = Vec::new();
+        let mut syncs = 0;
+        while got.len() < count {
+            let f = self.recv().await;
+            match f["type"].as_str() {
+                Some("sync") => {
+                    syncs += 1;
+                    let batch = f["messages"].as_array().unwrap().clone();
+                    assert!(batch.len() <= 100, "sync batches are bounded");
+                    let mut last: std::collections::BTreeMap<String, i64> = Default::default();
+                    for m in &batch {
+                        last.insert(m["conversation_id"].as_str().unwrap().into(), m["seq"].as_i64().unwrap());
+                    }
+                    for (c, s) in last {
+                        self.ack(&c, s).await;
+                    }
+                    got.extend(batch);
+                }
+                Some("message") => {
+                    let m = f["message"].clone();
+                    self.ack(m["conversation_id"].as_str().unwrap(), m["seq"].as_i64().unwrap()).await;
+                    got.push(m);
+                }
+                _ => {}
+            }
+        }
+        let _ = syncs;
+        got
+    }
 }

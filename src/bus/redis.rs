@@ -1,0 +1,207 @@
+//! The Redis bus of cluster mode: one pub/sub channel per user (`<prefix>user:<id>`). Each node keeps one
+//! subscriber connection multiplexing the channels of the users with a socket on it, and publishes through one
+//! shared multiplexed connection, pipelining a fan-out into a single round trip.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use redis::aio::ConnectionManager;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use super::Bus;
+use crate::metrics::Metrics;
+use crate::ws::hub::{Delivery, Hub};
+
+enum Command {
+    Subscribe(i64, oneshot::Sender<()>),
+    Release(i64),
+}
+
+/// Capacity of the subscription-command queue. Commands are tiny and the subscriber task handles them at
+/// Redis round-trip speed; 4096 absorbs a reconnect storm of that many users before `subscribe` waits.
+const COMMAND_QUEUE: usize = 4096;
+/// Channels per SUBSCRIBE when resubscribing after a reconnect.
+const RESUBSCRIBE_CHUNK: usize = 1000;
+
+pub struct RedisBus {
+    prefix: Arc<str>,
+    publisher: ConnectionManager,
+    commands: mpsc::Sender<Command>,
+    ready: Arc<AtomicBool>,
+    metrics: Metrics,
+}
+
+fn channel(prefix: &str, user_id: i64) -> String {
+    format!("{prefix}user:{user_id}")
+}
+
+impl RedisBus {
+    /// Starts the subscriber task (ended by `stop`); `publisher` is the node's shared Redis connection.
+    pub fn start(
+        client: redis::Client,
+        publisher: ConnectionManager,
+        prefix: &str,
+        hub: Hub,
+        metrics: Metrics,
+        stop: watch::Receiver<bool>,
+    ) -> (RedisBus, JoinHandle<()>) {
+        let (commands, rx) = mpsc::channel(COMMAND_QUEUE);
+        let ready = Arc::new(AtomicBool::new(false));
+        let prefix: Arc<str> = prefix.into();
+        let task = tokio::spawn(subscriber(client, prefix.clone(), hub, rx, ready.clone(), metrics.clone(), stop));
+        (RedisBus { prefix, publisher, commands, ready, metrics }, task)
+    }
+}
+
+#[async_trait]
+impl Bus for RedisBus {
+    async fn publish(&self, users: &[i64], delivery: &Arc<Delivery>) -> anyhow::Result<()> {
+        if users.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for &u in users {
+            pipe.cmd("PUBLISH").arg(channel(&self.prefix, u)).arg(delivery.json.as_bytes()).ignore();
+        }
+        let mut conn = self.publisher.clone();
+        pipe.query_async::<()>(&mut conn).await.map_err(|e| {
+            self.metrics.bus_errors.inc();
+            anyhow::Error::new(e).context("publishing to Redis")
+        })
+    }
+
+    async fn subscribe(&self, user_id: i64) {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Subscribe(user_id, tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    fn release(&self, user_id: i64) {
+        // Best effort: a full queue only leaves a subscription that a later release or reconnect drops.
+        let _ = self.commands.try_send(Command::Release(user_id));
+    }
+
+    fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+}
+
+/// The subscriber connection's life: connect, subscribe every local user, feed the hub; on loss, mark the bus
+/// not ready, reconnect with backoff, resubscribe and tell every session to resync.
+async fn subscriber(
+    client: redis::Client,
+    prefix: Arc<str>,
+    hub: Hub,
+    mut commands: mpsc::Receiver<Command>,
+    ready: Arc<AtomicBool>,
+    metrics: Metrics,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut first = true;
+    let mut backoff = Duration::from_millis(100);
+    let user_of =
+        |ch: &str| ch.strip_prefix(&*prefix).and_then(|c| c.strip_prefix("user:")).and_then(|u| u.parse().ok());
+    loop {
+        let connected = tokio::select! {
+            _ = crate::state::until_stopped(&mut stop) => return,
+            c = tokio::time::timeout(Duration::from_secs(5), client.get_async_pubsub()) => c,
+        };
+        let pubsub = match connected {
+            Ok(Ok(p)) => p,
+            Ok(Err(_)) | Err(_) => {
+                ready.store(false, Ordering::SeqCst);
+                metrics.bus_errors.inc();
+                tracing::warn!(retry_in_ms = backoff.as_millis() as u64, "Redis subscriber cannot connect");
+                // Keep answering subscribe requests so sockets are not held up while Redis is away; the
+                // reconnect subscribes every local user anyway.
+                let deadline = tokio::time::sleep(backoff);
+                tokio::pin!(deadline);
+                loop {
+                    tokio::select! {
+                        _ = crate::state::until_stopped(&mut stop) => return,
+                        _ = &mut deadline => break,
+                        cmd = commands.recv() => match cmd {
+                            Some(Command::Subscribe(_, reply)) => { let _ = reply.send(()); }
+                            Some(Command::Release(_)) => {}
+                            None => return,
+                        },
+                    }
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        let (mut sink, mut stream) = pubsub.split();
+        let mut subscribed: HashSet<i64> = hub.users().into_iter().collect();
+        let all: Vec<String> = subscribed.iter().map(|u| channel(&prefix, *u)).collect();
+        let mut ok = true;
+        for chunk in all.chunks(RESUBSCRIBE_CHUNK) {
+            if sink.subscribe(chunk).await.is_err() {
+                ok = false;
+                break;
+            }
+        }
+        if !ok {
+            metrics.bus_errors.inc();
+            continue;
+        }
+        ready.store(true, Ordering::SeqCst);
+        backoff = Duration::from_millis(100);
+        if first {
+            tracing::info!("Redis bus connected");
+        } else {
+            tracing::info!(users = subscribed.len(), "Redis bus reconnected; sessions resync");
+            hub.resync_all();
+        }
+        first = false;
+
+        loop {
+            tokio::select! {
+                _ = crate::state::until_stopped(&mut stop) => return,
+                msg = stream.next() => match msg {
+                    Some(msg) => {
+                        if let (Some(user), Ok(payload)) = (user_of(msg.get_channel_name()), std::str::from_utf8(msg.get_payload_bytes())) {
+                            hub.deliver(user, &Delivery::from_json(payload));
+                        }
+                    }
+                    None => {
+                        ready.store(false, Ordering::SeqCst);
+                        metrics.bus_errors.inc();
+                        tracing::warn!("Redis subscriber connection lost; reconnecting");
+                        break;
+                    }
+                },
+                cmd = commands.recv() => match cmd {
+                    Some(Command::Subscribe(user, reply)) => {
+                        if !subscribed.contains(&user) {
+                            if sink.subscribe(channel(&prefix, user)).await.is_err() {
+                                let _ = reply.send(());
+                                ready.store(false, Ordering::SeqCst);
+                                break;
+                            }
+                            subscribed.insert(user);
+                        }
+                        let _ = reply.send(());
+                    }
+                    Some(Command::Release(user)) => {
+                        // Decided on the hub's state now, so a socket that arrived meanwhile keeps its channel.
+                        if !hub.has_user(user) && subscribed.remove(&user) {
+                            let _ = sink.unsubscribe(channel(&prefix, user)).await;
+                        }
+                    }
+                    None => return,
+                },
+            }
+        }
+    }
+}

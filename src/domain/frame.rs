@@ -1,0 +1,83 @@
+//! WebSocket frames (DESIGN.md §4): one JSON object per text frame, tagged by `type`. Server frames also travel
+//! over the bus between nodes, already serialised, so a node writes them to sockets without re-encoding.
+
+use serde::{Deserialize, Serialize};
+
+use super::model::{FriendRequest, Message, ReceiptStatus, SendMessage, UserSummary};
+
+/// A frame the server sends.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    Hello { user_id: i64, heartbeat_secs: u64, device_id: String },
+    Message { message: Message },
+    Sync { messages: Vec<Message>, more: bool },
+    Receipt { conversation_id: String, user_id: i64, status: ReceiptStatus, seq: i64 },
+    FriendRequest { request: FriendRequest },
+    FriendAccepted { friend: UserSummary },
+    FriendRemoved { user_id: i64 },
+    GroupUpdated { group: serde_json::Value },
+    GroupRemoved { group_id: i64 },
+    Typing { conversation_id: String, user_id: i64 },
+    Ping {},
+    Pong {},
+    Sent { client_msg_id: Option<String>, message: Message },
+    Error { code: String, message: String },
+}
+
+impl ServerFrame {
+    pub fn error(code: &str, message: impl Into<String>) -> Self {
+        ServerFrame::Error { code: code.to_string(), message: message.into() }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self)
+            .unwrap_or_else(|_| r#"{"type":"error","code":"internal","message":"encoding"}"#.into())
+    }
+}
+
+/// A frame a client sends. Unknown fields are ignored; an unknown `type` is an error.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    Ping {},
+    /// Cumulative: everything in the conversation up to `seq` reached this device.
+    Ack {
+        conversation_id: String,
+        seq: i64,
+    },
+    Send {
+        message: SendMessage,
+    },
+    Typing {
+        conversation_id: String,
+    },
+    /// Ask again for anything missed since the last ack.
+    Sync {},
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_frames_parse_and_junk_does_not() {
+        assert!(matches!(serde_json::from_str(r#"{"type":"ping"}"#), Ok(ClientFrame::Ping {})));
+        assert!(matches!(serde_json::from_str(r#"{"type":"sync","x":1}"#), Ok(ClientFrame::Sync {})));
+        assert!(matches!(
+            serde_json::from_str(r#"{"type":"ack","conversation_id":"d:1:2","seq":4}"#),
+            Ok(ClientFrame::Ack { seq: 4, .. })
+        ));
+        let send = r#"{"type":"send","message":{"to_user_id":2,"type":"text","text":"hi","client_msg_id":"c1"}}"#;
+        assert!(matches!(serde_json::from_str(send), Ok(ClientFrame::Send { .. })));
+        assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"launch"}"#).is_err());
+        assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"ack","seq":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn server_frames_are_tagged_by_type() {
+        assert_eq!(ServerFrame::Pong {}.to_json(), r#"{"type":"pong"}"#);
+        let e = ServerFrame::error("bad", "worse").to_json();
+        assert_eq!(e, r#"{"type":"error","code":"bad","message":"worse"}"#);
+    }
+}

@@ -1,0 +1,191 @@
+//! The objects of the API contract (DESIGN.md §3), shared by REST replies, WebSocket frames and the bus.
+
+use chrono::{DateTime, Utc};
+use poem_openapi::{Enum, Object};
+use serde::{Deserialize, Serialize};
+
+/// An account as the owner sees it (never the password hash).
+#[derive(Debug, Clone, Object, Serialize, Deserialize)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub nickname: String,
+    /// 0 male, 1 female.
+    pub sex: i16,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The short form of a user, in lists and events.
+#[derive(Debug, Clone, Object, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UserSummary {
+    pub id: i64,
+    pub username: String,
+    pub nickname: String,
+    pub sex: i16,
+}
+
+#[derive(Debug, Clone, Copy, Enum, Serialize, Deserialize, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum FriendRequestStatus {
+    Pending,
+    Accepted,
+    Rejected,
+}
+
+impl FriendRequestStatus {
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "accepted" => Self::Accepted,
+            "rejected" => Self::Rejected,
+            _ => Self::Pending,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object, Serialize, Deserialize)]
+pub struct FriendRequest {
+    pub id: i64,
+    pub from_user: UserSummary,
+    pub to_user: UserSummary,
+    pub message: String,
+    pub status: FriendRequestStatus,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What a message carries.
+#[derive(Debug, Clone, Copy, Enum, Serialize, Deserialize, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum MessageType {
+    Text,
+    Image,
+    Video,
+}
+
+impl MessageType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Image => "image",
+            Self::Video => "video",
+        }
+    }
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "image" => Self::Image,
+            "video" => Self::Video,
+            _ => Self::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Enum, Serialize, Deserialize, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum FileKind {
+    Image,
+    Video,
+}
+
+/// An uploaded image or video.
+#[derive(Debug, Clone, Object, Serialize, Deserialize)]
+pub struct FileInfo {
+    pub id: i64,
+    /// Where to download it (authenticated).
+    pub url: String,
+    pub content_type: String,
+    pub size: i64,
+    pub kind: FileKind,
+}
+
+/// A message in a conversation. `seq` is gapless from 1 within the conversation.
+#[derive(Debug, Clone, Object, Serialize, Deserialize)]
+pub struct Message {
+    pub id: i64,
+    pub conversation_id: String,
+    pub seq: i64,
+    pub from_user_id: i64,
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_user_id: Option<i64>,
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<i64>,
+    #[oai(rename = "type")]
+    #[serde(rename = "type")]
+    pub kind: MessageType,
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileInfo>,
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_msg_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The body of `POST /api/messages/send` and of the WebSocket `send` frame.
+#[derive(Debug, Clone, Object, Serialize, Deserialize)]
+pub struct SendMessage {
+    /// The recipient of a direct message (exactly one of `to_user_id` and `group_id`).
+    pub to_user_id: Option<i64>,
+    /// The group of a group message.
+    pub group_id: Option<i64>,
+    #[oai(rename = "type")]
+    #[serde(rename = "type")]
+    pub kind: MessageType,
+    /// 1–4000 characters, for `text` messages.
+    pub text: Option<String>,
+    /// An uploaded file of the matching kind, for `image` and `video` messages.
+    pub file_id: Option<i64>,
+    /// Up to 64 characters, unique per sender: a retry with the same value returns the first message.
+    pub client_msg_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Enum, Serialize, Deserialize, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum ReceiptStatus {
+    Delivered,
+    Read,
+}
+
+#[derive(Debug, Clone, Copy, Enum, Serialize, Deserialize, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum ConversationType {
+    Direct,
+    Group,
+}
+
+/// A conversation in the caller's list.
+#[derive(Debug, Clone, Object, Serialize, Deserialize)]
+pub struct Conversation {
+    pub conversation_id: String,
+    #[oai(rename = "type")]
+    #[serde(rename = "type")]
+    pub kind: ConversationType,
+    /// The other user, for a direct conversation.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<UserSummary>,
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_message: Option<Message>,
+    pub last_seq: i64,
+    /// How far the caller has read.
+    pub read_seq: i64,
+    pub unread_count: i64,
+}
+
+/// A page of a conversation's history, ascending by `seq`.
+#[derive(Debug, Clone, Object, Serialize, Deserialize)]
+pub struct HistoryPage {
+    pub messages: Vec<Message>,
+    /// More messages lie beyond this page in the direction paged (older for `before_seq` or no cursor, newer
+    /// for `after_seq`).
+    pub has_more: bool,
+}

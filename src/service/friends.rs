@@ -1,0 +1,137 @@
+//! Friends: requests, acceptance, rejection, the friend list, removal, and the events each one sends.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::domain::frame::ServerFrame;
+use crate::domain::model::{FriendRequest, UserSummary};
+use crate::error::{AppError, AppResult};
+use crate::service::events::Events;
+use crate::service::views;
+use crate::store::{FriendRequestRecord, FriendStore, StoreError, UserStore};
+
+/// Longest note a friend request may carry.
+pub const MAX_REQUEST_MESSAGE: usize = 200;
+/// Most requests a listing returns.
+const LIST_LIMIT: i64 = 200;
+
+#[derive(Clone)]
+pub struct Friends {
+    users: Arc<dyn UserStore>,
+    friends: Arc<dyn FriendStore>,
+    events: Events,
+}
+
+impl Friends {
+    pub fn new(users: Arc<dyn UserStore>, friends: Arc<dyn FriendStore>, events: Events) -> Self {
+        Self { users, friends, events }
+    }
+
+    async fn summary(&self, id: i64) -> AppResult<UserSummary> {
+        self.users
+            .user_by_id(id)
+            .await?
+            .map(Into::into)
+            .ok_or_else(|| AppError::not_found("user_not_found", "no such user"))
+    }
+
+    /// Asks `to` to be friends. If `to` already asked `from`, that request is accepted instead.
+    pub async fn request(&self, from: i64, to: i64, message: Option<String>) -> AppResult<FriendRequest> {
+        let message = message.unwrap_or_default();
+        if message.chars().count() > MAX_REQUEST_MESSAGE {
+            return Err(AppError::invalid("invalid_message", "a friend request note is at most 200 characters"));
+        }
+        if from == to {
+            return Err(AppError::invalid("invalid_friend", "you cannot befriend yourself"));
+        }
+        let target = self.summary(to).await?;
+        if self.friends.are_friends(from, to).await? {
+            return Err(AppError::conflict("already_friends", "you are already friends"));
+        }
+        if let Some(theirs) = self.friends.pending_request(to, from).await? {
+            let (req, _) = self.accept(from, theirs.id).await?;
+            return Ok(req);
+        }
+        let record = match self.friends.create_request(from, to, &message).await {
+            Ok(r) => r,
+            Err(StoreError::Conflict(_)) => {
+                return Err(AppError::conflict("request_pending", "a request to this user is already pending"))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let req = views::friend_request(record, self.summary(from).await?, target);
+        self.events.publish(&[to, from], &ServerFrame::FriendRequest { request: req.clone() }).await;
+        Ok(req)
+    }
+
+    pub async fn list_requests(&self, user: i64, incoming: bool) -> AppResult<Vec<FriendRequest>> {
+        let records = self.friends.list_requests(user, incoming, LIST_LIMIT).await?;
+        let mut ids: Vec<i64> = records.iter().flat_map(|r| [r.from_user_id, r.to_user_id]).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let users: HashMap<i64, UserSummary> =
+            self.users.users_by_ids(&ids).await?.into_iter().map(|u| (u.id, u.into())).collect();
+        Ok(records
+            .into_iter()
+            .filter_map(|r| {
+                let (f, t) = (users.get(&r.from_user_id)?.clone(), users.get(&r.to_user_id)?.clone());
+                Some(views::friend_request(r, f, t))
+            })
+            .collect())
+    }
+
+    /// Accepts a request addressed to `user`: returns it (now accepted) and the new friend.
+    pub async fn accept(&self, user: i64, request_id: i64) -> AppResult<(FriendRequest, UserSummary)> {
+        let req = self.addressed_to(user, request_id).await?;
+        let accepted = self
+            .friends
+            .accept_request(req.id)
+            .await?
+            .ok_or_else(|| AppError::conflict("request_not_pending", "the request was already answered"))?;
+        let requester = self.summary(accepted.from_user_id).await?;
+        let accepter = self.summary(user).await?;
+        self.events.publish(&[accepted.from_user_id], &ServerFrame::FriendAccepted { friend: accepter.clone() }).await;
+        self.events.publish(&[user], &ServerFrame::FriendAccepted { friend: requester.clone() }).await;
+        let view = views::friend_request(accepted, requester.clone(), accepter);
+        Ok((view, requester))
+    }
+
+    pub async fn reject(&self, user: i64, request_id: i64) -> AppResult<()> {
+        let req = self.addressed_to(user, request_id).await?;
+        self.friends
+            .reject_request(req.id)
+            .await?
+            .ok_or_else(|| AppError::conflict("request_not_pending", "the request was already answered"))?;
+        Ok(())
+    }
+
+    async fn addressed_to(&self, user: i64, request_id: i64) -> AppResult<FriendRequestRecord> {
+        let not_found = || AppError::not_found("request_not_found", "no such friend request addressed to you");
+        let req = self.friends.request_by_id(request_id).await?.ok_or_else(not_found)?;
+        if req.to_user_id != user {
+            return Err(not_found());
+        }
+        if req.status != "pending" {
+            return Err(AppError::conflict("request_not_pending", "the request was already answered"));
+        }
+        Ok(req)
+    }
+
+    pub async fn list(&self, user: i64) -> AppResult<Vec<UserSummary>> {
+        Ok(self.friends.friends(user).await?.into_iter().map(Into::into).collect())
+    }
+
+    /// Ends the friendship on both sides and tells both users' devices.
+    pub async fn remove(&self, user: i64, friend: i64) -> AppResult<()> {
+        if !self.friends.remove_friendship(user, friend).await? {
+            return Err(AppError::not_found("not_friends", "this user is not your friend"));
+        }
+        self.events.publish(&[friend], &ServerFrame::FriendRemoved { user_id: user }).await;
+        self.events.publish(&[user], &ServerFrame::FriendRemoved { user_id: friend }).await;
+        Ok(())
+    }
+
+    pub async fn are_friends(&self, a: i64, b: i64) -> AppResult<bool> {
+        Ok(self.friends.are_friends(a, b).await?)
+    }
+}

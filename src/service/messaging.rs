@@ -1,0 +1,275 @@
+//! Messaging: the send path (authorise → persist with the next seq → inbox → publish), history, read and
+//! delivered cursors with their receipts, the conversation list, typing, and catching a device up.
+
+use std::collections::HashMap;
+
+use crate::domain::frame::ServerFrame;
+use crate::domain::model::{
+    Conversation, ConversationType, HistoryPage, Message, MessageType, ReceiptStatus, SendMessage, UserSummary,
+};
+use crate::domain::ConversationId;
+use crate::error::{AppError, AppResult};
+use crate::inbox::{SharedInbox, Want};
+use crate::metrics::Metrics;
+use crate::service::events::Events;
+use crate::service::views;
+use crate::store::{NewMessage, Stores, UserConversationRecord};
+use crate::ws::hub::Delivery;
+
+/// Longest text message, in characters.
+pub const MAX_TEXT: usize = 4000;
+/// Longest `client_msg_id`.
+pub const MAX_CLIENT_MSG_ID: usize = 64;
+/// Largest history page.
+pub const MAX_PAGE: i64 = 100;
+/// History page size when none is asked for.
+pub const DEFAULT_PAGE: i64 = 50;
+
+/// What a user may see of a conversation.
+#[derive(Debug, Clone)]
+pub struct Access {
+    pub conversation: ConversationId,
+    /// The user sees messages with `seq > visible_from`.
+    pub visible_from: i64,
+    pub last_seq: i64,
+    pub read_seq: i64,
+}
+
+#[derive(Clone)]
+pub struct Messaging {
+    stores: Stores,
+    events: Events,
+    inbox: SharedInbox,
+    metrics: Metrics,
+}
+
+impl Messaging {
+    pub fn new(stores: Stores, events: Events, inbox: SharedInbox, metrics: Metrics) -> Self {
+        Self { stores, events, inbox, metrics }
+    }
+
+    pub fn events(&self) -> &Events {
+        &self.events
+    }
+
+    /// Whether and how far `user` may see `conversation_id`: 422 for a malformed id, 403 for someone else's.
+    pub async fn access(&self, user: i64, conversation_id: &str) -> AppResult<Access> {
+        let conversation: ConversationId = conversation_id.parse()?;
+        let row = self.stores.messages.user_conversation(user, conversation_id).await?;
+        match (conversation, row) {
+            (ConversationId::Direct { low, high }, row) => {
+                if user != low && user != high {
+                    return Err(AppError::forbidden("not_conversation_member", "this is not your conversation"));
+                }
+                Ok(access_of(conversation, row.as_ref()))
+            }
+            (ConversationId::Group(_), Some(row)) => Ok(access_of(conversation, Some(&row))),
+            (ConversationId::Group(_), None) => {
+                Err(AppError::forbidden("not_group_member", "you are not a member of this group"))
+            }
+        }
+    }
+
+    /// Sends a message: validated, authorised, durable with its seq before this returns, then appended to the
+    /// recipients' inboxes and published to every device of both parties. A repeated `client_msg_id` returns the
+    /// first message with `false` and publishes nothing again.
+    pub async fn send(&self, from: i64, req: SendMessage) -> AppResult<(Message, bool)> {
+        let client_msg_id = match req.client_msg_id {
+            Some(c) if c.is_empty() || c.chars().count() > MAX_CLIENT_MSG_ID => {
+                return Err(AppError::invalid("invalid_client_msg_id", "client_msg_id must be 1 to 64 characters"))
+            }
+            c => c,
+        };
+        let text = match req.kind {
+            MessageType::Text => match req.text {
+                Some(t) if !t.is_empty() && t.chars().count() <= MAX_TEXT => Some(t),
+                _ => {
+                    return Err(AppError::invalid("invalid_text", "a text message needs text of 1 to 4000 characters"))
+                }
+            },
+            MessageType::Image | MessageType::Video => {
+                return Err(AppError::invalid(
+                    "unsupported_message_type",
+                    "image and video messages are not supported by this server yet; send text",
+                ))
+            }
+        };
+        let (conversation, to_user_id, recipients) = match (req.to_user_id, req.group_id) {
+            (Some(to), None) => {
+                if to == from {
+                    return Err(AppError::invalid("invalid_recipient", "you cannot message yourself"));
+                }
+                if !self.stores.friends.are_friends(from, to).await? {
+                    return Err(AppError::forbidden("not_friends", "you can only message your friends"));
+                }
+                (ConversationId::direct(from, to), Some(to), vec![to, from])
+            }
+            (None, Some(_group)) => {
+                return Err(AppError::not_found("group_not_found", "no such group"));
+            }
+            _ => return Err(AppError::invalid("invalid_recipient", "give exactly one of to_user_id and group_id")),
+        };
+        let new = NewMessage {
+            conversation_id: conversation,
+            from_user_id: from,
+            to_user_id,
+            group_id: None,
+            kind: req.kind.as_str(),
+            body: text,
+            file_id: None,
+            client_msg_id,
+        };
+        let (record, created) = self.stores.messages.append(new).await?;
+        if created {
+            self.metrics.messages_accepted.inc();
+            self.inbox.append(&recipients, &record).await;
+            let message = views::message(record);
+            let delivery = Delivery::from_frame(&ServerFrame::Message { message: message.clone() });
+            self.events.publish_delivery(&recipients, &delivery).await;
+            Ok((message, true))
+        } else {
+            Ok((views::message(record), false))
+        }
+    }
+
+    /// A page of history, ascending by seq: the newest `limit` before `before_seq` (or the latest), or the
+    /// oldest `limit` after `after_seq`.
+    pub async fn history(
+        &self,
+        user: i64,
+        conversation_id: &str,
+        before_seq: Option<i64>,
+        after_seq: Option<i64>,
+        limit: Option<i64>,
+    ) -> AppResult<HistoryPage> {
+        let limit = limit.unwrap_or(DEFAULT_PAGE);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(AppError::invalid("invalid_limit", "limit must be 1 to 100"));
+        }
+        if before_seq.is_some_and(|s| s < 1) || after_seq.is_some_and(|s| s < 0) {
+            return Err(AppError::invalid("invalid_seq", "before_seq must be positive and after_seq not negative"));
+        }
+        let access = self.access(user, conversation_id).await?;
+        let after = after_seq.unwrap_or(0).max(access.visible_from);
+        let before = before_seq.unwrap_or(i64::MAX);
+        let newest = after_seq.is_none();
+        let mut rows = self.stores.messages.messages_between(conversation_id, after, before, limit + 1, newest).await?;
+        let has_more = rows.len() as i64 > limit;
+        if has_more {
+            if newest {
+                rows.remove(0);
+            } else {
+                rows.pop();
+            }
+        }
+        Ok(HistoryPage { messages: rows.into_iter().map(views::message).collect(), has_more })
+    }
+
+    /// Moves the read cursor to `seq` and sends a `read` receipt to the other party (and the reader's devices).
+    pub async fn mark_read(&self, user: i64, conversation_id: &str, seq: i64) -> AppResult<()> {
+        let access = self.access(user, conversation_id).await?;
+        if seq < 1 || seq > access.last_seq {
+            return Err(AppError::invalid("invalid_seq", format!("seq must be 1 to {}", access.last_seq)));
+        }
+        if self.stores.messages.mark_read(user, conversation_id, seq).await? {
+            let receipt = ServerFrame::Receipt {
+                conversation_id: conversation_id.to_string(),
+                user_id: user,
+                status: ReceiptStatus::Read,
+                seq,
+            };
+            let mut to = self.others(user, &access.conversation).await;
+            to.push(user);
+            self.events.publish(&to, &receipt).await;
+        }
+        Ok(())
+    }
+
+    /// A device confirmed everything up to `seq` (cumulative): move its cursor and tell the sender side.
+    pub async fn ack(&self, user: i64, device: &str, conversation: &ConversationId, seq: i64) -> AppResult<()> {
+        let id = conversation.to_string();
+        self.stores.messages.ack(user, device, &id, seq).await?;
+        if !conversation.is_group() {
+            let receipt =
+                ServerFrame::Receipt { conversation_id: id, user_id: user, status: ReceiptStatus::Delivered, seq };
+            self.events.publish(&self.others(user, conversation).await, &receipt).await;
+        }
+        Ok(())
+    }
+
+    /// Tells the other party that `user` is typing.
+    pub async fn typing(&self, user: i64, conversation_id: &str) -> AppResult<()> {
+        let access = self.access(user, conversation_id).await?;
+        let frame = ServerFrame::Typing { conversation_id: conversation_id.to_string(), user_id: user };
+        self.events.publish(&self.others(user, &access.conversation).await, &frame).await;
+        Ok(())
+    }
+
+    /// The users other than `user` whom events about the conversation concern.
+    async fn others(&self, user: i64, conversation: &ConversationId) -> Vec<i64> {
+        match conversation {
+            ConversationId::Direct { .. } => conversation.peer_of(user).into_iter().collect(),
+            ConversationId::Group(_) => Vec::new(),
+        }
+    }
+
+    /// The caller's conversations, most recently active first, with last message and unread count.
+    pub async fn conversations(&self, user: i64) -> AppResult<Vec<Conversation>> {
+        let rows = self.stores.messages.user_conversations(user).await?;
+        let ids: Vec<String> = rows.iter().map(|r| r.conversation_id.clone()).collect();
+        let mut last: HashMap<String, Message> = self
+            .stores
+            .messages
+            .last_messages(&ids)
+            .await?
+            .into_iter()
+            .map(|m| (m.conversation_id.clone(), views::message(m)))
+            .collect();
+        let peer_ids: Vec<i64> = rows
+            .iter()
+            .filter_map(|r| r.conversation_id.parse::<ConversationId>().ok().and_then(|c| c.peer_of(user)))
+            .collect();
+        let peers: HashMap<i64, UserSummary> =
+            self.stores.users.users_by_ids(&peer_ids).await?.into_iter().map(|u| (u.id, u.into())).collect();
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                let conversation: ConversationId = r.conversation_id.parse().ok()?;
+                let read = r.read_seq.max(r.visible_from_seq);
+                Some(Conversation {
+                    kind: if conversation.is_group() { ConversationType::Group } else { ConversationType::Direct },
+                    peer: conversation.peer_of(user).and_then(|p| peers.get(&p).cloned()),
+                    last_message: last.remove(&r.conversation_id).filter(|m| m.seq > r.visible_from_seq),
+                    last_seq: r.last_seq,
+                    read_seq: r.read_seq,
+                    unread_count: (r.last_seq - read).max(0),
+                    conversation_id: r.conversation_id,
+                })
+            })
+            .collect())
+    }
+
+    /// The heads of every conversation of the user (for a device's catch-up).
+    pub async fn heads(&self, user: i64) -> AppResult<Vec<UserConversationRecord>> {
+        Ok(self.stores.messages.user_conversations(user).await?)
+    }
+
+    /// A device's delivered cursors.
+    pub async fn cursors(&self, user: i64, device: &str) -> AppResult<HashMap<String, i64>> {
+        Ok(self.stores.messages.device_cursors(user, device).await?.into_iter().collect())
+    }
+
+    /// What the device missed, oldest first, at most `limit`.
+    pub async fn catch_up(&self, user: i64, wants: &[Want], limit: usize) -> AppResult<Vec<Message>> {
+        Ok(self.inbox.read(user, wants, limit).await?.into_iter().map(views::message).collect())
+    }
+}
+
+fn access_of(conversation: ConversationId, row: Option<&UserConversationRecord>) -> Access {
+    Access {
+        conversation,
+        visible_from: row.map_or(0, |r| r.visible_from_seq),
+        last_seq: row.map_or(0, |r| r.last_seq),
+        read_seq: row.map_or(0, |r| r.read_seq),
+    }
+}

@@ -1,0 +1,43 @@
+//! Turning stored records into the objects of the API contract.
+
+use crate::domain::model::{FriendRequest, FriendRequestStatus, Message, MessageType, User, UserSummary};
+use crate::store::{FriendRequestRecord, MessageRecord, UserRecord};
+
+impl From<UserRecord> for User {
+    fn from(u: UserRecord) -> Self {
+        User { id: u.id, username: u.username, nickname: u.nickname, sex: u.sex, created_at: u.created_at }
+    }
+}
+
+impl From<UserRecord> for UserSummary {
+    fn from(u: UserRecord) -> Self {
+        UserSummary { id: u.id, username: u.username, nickname: u.nickname, sex: u.sex }
+    }
+}
+
+pub fn friend_request(r: FriendRequestRecord, from_user: UserSummary, to_user: UserSummary) -> FriendRequest {
+    FriendRequest {
+        id: r.id,
+        from_user,
+        to_user,
+        message: r.message,
+        status: FriendRequestStatus::parse(&r.status),
+        created_at: r.created_at,
+    }
+}
+
+pub fn message(r: MessageRecord) -> Message {
+    Message {
+        id: r.id,
+        conversation_id: r.conversation_id,
+        seq: r.seq,
+        from_user_id: r.from_user_id,
+        to_user_id: r.to_user_id,
+        group_id: r.group_id,
+        kind: MessageType::parse(&r.kind),
+        text: r.body,
+        file: None,
+        client_msg_id: r.client_msg_id,
+        created_at: r.created_at,
+    }
+}

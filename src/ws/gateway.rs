@@ -1,0 +1,99 @@
+//! `GET /ws`: authenticates before the upgrade, enforces the node's connection cap, then hands the socket to a
+//! session.
+
+use poem::http::StatusCode;
+use poem::web::websocket::{WebSocket, WebSocketConfig};
+use poem::web::Query;
+use poem::{FromRequest, IntoResponse, Request, Response};
+use serde::Deserialize;
+
+use super::session;
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// Largest frame a client may send; bigger ones close the socket with 1009.
+pub const MAX_FRAME: usize = 64 * 1024;
+
+#[derive(Debug, Deserialize)]
+pub struct WsQuery {
+    token: Option<String>,
+    /// Optional; when present it must be the token's user.
+    #[serde(rename = "userId")]
+    user_id: Option<String>,
+    /// A stable id of the client device (its delivered cursors are kept per device); `default` when absent.
+    device: Option<String>,
+}
+
+fn parse_device(d: Option<&str>) -> Result<String, AppError> {
+    match d {
+        None => Ok("default".into()),
+        Some(d)
+            if !d.is_empty()
+                && d.len() <= 64
+                && d.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) =>
+        {
+            Ok(d.to_string())
+        }
+        Some(_) => Err(AppError::invalid("invalid_device", "device must be 1 to 64 of [A-Za-z0-9._-]")),
+    }
+}
+
+/// The socket configuration: small buffers (a mostly idle socket should cost a few KiB), a bounded write buffer,
+/// and the frame limit.
+fn socket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(1024 * 1024)
+        .max_message_size(Some(MAX_FRAME))
+        .max_frame_size(Some(MAX_FRAME))
+}
+
+#[poem::handler]
+pub async fn gateway(req: &Request) -> Response {
+    match upgrade(req).await {
+        Ok(r) => r,
+        Err(e) => e.to_response(),
+    }
+}
+
+async fn upgrade(req: &Request) -> Result<Response, AppError> {
+    let state = req.data::<AppState>().cloned().ok_or_else(|| AppError::internal(anyhow::anyhow!("no state")))?;
+    let Query(q) = Query::<WsQuery>::from_request_without_body(req)
+        .await
+        .map_err(|e| AppError::bad_request("invalid_parameter", e.to_string()))?;
+    let bearer = req
+        .headers()
+        .get(poem::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let token = q.token.or(bearer).ok_or_else(|| {
+        AppError::unauthorized("missing_token", "pass the token as /ws?token=<jwt> (or an Authorization header)")
+    })?;
+    let principal = state.accounts.tokens().verify(&token).await?;
+    if let Some(claimed) = &q.user_id {
+        if claimed.parse::<i64>().ok() != Some(principal.user_id) {
+            return Err(AppError::forbidden("user_mismatch", "userId does not match the token"));
+        }
+    }
+    let device = parse_device(q.device.as_deref())?;
+    if state.is_draining() {
+        return Err(AppError::unavailable("draining", "this node is shutting down; reconnect to another"));
+    }
+    if state.hub.connections() >= state.config.max_connections as usize {
+        return Err(AppError::unavailable("at_capacity", "this node holds all the sockets it can; try another"));
+    }
+    let ws = WebSocket::from_request_without_body(req)
+        .await
+        .map_err(|e| AppError::bad_request("not_a_websocket", format!("a WebSocket upgrade is required: {e}")))?;
+    let user_id = principal.user_id;
+    let resp = ws
+        .config(socket_config())
+        .on_upgrade(move |socket| session::run(state, user_id, device, socket))
+        .into_response();
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return Err(AppError::bad_request("not_a_websocket", "a WebSocket upgrade is required"));
+    }
+    Ok(resp)
+}

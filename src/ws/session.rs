@@ -1,0 +1,349 @@
+//! One WebSocket connection: a single task that reads client frames, drains the socket's bounded queue, keeps
+//! the heartbeat, and catches the device up from its cursors.
+//!
+//! Ordering and completeness per conversation rest on `seq`: the session remembers the highest seq written to
+//! this socket (`sent`); a live message is written only if it is the next one, skipped if already written, and
+//! otherwise (a gap: a lost publish, a race between publishers) the session catches up from the inbox. Catch-up
+//! goes out as `sync` batches of at most [`SYNC_BATCH`]; while more remain, the next batch waits for the client's
+//! acks of the last one.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use poem::web::websocket::{CloseCode, Message as WsMessage, WebSocketStream};
+use tokio::time::{timeout, Instant};
+
+use super::hub::{Delivery, Outbound, Registration};
+use crate::domain::frame::{ClientFrame, ServerFrame};
+use crate::domain::model::Message;
+use crate::domain::ConversationId;
+use crate::error::AppError;
+use crate::inbox::Want;
+use crate::state::AppState;
+
+/// Most messages in one `sync` frame.
+pub const SYNC_BATCH: usize = 100;
+/// A socket that cannot take a frame for this long is given up on (its client stopped reading).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+struct Session {
+    state: AppState,
+    user_id: i64,
+    device: String,
+    /// Highest seq written to this socket, per conversation.
+    sent: HashMap<String, i64>,
+    /// Highest seq the device acknowledged, per conversation.
+    acked: HashMap<String, i64>,
+    /// Something may be missing: compare with the store and catch up.
+    behind: bool,
+    /// Answer the next catch-up with a `sync` frame even when nothing is missing (after `hello` or `sync {}`).
+    must_answer: bool,
+    /// A `sync` batch with `more` is out: the next one waits until these seqs are acked.
+    awaiting: Option<HashMap<String, i64>>,
+}
+
+enum Flow {
+    Continue,
+    Close(CloseCode, &'static str),
+}
+
+pub async fn run(state: AppState, user_id: i64, device: String, mut socket: WebSocketStream) {
+    let mut registration = state.hub.register(user_id);
+    // Live before catching up: anything published from here on reaches the queue, anything before is stored.
+    state.bus.subscribe(user_id).await;
+    let mut session = Session {
+        state: state.clone(),
+        user_id,
+        device,
+        sent: HashMap::new(),
+        acked: HashMap::new(),
+        behind: true,
+        must_answer: true,
+        awaiting: None,
+    };
+    let close = session.serve(&mut socket, &mut registration).await;
+    if let Some((code, reason)) = close {
+        let _ = timeout(Duration::from_secs(1), socket.send(WsMessage::Close(Some((code, reason.to_string()))))).await;
+    }
+    let _ = timeout(Duration::from_secs(1), socket.close()).await;
+    drop(registration);
+    if !state.hub.has_user(user_id) {
+        state.bus.release(user_id);
+    }
+}
+
+impl Session {
+    async fn serve(
+        &mut self,
+        socket: &mut WebSocketStream,
+        reg: &mut Registration,
+    ) -> Option<(CloseCode, &'static str)> {
+        let heartbeat = self.state.config.heartbeat;
+        let idle = self.state.config.idle_timeout;
+        let hello = ServerFrame::Hello {
+            user_id: self.user_id,
+            heartbeat_secs: heartbeat.as_secs().max(1),
+            device_id: self.device.clone(),
+        };
+        if self.write(socket, hello.to_json()).await.is_err() {
+            return None;
+        }
+        match self.state.messaging.cursors(self.user_id, &self.device).await {
+            Ok(c) => {
+                self.sent = c.clone();
+                self.acked = c;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "loading device cursors");
+                return Some((CloseCode::Error, "try again"));
+            }
+        }
+        let mut stop = self.state.stop_signal();
+        let mut ticker = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
+        let mut idle_deadline = Instant::now() + idle;
+        loop {
+            if self.behind && self.awaiting.is_none() {
+                if let Err(()) = self.catch_up(socket).await {
+                    return None;
+                }
+            }
+            let flow = tokio::select! {
+                _ = crate::state::until_stopped(&mut stop) => Flow::Close(CloseCode::Restart, "server restart"),
+                _ = reg.evicted.notified() => Flow::Close(CloseCode::Again, "slow consumer"),
+                _ = tokio::time::sleep_until(idle_deadline) => Flow::Close(CloseCode::Away, "idle timeout"),
+                _ = ticker.tick() => match timeout(WRITE_TIMEOUT, socket.send(WsMessage::Ping(Vec::new()))).await {
+                    Ok(Ok(())) => Flow::Continue,
+                    _ => return None,
+                },
+                out = reg.rx.recv() => match out {
+                    Some(Outbound::Deliver(d)) => match self.deliver(socket, &d).await {
+                        Ok(()) => Flow::Continue,
+                        Err(()) => return None,
+                    },
+                    Some(Outbound::Resync) => {
+                        self.behind = true;
+                        Flow::Continue
+                    }
+                    None => return None,
+                },
+                incoming = socket.next() => {
+                    idle_deadline = Instant::now() + idle;
+                    match incoming {
+                        Some(Ok(WsMessage::Text(text))) => self.on_text(socket, &text).await,
+                        Some(Ok(WsMessage::Binary(_))) => {
+                            self.error(socket, "binary_not_supported", "send JSON text frames").await
+                        }
+                        Some(Ok(WsMessage::Close(_))) | None => return None,
+                        Some(Ok(_)) => Flow::Continue,
+                        Some(Err(e)) => {
+                            // The frame limit is the only read error a client can cause on purpose.
+                            let too_big = e.to_string().to_ascii_lowercase().contains("too long")
+                                || e.to_string().to_ascii_lowercase().contains("size");
+                            if too_big {
+                                Flow::Close(CloseCode::Size, "frame too large (max 64 KiB)")
+                            } else {
+                                return None;
+                            }
+                        }
+                    }
+                }
+            };
+            if let Flow::Close(code, reason) = flow {
+                return Some((code, reason));
+            }
+        }
+    }
+
+    async fn write(&mut self, socket: &mut WebSocketStream, text: String) -> Result<(), ()> {
+        match timeout(WRITE_TIMEOUT, socket.send(WsMessage::Text(text))).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(()),
+        }
+    }
+
+    async fn error(&mut self, socket: &mut WebSocketStream, code: &str, message: &str) -> Flow {
+        match self.write(socket, ServerFrame::error(code, message).to_json()).await {
+            Ok(()) => Flow::Continue,
+            Err(()) => Flow::Close(CloseCode::Error, "write failed"),
+        }
+    }
+
+    async fn app_error(&mut self, socket: &mut WebSocketStream, e: AppError) -> Flow {
+        let msg = e.message().to_string();
+        self.error(socket, e.code(), &msg).await
+    }
+
+    fn observe(&self, path: &str, messages: &[&chrono::DateTime<chrono::Utc>]) {
+        let m = &self.state.metrics;
+        let now = chrono::Utc::now();
+        m.deliveries.with_label_values(&[path]).inc_by(messages.len() as u64);
+        for at in messages {
+            m.delivery_latency.observe((now - **at).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6);
+        }
+    }
+
+    /// Writes a queued delivery; a `message` goes out only as the next seq of its conversation.
+    async fn deliver(&mut self, socket: &mut WebSocketStream, d: &Delivery) -> Result<(), ()> {
+        let Some(meta) = &d.message else {
+            return self.write(socket, d.json.to_string()).await;
+        };
+        let sent = self.sent.get(&meta.conversation_id).copied().unwrap_or(0);
+        if meta.seq <= sent {
+            return Ok(());
+        }
+        if meta.seq == sent + 1 {
+            self.write(socket, d.json.to_string()).await?;
+            self.sent.insert(meta.conversation_id.clone(), meta.seq);
+            self.observe("live", &[&meta.created_at]);
+        } else {
+            self.behind = true;
+        }
+        Ok(())
+    }
+
+    /// Sends the next batch of what the device is missing, by the store's conversation heads.
+    async fn catch_up(&mut self, socket: &mut WebSocketStream) -> Result<(), ()> {
+        let heads = match self.state.messaging.heads(self.user_id).await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(error = %e, "catch-up failed");
+                self.behind = false;
+                let flow = self.app_error(socket, e).await;
+                return if matches!(flow, Flow::Continue) { Ok(()) } else { Err(()) };
+            }
+        };
+        let mut wants = Vec::new();
+        let mut missing: i64 = 0;
+        for h in heads {
+            let base = self.sent.get(&h.conversation_id).copied().unwrap_or(0).max(h.visible_from_seq);
+            if h.last_seq > base {
+                missing += h.last_seq - base;
+                wants.push(Want { conversation_id: h.conversation_id, after: base, upto: h.last_seq });
+            }
+        }
+        let messages: Vec<Message> = if wants.is_empty() {
+            Vec::new()
+        } else {
+            match self.state.messaging.catch_up(self.user_id, &wants, SYNC_BATCH).await {
+                Ok(m) => m,
+                Err(e) => {
+                    self.behind = false;
+                    let flow = self.app_error(socket, e).await;
+                    return if matches!(flow, Flow::Continue) { Ok(()) } else { Err(()) };
+                }
+            }
+        };
+        self.behind = false;
+        if messages.is_empty() && !self.must_answer {
+            return Ok(());
+        }
+        self.must_answer = false;
+        let more = (messages.len() as i64) < missing;
+        let mut batch_heads: HashMap<String, i64> = HashMap::new();
+        for m in &messages {
+            let e = batch_heads.entry(m.conversation_id.clone()).or_insert(0);
+            *e = (*e).max(m.seq);
+        }
+        for (c, s) in &batch_heads {
+            let e = self.sent.entry(c.clone()).or_insert(0);
+            *e = (*e).max(*s);
+        }
+        let times: Vec<chrono::DateTime<chrono::Utc>> = messages.iter().map(|m| m.created_at).collect();
+        self.write(socket, ServerFrame::Sync { messages, more }.to_json()).await?;
+        self.observe("sync", &times.iter().collect::<Vec<_>>());
+        if more {
+            self.behind = true;
+            self.awaiting = Some(batch_heads);
+        }
+        Ok(())
+    }
+
+    async fn on_text(&mut self, socket: &mut WebSocketStream, text: &str) -> Flow {
+        let frame: ClientFrame = match serde_json::from_str(text) {
+            Ok(f) => f,
+            Err(e) => {
+                let (code, msg) = classify_bad_frame(text, &e);
+                return self.error(socket, code, &msg).await;
+            }
+        };
+        match frame {
+            ClientFrame::Ping {} => match self.write(socket, ServerFrame::Pong {}.to_json()).await {
+                Ok(()) => Flow::Continue,
+                Err(()) => Flow::Close(CloseCode::Error, "write failed"),
+            },
+            ClientFrame::Ack { conversation_id, seq } => self.on_ack(socket, &conversation_id, seq).await,
+            ClientFrame::Send { message } => {
+                let client_msg_id = message.client_msg_id.clone();
+                match self.state.messaging.send(self.user_id, message).await {
+                    Ok((message, _)) => {
+                        // The `sent` frame delivers the message to this socket: its echo over the bus is then
+                        // a duplicate, and the device acks it like any other.
+                        let sent = self.sent.get(&message.conversation_id).copied().unwrap_or(0);
+                        if message.seq == sent + 1 {
+                            self.sent.insert(message.conversation_id.clone(), message.seq);
+                        }
+                        let frame = ServerFrame::Sent { client_msg_id, message };
+                        match self.write(socket, frame.to_json()).await {
+                            Ok(()) => Flow::Continue,
+                            Err(()) => Flow::Close(CloseCode::Error, "write failed"),
+                        }
+                    }
+                    Err(e) => self.app_error(socket, e).await,
+                }
+            }
+            ClientFrame::Typing { conversation_id } => {
+                match self.state.messaging.typing(self.user_id, &conversation_id).await {
+                    Ok(()) => Flow::Continue,
+                    Err(e) => self.app_error(socket, e).await,
+                }
+            }
+            ClientFrame::Sync {} => {
+                self.sent = self.acked.clone();
+                self.awaiting = None;
+                self.behind = true;
+                self.must_answer = true;
+                Flow::Continue
+            }
+        }
+    }
+
+    async fn on_ack(&mut self, socket: &mut WebSocketStream, conversation_id: &str, seq: i64) -> Flow {
+        let conversation: ConversationId = match conversation_id.parse() {
+            Ok(c) => c,
+            Err(e) => return self.app_error(socket, AppError::from(e)).await,
+        };
+        let sent = self.sent.get(conversation_id).copied().unwrap_or(0);
+        if seq < 1 || seq > sent {
+            return self
+                .error(socket, "invalid_seq", &format!("ack seq must be 1 to {sent}, what this socket received"))
+                .await;
+        }
+        if seq <= self.acked.get(conversation_id).copied().unwrap_or(0) {
+            return Flow::Continue;
+        }
+        self.acked.insert(conversation_id.to_string(), seq);
+        if let Err(e) = self.state.messaging.ack(self.user_id, &self.device, &conversation, seq).await {
+            return self.app_error(socket, e).await;
+        }
+        if let Some(awaiting) = &self.awaiting {
+            if awaiting.iter().all(|(c, s)| self.acked.get(c).copied().unwrap_or(0) >= *s) {
+                self.awaiting = None;
+            }
+        }
+        Flow::Continue
+    }
+}
+
+/// Tells malformed JSON, an unknown `type` and a known frame with bad fields apart.
+fn classify_bad_frame(text: &str, e: &serde_json::Error) -> (&'static str, String) {
+    const KNOWN: &[&str] = &["ping", "ack", "send", "typing", "sync"];
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Err(_) => ("invalid_json", "the frame is not valid JSON".to_string()),
+        Ok(v) => match v.get("type").and_then(|t| t.as_str()) {
+            None => ("invalid_frame", "the frame needs a string `type`".to_string()),
+            Some(t) if !KNOWN.contains(&t) => ("unknown_type", format!("unknown frame type `{t}`")),
+            Some(t) => ("invalid_frame", format!("bad `{t}` frame: {e}")),
+        },
+    }
+}
