@@ -1,0 +1,146 @@
+//! Cluster mode only (Postgres + Redis, several nodes in one process): the delivery contract holds when Redis
+//! loses what it held or drops the nodes' connections. Each test uses a Redis database of its own, so flushing
+//! and killing connections touches nothing else the suite runs.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{redis_url, uniq, Backend, TestEnv, TestNode};
+use serde_json::Value;
+
+/// The suite's Redis (whose URL names no database), database `db`.
+fn redis_db(db: u8) -> String {
+    format!("{}/{db}", redis_url().trim_end_matches('/'))
+}
+
+async fn redis_conn(db: u8) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis_db(db)).unwrap().get_multiplexed_async_connection().await.unwrap()
+}
+
+async fn cluster_node(env: &TestEnv, db: u8) -> TestNode {
+    env.node_with(&[("GOCHAT_REDIS_URL", &redis_db(db))]).await
+}
+
+fn seqs(ms: &[Value]) -> Vec<i64> {
+    ms.iter().map(|m| m["seq"].as_i64().unwrap()).collect()
+}
+
+/// Kills the pub/sub connections of the nodes using Redis database `db`.
+async fn kill_subscribers(db: u8) -> usize {
+    let mut conn = redis_conn(0).await;
+    let list: String = redis::cmd("CLIENT").arg("LIST").query_async(&mut conn).await.unwrap();
+    let mut killed = 0;
+    for line in list.lines() {
+        let field = |k: &str| line.split(' ').find_map(|f| f.strip_prefix(k)).unwrap_or("");
+        let subs: u32 = field("sub=").parse().unwrap_or(0);
+        if subs > 0 && field("db=") == db.to_string() {
+            let _: redis::RedisResult<()> =
+                redis::cmd("CLIENT").arg("KILL").arg("ID").arg(field("id=")).query_async(&mut conn).await;
+            killed += 1;
+        }
+    }
+    killed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_inbox_stream_deleted_or_redis_flushed_an_offline_user_still_gets_everything() {
+    const DB: u8 = 13;
+    let env = TestEnv::new(Backend::Postgres).await;
+    let n1 = cluster_node(&env, DB).await;
+    let n2 = cluster_node(&env, DB).await;
+    let (a, ta) = n1.user(&uniq("ra")).await;
+    let (b, tb) = n1.user(&uniq("rb")).await;
+    n1.befriend((a, &ta), (b, &tb)).await;
+    let mut redis = redis_conn(DB).await;
+    let key = format!("{}inbox:{b}", env.redis_prefix);
+
+    for i in 0..300 {
+        n1.send_text(&ta, b, &format!("first {i}")).await;
+    }
+    let len: usize = redis::cmd("XLEN").arg(&key).query_async(&mut redis).await.unwrap();
+    assert_eq!(len, 300, "the hot inbox holds the messages");
+    let _: () = redis::cmd("DEL").arg(&key).query_async(&mut redis).await.unwrap();
+    let mut ws = n2.ws(&tb, "phone").await;
+    let got = ws.collect(300).await;
+    assert_eq!(seqs(&got), (1..=300).collect::<Vec<_>>(), "a deleted stream falls back to Postgres");
+    drop(ws);
+
+    for i in 0..300 {
+        n2.send_text(&ta, b, &format!("second {i}")).await;
+    }
+    let _: () = redis::cmd("FLUSHDB").query_async(&mut redis).await.unwrap();
+    let mut ws = n1.ws(&tb, "phone").await;
+    let got = ws.collect(300).await;
+    assert_eq!(seqs(&got), (301..=600).collect::<Vec<_>>(), "a flushed Redis loses nothing");
+
+    // And a partly trimmed stream (its oldest entries gone) still yields a gapless run.
+    drop(ws);
+    for i in 0..50 {
+        n1.send_text(&ta, b, &format!("third {i}")).await;
+    }
+    let _: () = redis::cmd("XTRIM").arg(&key).arg("MAXLEN").arg(20).query_async(&mut redis).await.unwrap();
+    let mut ws = n2.ws(&tb, "phone").await;
+    assert_eq!(seqs(&ws.collect(50).await), (601..=650).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_subscriber_connection_is_restored_and_its_sessions_resync() {
+    const DB: u8 = 14;
+    let env = TestEnv::new(Backend::Postgres).await;
+    let n1 = cluster_node(&env, DB).await;
+    let n2 = cluster_node(&env, DB).await;
+    let (a, ta) = n1.user(&uniq("ka")).await;
+    let (b, tb) = n1.user(&uniq("kb")).await;
+    n1.befriend((a, &ta), (b, &tb)).await;
+    let mut ws = n2.ws(&tb, "phone").await;
+    ws.recv_type("sync").await;
+    n1.send_text(&ta, b, "before").await;
+    assert_eq!(ws.collect(1).await[0]["text"], "before");
+
+    let errors_before = n2.metric("gochat_bus_errors_total", "");
+    assert!(kill_subscribers(DB).await >= 1);
+    // Published while node 2 is reconnecting: some of these are lost by pub/sub, none by the node.
+    for i in 0..20 {
+        n1.send_text(&ta, b, &format!("during {i}")).await;
+    }
+    let got = ws.collect(20).await;
+    assert_eq!(seqs(&got), (2..=21).collect::<Vec<_>>(), "every message, in order, via resync");
+    assert!(n2.metric("gochat_bus_errors_total", "") > errors_before, "the loss was noticed");
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = n2.call(reqwest::Method::GET, "/readyz", None, None).await;
+        if r.status == reqwest::StatusCode::OK {
+            assert_eq!(r.body["checks"]["bus (redis)"], "ok");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "node 2 never became ready again: {}", r.body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    n1.send_text(&ta, b, "after").await;
+    assert_eq!(ws.collect(1).await[0]["text"], "after", "live delivery works again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_stops_closes_its_sockets_with_1012_and_clients_resume_on_another() {
+    let env = TestEnv::new(Backend::Postgres).await;
+    let n1 = env.node().await;
+    let n2 = env.node().await;
+    let (a, ta) = n1.user(&uniq("sa")).await;
+    let (b, tb) = n1.user(&uniq("sb")).await;
+    n1.befriend((a, &ta), (b, &tb)).await;
+    let mut ws = n2.ws(&tb, "phone").await;
+    ws.recv_type("sync").await;
+    n1.send_text(&ta, b, "one").await;
+    ws.collect(1).await;
+    n1.send_text(&ta, b, "two (never acked)").await;
+    ws.recv_type("message").await;
+    n2.stop().await;
+    let code = ws.closed_within(Duration::from_secs(5)).await.expect("closed by the stopping node");
+    assert_eq!(code, Some(1012));
+    n1.send_text(&ta, b, "three").await;
+    let mut again = n1.ws(&tb, "phone").await;
+    let got = again.collect(2).await;
+    assert_eq!(seqs(&got), vec![2, 3], "resumes from the cursor on another node");
+}
