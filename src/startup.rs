@@ -22,6 +22,7 @@ use crate::service::accounts::Accounts;
 use crate::service::auth::{PasswordHasherPool, TokenService};
 use crate::service::events::Events;
 use crate::service::friends::Friends;
+use crate::service::groups::Groups;
 use crate::service::messaging::Messaging;
 use crate::service::ratelimit::RateLimits;
 use crate::state::AppState;
@@ -102,12 +103,15 @@ impl Application {
         };
         let events = Events::new(bus.clone());
         let friends = Friends::new(stores.users.clone(), stores.friends.clone(), events.clone());
-        let messaging = Messaging::new(stores.clone(), events, inbox, metrics.clone());
+        let groups =
+            Groups::new(stores.groups.clone(), stores.friends.clone(), events.clone(), config.max_group_members);
+        let messaging = Messaging::new(stores.clone(), groups.clone(), events, inbox, metrics.clone());
         let state = AppState {
             config: Arc::new(config),
             stores,
             accounts,
             friends,
+            groups,
             messaging,
             limits,
             metrics,

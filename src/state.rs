@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::service::accounts::Accounts;
 use crate::service::friends::Friends;
+use crate::service::groups::Groups;
 use crate::service::messaging::Messaging;
 use crate::service::ratelimit::RateLimits;
 use crate::store::Stores;
@@ -22,6 +23,7 @@ pub struct AppState {
     pub stores: Stores,
     pub accounts: Accounts,
     pub friends: Friends,
+    pub groups: Groups,
     pub messaging: Messaging,
     pub limits: RateLimits,
     pub metrics: Metrics,

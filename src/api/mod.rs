@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod dto;
 mod friends;
+mod groups;
 mod health;
 mod messages;
 pub mod middleware;
@@ -19,17 +20,19 @@ pub enum ApiTags {
     Friends,
     /// Sending messages, history, read cursors and the conversation list
     Messages,
+    /// Groups and their membership
+    Groups,
     /// Liveness, readiness and metrics
     Health,
 }
 
-pub type Apis = (user::UserApi, friends::FriendsApi, messages::MessagesApi, health::HealthApi);
+pub type Apis = (user::UserApi, friends::FriendsApi, messages::MessagesApi, groups::GroupsApi, health::HealthApi);
 
 /// The OpenAPI service of every REST endpoint; its spec is what `gochat openapi` prints and
 /// `openapi/openapi.json` holds.
 pub fn service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (user::UserApi, friends::FriendsApi, messages::MessagesApi, health::HealthApi),
+        (user::UserApi, friends::FriendsApi, messages::MessagesApi, groups::GroupsApi, health::HealthApi),
         "GoChat",
         env!("CARGO_PKG_VERSION"),
     )

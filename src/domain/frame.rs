@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{FriendRequest, Message, ReceiptStatus, SendMessage, UserSummary};
+use super::model::{FriendRequest, Group, Message, ReceiptStatus, SendMessage, UserSummary};
 
 /// A frame the server sends.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -16,7 +16,7 @@ pub enum ServerFrame {
     FriendRequest { request: FriendRequest },
     FriendAccepted { friend: UserSummary },
     FriendRemoved { user_id: i64 },
-    GroupUpdated { group: serde_json::Value },
+    GroupUpdated { group: Group },
     GroupRemoved { group_id: i64 },
     Typing { conversation_id: String, user_id: i64 },
     Ping {},

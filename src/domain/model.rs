@@ -172,6 +172,10 @@ pub struct Conversation {
     #[oai(skip_serializing_if_is_none)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<UserSummary>,
+    /// The group, for a group conversation.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupSummary>,
     #[oai(skip_serializing_if_is_none)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_message: Option<Message>,
@@ -188,4 +192,57 @@ pub struct HistoryPage {
     /// More messages lie beyond this page in the direction paged (older for `before_seq` or no cursor, newer
     /// for `after_seq`).
     pub has_more: bool,
+}
+
+#[derive(Debug, Clone, Copy, Enum, Serialize, Deserialize, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum GroupRole {
+    Owner,
+    Admin,
+    Member,
+}
+
+impl GroupRole {
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "owner" => Self::Owner,
+            "admin" => Self::Admin,
+            _ => Self::Member,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Admin => "admin",
+            Self::Member => "member",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object, Serialize, Deserialize)]
+pub struct GroupMember {
+    pub user_id: i64,
+    pub username: String,
+    pub nickname: String,
+    pub role: GroupRole,
+}
+
+/// A group with its members (owner first, then admins, then members by joining order).
+#[derive(Debug, Clone, Object, Serialize, Deserialize)]
+pub struct Group {
+    pub id: i64,
+    pub name: String,
+    pub owner_id: i64,
+    pub create_user_id: i64,
+    pub created_at: DateTime<Utc>,
+    pub members: Vec<GroupMember>,
+}
+
+/// A group as the conversation list shows it.
+#[derive(Debug, Clone, Object, Serialize, Deserialize)]
+pub struct GroupSummary {
+    pub id: i64,
+    pub name: String,
+    pub owner_id: i64,
 }

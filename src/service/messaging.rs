@@ -5,15 +5,17 @@ use std::collections::HashMap;
 
 use crate::domain::frame::ServerFrame;
 use crate::domain::model::{
-    Conversation, ConversationType, HistoryPage, Message, MessageType, ReceiptStatus, SendMessage, UserSummary,
+    Conversation, ConversationType, GroupSummary, HistoryPage, Message, MessageType, ReceiptStatus, SendMessage,
+    UserSummary,
 };
 use crate::domain::ConversationId;
 use crate::error::{AppError, AppResult};
 use crate::inbox::{SharedInbox, Want};
 use crate::metrics::Metrics;
 use crate::service::events::Events;
+use crate::service::groups::Groups;
 use crate::service::views;
-use crate::store::{NewMessage, Stores, UserConversationRecord};
+use crate::store::{NewMessage, StoreError, Stores, UserConversationRecord};
 use crate::ws::hub::Delivery;
 
 /// Longest text message, in characters.
@@ -38,14 +40,15 @@ pub struct Access {
 #[derive(Clone)]
 pub struct Messaging {
     stores: Stores,
+    groups: Groups,
     events: Events,
     inbox: SharedInbox,
     metrics: Metrics,
 }
 
 impl Messaging {
-    pub fn new(stores: Stores, events: Events, inbox: SharedInbox, metrics: Metrics) -> Self {
-        Self { stores, events, inbox, metrics }
+    pub fn new(stores: Stores, groups: Groups, events: Events, inbox: SharedInbox, metrics: Metrics) -> Self {
+        Self { stores, groups, events, inbox, metrics }
     }
 
     pub fn events(&self) -> &Events {
@@ -64,8 +67,14 @@ impl Messaging {
                 Ok(access_of(conversation, row.as_ref()))
             }
             (ConversationId::Group(_), Some(row)) => Ok(access_of(conversation, Some(&row))),
-            (ConversationId::Group(_), None) => {
-                Err(AppError::forbidden("not_group_member", "you are not a member of this group"))
+            (ConversationId::Group(g), None) => {
+                // A dissolved or unknown group is gone (404); a live one the user is not in is forbidden.
+                match self.groups.record(g).await? {
+                    Some(group) if group.dissolved_at.is_none() => {
+                        Err(AppError::forbidden("not_group_member", "you are not a member of this group"))
+                    }
+                    _ => Err(AppError::not_found("group_not_found", "no such group")),
+                }
             }
         }
     }
@@ -94,7 +103,7 @@ impl Messaging {
                 ))
             }
         };
-        let (conversation, to_user_id, recipients) = match (req.to_user_id, req.group_id) {
+        let (conversation, to_user_id, group_id) = match (req.to_user_id, req.group_id) {
             (Some(to), None) => {
                 if to == from {
                     return Err(AppError::invalid("invalid_recipient", "you cannot message yourself"));
@@ -102,10 +111,11 @@ impl Messaging {
                 if !self.stores.friends.are_friends(from, to).await? {
                     return Err(AppError::forbidden("not_friends", "you can only message your friends"));
                 }
-                (ConversationId::direct(from, to), Some(to), vec![to, from])
+                (ConversationId::direct(from, to), Some(to), None)
             }
-            (None, Some(_group)) => {
-                return Err(AppError::not_found("group_not_found", "no such group"));
+            (None, Some(group)) => {
+                self.groups.check_sender(group, from).await?;
+                (ConversationId::group(group), None, Some(group))
             }
             _ => return Err(AppError::invalid("invalid_recipient", "give exactly one of to_user_id and group_id")),
         };
@@ -113,23 +123,29 @@ impl Messaging {
             conversation_id: conversation,
             from_user_id: from,
             to_user_id,
-            group_id: None,
+            group_id,
             kind: req.kind.as_str(),
             body: text,
             file_id: None,
             client_msg_id,
         };
-        let (record, created) = self.stores.messages.append(new).await?;
-        if created {
-            self.metrics.messages_accepted.inc();
-            self.inbox.append(&recipients, &record).await;
-            let message = views::message(record);
-            let delivery = Delivery::from_frame(&ServerFrame::Message { message: message.clone() });
-            self.events.publish_delivery(&recipients, &delivery).await;
-            Ok((message, true))
-        } else {
-            Ok((views::message(record), false))
+        let appended = match self.stores.messages.append(new).await {
+            Ok(a) => a,
+            Err(StoreError::NotMember) => {
+                return Err(AppError::forbidden("not_group_member", "you are not a member of this group"))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if !appended.created {
+            return Ok((views::message(appended.message), false));
         }
+        self.metrics.messages_accepted.inc();
+        // One pipelined round trip each for the inbox appends and the publishes, however many recipients.
+        self.inbox.append(&appended.recipients, &appended.message).await;
+        let message = views::message(appended.message);
+        let delivery = Delivery::from_frame(&ServerFrame::Message { message: message.clone() });
+        self.events.publish_delivery(&appended.recipients, &delivery).await;
+        Ok((message, true))
     }
 
     /// A page of history, ascending by seq: the newest `limit` before `before_seq` (or the latest), or the
@@ -209,7 +225,9 @@ impl Messaging {
     async fn others(&self, user: i64, conversation: &ConversationId) -> Vec<i64> {
         match conversation {
             ConversationId::Direct { .. } => conversation.peer_of(user).into_iter().collect(),
-            ConversationId::Group(_) => Vec::new(),
+            ConversationId::Group(g) => {
+                self.groups.member_ids(*g).await.unwrap_or_default().into_iter().filter(|m| *m != user).collect()
+            }
         }
     }
 
@@ -231,6 +249,12 @@ impl Messaging {
             .collect();
         let peers: HashMap<i64, UserSummary> =
             self.stores.users.users_by_ids(&peer_ids).await?.into_iter().map(|u| (u.id, u.into())).collect();
+        let mut groups: HashMap<i64, GroupSummary> = HashMap::new();
+        for g in rows.iter().filter_map(|r| r.group_id) {
+            if let Some(rec) = self.groups.record(g).await? {
+                groups.insert(g, GroupSummary { id: rec.id, name: rec.name, owner_id: rec.owner_id });
+            }
+        }
         Ok(rows
             .into_iter()
             .filter_map(|r| {
@@ -239,6 +263,7 @@ impl Messaging {
                 Some(Conversation {
                     kind: if conversation.is_group() { ConversationType::Group } else { ConversationType::Direct },
                     peer: conversation.peer_of(user).and_then(|p| peers.get(&p).cloned()),
+                    group: r.group_id.and_then(|g| groups.get(&g).cloned()),
                     last_message: last.remove(&r.conversation_id).filter(|m| m.seq > r.visible_from_seq),
                     last_seq: r.last_seq,
                     read_seq: r.read_seq,

@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod auth;
 pub mod events;
 pub mod friends;
+pub mod groups;
 pub mod messaging;
 pub mod ratelimit;
 pub mod views;

@@ -17,6 +17,12 @@ pub use sqlite::SqliteStore;
 pub enum StoreError {
     #[error("unique constraint violated: {0}")]
     Conflict(String),
+    /// The sender is not (or no longer) a member of the group it sends to.
+    #[error("not a member of the group")]
+    NotMember,
+    /// Adding these members would exceed the group's limit.
+    #[error("the group is full")]
+    GroupFull,
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -151,6 +157,63 @@ pub struct NewMessage {
     pub client_msg_id: Option<String>,
 }
 
+/// The outcome of [`MessageStore::append`].
+#[derive(Debug, Clone)]
+pub struct Appended {
+    pub message: MessageRecord,
+    /// False when an earlier send with the same `client_msg_id` is returned.
+    pub created: bool,
+    /// Who receives it: both parties of a direct message, or every member of the group when the seq was
+    /// allocated (empty when not `created`).
+    pub recipients: Vec<i64>,
+}
+
+/// A group as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct GroupRecord {
+    pub id: i64,
+    pub name: String,
+    pub owner_id: i64,
+    pub create_user_id: i64,
+    pub created_at: DateTime<Utc>,
+    pub dissolved_at: Option<DateTime<Utc>>,
+}
+
+/// A member of a group, with the user's names.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MemberRecord {
+    pub user_id: i64,
+    pub username: String,
+    pub nickname: String,
+    /// `owner`, `admin` or `member`.
+    pub role: String,
+    pub joined_seq: i64,
+}
+
+/// Groups and their membership. Every membership change locks the group's conversation row, as every group send
+/// does, so a message's recipients are exactly the members when its seq was allocated.
+#[async_trait]
+pub trait GroupStore: Send + Sync {
+    /// Creates the group, its conversation, and the memberships (`owner` plus `members`), atomically.
+    async fn create_group(&self, name: &str, owner: i64, members: &[i64]) -> StoreResult<GroupRecord>;
+    async fn group(&self, id: i64) -> StoreResult<Option<GroupRecord>>;
+    /// Groups the user belongs to (not dissolved), newest first.
+    async fn groups_of(&self, user: i64) -> StoreResult<Vec<GroupRecord>>;
+    async fn members(&self, group: i64) -> StoreResult<Vec<MemberRecord>>;
+    async fn member(&self, group: i64, user: i64) -> StoreResult<Option<MemberRecord>>;
+    async fn rename(&self, group: i64, name: &str) -> StoreResult<()>;
+    /// Adds members who see messages from now on; returns those newly added. [`StoreError::GroupFull`] when the
+    /// group would exceed `max_members` (nothing is added then).
+    async fn add_members(&self, group: i64, users: &[i64], max_members: i64) -> StoreResult<Vec<i64>>;
+    /// Ends a membership (recording the period); false when the user was not a member.
+    async fn remove_member(&self, group: i64, user: i64) -> StoreResult<bool>;
+    async fn set_role(&self, group: i64, user: i64, role: &str) -> StoreResult<bool>;
+    /// Makes `to` the owner and the old owner an admin.
+    async fn transfer(&self, group: i64, from: i64, to: i64) -> StoreResult<()>;
+    /// Marks the group dissolved and ends every membership; returns the former members.
+    async fn dissolve(&self, group: i64) -> StoreResult<Vec<i64>>;
+}
+
 /// A user's side of a conversation, with the conversation's head.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct UserConversationRecord {
@@ -174,7 +237,7 @@ pub struct UserConversationRecord {
 pub trait MessageStore: Send + Sync {
     /// Durably appends a message, returning it and whether it is new (false: an earlier send with the same
     /// `client_msg_id`). For a direct conversation both users get their side of it.
-    async fn append(&self, new: NewMessage) -> StoreResult<(MessageRecord, bool)>;
+    async fn append(&self, new: NewMessage) -> StoreResult<Appended>;
     /// Messages with `seq` in `(after, before)` that the user may see (`seq > visible_from`): the `limit`
     /// newest of them when `newest` is set, else the `limit` oldest; always returned in ascending `seq`.
     async fn messages_between(
@@ -211,13 +274,14 @@ pub struct Stores {
     pub users: Arc<dyn UserStore>,
     pub friends: Arc<dyn FriendStore>,
     pub messages: Arc<dyn MessageStore>,
+    pub groups: Arc<dyn GroupStore>,
     pub health: Arc<dyn StoreHealth>,
 }
 
 impl Stores {
-    fn from_backend<S: UserStore + FriendStore + MessageStore + StoreHealth + 'static>(s: S) -> Self {
+    fn from_backend<S: UserStore + FriendStore + MessageStore + GroupStore + StoreHealth + 'static>(s: S) -> Self {
         let s = Arc::new(s);
-        Stores { users: s.clone(), friends: s.clone(), messages: s.clone(), health: s }
+        Stores { users: s.clone(), friends: s.clone(), messages: s.clone(), groups: s.clone(), health: s }
     }
 
     /// Connects to `url` (`postgres://…` or `sqlite://…`) and applies pending migrations.

@@ -248,7 +248,7 @@ macro_rules! impl_sql_stores {
 
             /// Allocates the next seq (the conversation row stays locked until commit, which serialises appends
             /// to one conversation) and inserts the message, in one transaction.
-            async fn insert_message(&self, new: &$crate::store::NewMessage) -> $crate::store::StoreResult<$crate::store::MessageRecord> {
+            async fn insert_message(&self, new: &$crate::store::NewMessage) -> $crate::store::StoreResult<($crate::store::MessageRecord, Vec<i64>)> {
                 let now = $crate::store::now();
                 let conversation_id = new.conversation_id.to_string();
                 let (kind, group_id, low, high) = match new.conversation_id {
@@ -270,6 +270,21 @@ macro_rules! impl_sql_stores {
                 .bind(now)
                 .fetch_one(&mut *tx)
                 .await?;
+                // The members at this seq (the row lock above orders this against membership changes).
+                let recipients: Vec<i64> = match group_id {
+                    Some(g) => {
+                        let members: Vec<(i64,)> = sqlx::query_as("SELECT user_id FROM group_members WHERE group_id = $1")
+                            .bind(g)
+                            .fetch_all(&mut *tx)
+                            .await?;
+                        let members: Vec<i64> = members.into_iter().map(|m| m.0).collect();
+                        if !members.contains(&new.from_user_id) {
+                            return Err($crate::store::StoreError::NotMember);
+                        }
+                        members
+                    }
+                    None => vec![high.unwrap_or_default(), low.unwrap_or_default()],
+                };
                 let msg: $crate::store::MessageRecord = sqlx::query_as(
                     "INSERT INTO messages (conversation_id, seq, from_user_id, to_user_id, group_id, kind, body, file_id, client_msg_id, created_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
@@ -309,25 +324,26 @@ macro_rules! impl_sql_stores {
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
-                Ok(msg)
+                Ok((msg, recipients))
             }
         }
 
         #[async_trait::async_trait]
         impl $crate::store::MessageStore for $store {
-            async fn append(&self, new: $crate::store::NewMessage) -> $crate::store::StoreResult<($crate::store::MessageRecord, bool)> {
+            async fn append(&self, new: $crate::store::NewMessage) -> $crate::store::StoreResult<$crate::store::Appended> {
+                let repeat = |message| $crate::store::Appended { message, created: false, recipients: Vec::new() };
                 if let Some(cid) = &new.client_msg_id {
                     if let Some(m) = self.message_by_client_id(new.from_user_id, cid).await? {
-                        return Ok((m, false));
+                        return Ok(repeat(m));
                     }
                 }
                 match self.insert_message(&new).await {
-                    Ok(m) => Ok((m, true)),
+                    Ok((message, recipients)) => Ok($crate::store::Appended { message, created: true, recipients }),
                     // A concurrent send with the same client_msg_id committed first; ours rolled back whole,
                     // seq included, so the conversation stays gapless.
                     Err($crate::store::StoreError::Conflict(c)) => match &new.client_msg_id {
                         Some(cid) => match self.message_by_client_id(new.from_user_id, cid).await? {
-                            Some(m) => Ok((m, false)),
+                            Some(m) => Ok(repeat(m)),
                             None => Err($crate::store::StoreError::Conflict(c)),
                         },
                         None => Err($crate::store::StoreError::Conflict(c)),
@@ -439,6 +455,238 @@ macro_rules! impl_sql_stores {
                 .bind(device)
                 .fetch_all(self.reader())
                 .await?)
+            }
+        }
+        #[async_trait::async_trait]
+        impl $crate::store::GroupStore for $store {
+            async fn create_group(&self, name: &str, owner: i64, members: &[i64]) -> $crate::store::StoreResult<$crate::store::GroupRecord> {
+                let now = $crate::store::now();
+                let mut tx = self.writer().begin().await?;
+                let group: $crate::store::GroupRecord = sqlx::query_as(
+                    "INSERT INTO chat_groups (name, owner_id, create_user_id, created_at) VALUES ($1, $2, $2, $3)
+                     RETURNING id, name, owner_id, create_user_id, created_at, dissolved_at",
+                )
+                .bind(name)
+                .bind(owner)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                let conversation = format!("g:{}", group.id);
+                sqlx::query(
+                    "INSERT INTO conversations (id, kind, group_id, last_seq, created_at, updated_at)
+                     VALUES ($1, 'group', $2, 0, $3, $3)",
+                )
+                .bind(&conversation)
+                .bind(group.id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                let mut all = vec![owner];
+                all.extend(members.iter().copied().filter(|m| *m != owner));
+                sqlx::query(concat!(
+                    "INSERT INTO group_members (group_id, user_id, role, joined_seq, joined_at)
+                     SELECT $2, ids.value, CASE WHEN ids.value = $3 THEN 'owner' ELSE 'member' END, 0, $4 FROM (",
+                    $ids,
+                    ") AS ids WHERE true ON CONFLICT DO NOTHING"
+                ))
+                .bind($crate::store::json_ids(&all))
+                .bind(group.id)
+                .bind(owner)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(concat!(
+                    "INSERT INTO user_conversations (user_id, conversation_id, read_seq, visible_from_seq)
+                     SELECT ids.value, $2, 0, 0 FROM (",
+                    $ids,
+                    ") AS ids WHERE true ON CONFLICT DO NOTHING"
+                ))
+                .bind($crate::store::json_ids(&all))
+                .bind(&conversation)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(group)
+            }
+
+            async fn group(&self, id: i64) -> $crate::store::StoreResult<Option<$crate::store::GroupRecord>> {
+                Ok(sqlx::query_as(
+                    "SELECT id, name, owner_id, create_user_id, created_at, dissolved_at FROM chat_groups WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(self.reader())
+                .await?)
+            }
+
+            async fn groups_of(&self, user: i64) -> $crate::store::StoreResult<Vec<$crate::store::GroupRecord>> {
+                Ok(sqlx::query_as(
+                    "SELECT g.id, g.name, g.owner_id, g.create_user_id, g.created_at, g.dissolved_at
+                     FROM group_members m JOIN chat_groups g ON g.id = m.group_id
+                     WHERE m.user_id = $1 AND g.dissolved_at IS NULL ORDER BY g.id DESC",
+                )
+                .bind(user)
+                .fetch_all(self.reader())
+                .await?)
+            }
+
+            async fn members(&self, group: i64) -> $crate::store::StoreResult<Vec<$crate::store::MemberRecord>> {
+                Ok(sqlx::query_as(
+                    "SELECT m.user_id, u.username, u.nickname, m.role, m.joined_seq
+                     FROM group_members m JOIN users u ON u.id = m.user_id
+                     WHERE m.group_id = $1
+                     ORDER BY CASE m.role WHEN 'owner' THEN 0 WHEN 'admin' THEN 1 ELSE 2 END, m.joined_at, m.user_id",
+                )
+                .bind(group)
+                .fetch_all(self.reader())
+                .await?)
+            }
+
+            async fn member(&self, group: i64, user: i64) -> $crate::store::StoreResult<Option<$crate::store::MemberRecord>> {
+                Ok(sqlx::query_as(
+                    "SELECT m.user_id, u.username, u.nickname, m.role, m.joined_seq
+                     FROM group_members m JOIN users u ON u.id = m.user_id
+                     WHERE m.group_id = $1 AND m.user_id = $2",
+                )
+                .bind(group)
+                .bind(user)
+                .fetch_optional(self.reader())
+                .await?)
+            }
+
+            async fn rename(&self, group: i64, name: &str) -> $crate::store::StoreResult<()> {
+                sqlx::query("UPDATE chat_groups SET name = $2 WHERE id = $1").bind(group).bind(name).execute(self.writer()).await?;
+                Ok(())
+            }
+
+            async fn add_members(&self, group: i64, users: &[i64], max_members: i64) -> $crate::store::StoreResult<Vec<i64>> {
+                let now = $crate::store::now();
+                let conversation = format!("g:{group}");
+                let mut tx = self.writer().begin().await?;
+                let (last_seq,): (i64,) =
+                    sqlx::query_as("UPDATE conversations SET updated_at = updated_at WHERE id = $1 RETURNING last_seq")
+                        .bind(&conversation)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                let added: Vec<(i64,)> = sqlx::query_as(concat!(
+                    "INSERT INTO group_members (group_id, user_id, role, joined_seq, joined_at)
+                     SELECT $2, ids.value, 'member', $3, $4 FROM (",
+                    $ids,
+                    ") AS ids WHERE true ON CONFLICT DO NOTHING RETURNING user_id"
+                ))
+                .bind($crate::store::json_ids(users))
+                .bind(group)
+                .bind(last_seq)
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await?;
+                let added: Vec<i64> = added.into_iter().map(|a| a.0).collect();
+                let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM group_members WHERE group_id = $1")
+                    .bind(group)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if count > max_members {
+                    return Err($crate::store::StoreError::GroupFull);
+                }
+                // A returning member sees messages from its re-join on.
+                sqlx::query(concat!(
+                    "INSERT INTO user_conversations (user_id, conversation_id, read_seq, visible_from_seq)
+                     SELECT ids.value, $2, $3, $3 FROM (",
+                    $ids,
+                    ") AS ids WHERE true ON CONFLICT (user_id, conversation_id)
+                     DO UPDATE SET read_seq = excluded.read_seq, visible_from_seq = excluded.visible_from_seq"
+                ))
+                .bind($crate::store::json_ids(&added))
+                .bind(&conversation)
+                .bind(last_seq)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(added)
+            }
+
+            async fn remove_member(&self, group: i64, user: i64) -> $crate::store::StoreResult<bool> {
+                let conversation = format!("g:{group}");
+                let mut tx = self.writer().begin().await?;
+                let (last_seq,): (i64,) =
+                    sqlx::query_as("UPDATE conversations SET updated_at = updated_at WHERE id = $1 RETURNING last_seq")
+                        .bind(&conversation)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                let gone: Option<(i64,)> =
+                    sqlx::query_as("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2 RETURNING joined_seq")
+                        .bind(group)
+                        .bind(user)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let Some((joined_seq,)) = gone else { return Ok(false) };
+                sqlx::query(
+                    "INSERT INTO group_member_periods (group_id, user_id, from_seq, to_seq) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(group)
+                .bind(user)
+                .bind(joined_seq)
+                .bind(last_seq)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("DELETE FROM user_conversations WHERE user_id = $1 AND conversation_id = $2")
+                    .bind(user)
+                    .bind(&conversation)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn set_role(&self, group: i64, user: i64, role: &str) -> $crate::store::StoreResult<bool> {
+                let done = sqlx::query("UPDATE group_members SET role = $3 WHERE group_id = $1 AND user_id = $2 AND role <> 'owner'")
+                    .bind(group)
+                    .bind(user)
+                    .bind(role)
+                    .execute(self.writer())
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn transfer(&self, group: i64, from: i64, to: i64) -> $crate::store::StoreResult<()> {
+                let mut tx = self.writer().begin().await?;
+                sqlx::query("UPDATE group_members SET role = 'admin' WHERE group_id = $1 AND user_id = $2")
+                    .bind(group)
+                    .bind(from)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("UPDATE group_members SET role = 'owner' WHERE group_id = $1 AND user_id = $2")
+                    .bind(group)
+                    .bind(to)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("UPDATE chat_groups SET owner_id = $2 WHERE id = $1").bind(group).bind(to).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn dissolve(&self, group: i64) -> $crate::store::StoreResult<Vec<i64>> {
+                let conversation = format!("g:{group}");
+                let mut tx = self.writer().begin().await?;
+                sqlx::query("UPDATE conversations SET updated_at = updated_at WHERE id = $1")
+                    .bind(&conversation)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("UPDATE chat_groups SET dissolved_at = $2 WHERE id = $1 AND dissolved_at IS NULL")
+                    .bind(group)
+                    .bind($crate::store::now())
+                    .execute(&mut *tx)
+                    .await?;
+                let members: Vec<(i64,)> = sqlx::query_as("DELETE FROM group_members WHERE group_id = $1 RETURNING user_id")
+                    .bind(group)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM user_conversations WHERE conversation_id = $1")
+                    .bind(&conversation)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(members.into_iter().map(|m| m.0).collect())
             }
         }
     };

@@ -1,8 +1,8 @@
 //! The local hub: which sockets of which users live on this node, and the bounded queue of each.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -17,8 +17,19 @@ pub struct Delivery {
     pub json: Arc<str>,
     /// For `message` frames: where the message sits, so a session can deduplicate and spot gaps.
     pub message: Option<MessageMeta>,
-    /// For group-scoped frames: the group, so a session can drop what it may no longer see.
+    /// For group messages: the group, so a session drops what its user may no longer see.
     pub group_id: Option<i64>,
+    /// Membership news the hub acts on the moment the frame reaches this node.
+    pub membership: Option<Membership>,
+}
+
+/// How a frame changes what a user may receive of a group.
+#[derive(Debug, Clone)]
+pub enum Membership {
+    /// `group_removed`: stop writing the group's messages to this user, including any already queued.
+    Removed(i64),
+    /// `group_updated`: the group's current members.
+    Members(i64, Vec<i64>),
 }
 
 #[derive(Debug, Clone)]
@@ -31,6 +42,19 @@ pub struct MessageMeta {
 #[derive(Deserialize)]
 struct Peek {
     message: Option<PeekMessage>,
+    group_id: Option<i64>,
+    group: Option<PeekGroup>,
+}
+
+#[derive(Deserialize)]
+struct PeekGroup {
+    id: i64,
+    members: Vec<PeekMember>,
+}
+
+#[derive(Deserialize)]
+struct PeekMember {
+    user_id: i64,
 }
 
 #[derive(Deserialize)]
@@ -43,31 +67,47 @@ struct PeekMessage {
 
 impl Delivery {
     pub fn from_frame(frame: &ServerFrame) -> Arc<Delivery> {
-        let (message, group_id) = match frame {
-            ServerFrame::Message { message } => (
-                Some(MessageMeta {
-                    conversation_id: message.conversation_id.clone(),
-                    seq: message.seq,
-                    created_at: message.created_at,
-                }),
-                message.group_id,
-            ),
-            _ => (None, None),
-        };
-        Arc::new(Delivery { json: frame.to_json().into(), message, group_id })
+        let (mut message, mut group_id, mut membership) = (None, None, None);
+        match frame {
+            ServerFrame::Message { message: m } => {
+                message = Some(MessageMeta {
+                    conversation_id: m.conversation_id.clone(),
+                    seq: m.seq,
+                    created_at: m.created_at,
+                });
+                group_id = m.group_id;
+            }
+            ServerFrame::GroupRemoved { group_id } => membership = Some(Membership::Removed(*group_id)),
+            ServerFrame::GroupUpdated { group } => {
+                membership = Some(Membership::Members(group.id, group.members.iter().map(|m| m.user_id).collect()))
+            }
+            _ => {}
+        }
+        Arc::new(Delivery { json: frame.to_json().into(), message, group_id, membership })
     }
 
-    /// Rebuilds a delivery from its JSON as it arrives over the bus. Only `message` frames are looked into.
+    /// Rebuilds a delivery from its JSON as it arrives over the bus. Only frames the hub or sessions act on
+    /// (`message`, `group_removed`, `group_updated`) are looked into.
     pub fn from_json(json: &str) -> Arc<Delivery> {
-        let peek = if json.starts_with(r#"{"type":"message""#) {
-            serde_json::from_str::<Peek>(json).ok().and_then(|p| p.message)
-        } else {
-            None
+        const INSPECTED: [&str; 3] =
+            [r#"{"type":"message""#, r#"{"type":"group_removed""#, r#"{"type":"group_updated""#];
+        let peek =
+            if INSPECTED.iter().any(|p| json.starts_with(p)) { serde_json::from_str::<Peek>(json).ok() } else { None };
+        let Some(peek) = peek else {
+            return Arc::new(Delivery { json: json.into(), message: None, group_id: None, membership: None });
         };
-        let group_id = peek.as_ref().and_then(|p| p.group_id);
-        let message =
-            peek.map(|p| MessageMeta { conversation_id: p.conversation_id, seq: p.seq, created_at: p.created_at });
-        Arc::new(Delivery { json: json.into(), message, group_id })
+        let group_id = peek.message.as_ref().and_then(|p| p.group_id);
+        let message = peek.message.map(|p| MessageMeta {
+            conversation_id: p.conversation_id,
+            seq: p.seq,
+            created_at: p.created_at,
+        });
+        let membership = match (peek.group_id, peek.group) {
+            (Some(g), None) => Some(Membership::Removed(g)),
+            (None, Some(g)) => Some(Membership::Members(g.id, g.members.into_iter().map(|m| m.user_id).collect())),
+            _ => None,
+        };
+        Arc::new(Delivery { json: json.into(), message, group_id, membership })
     }
 }
 
@@ -84,11 +124,16 @@ pub enum Outbound {
 /// reconnect, instead of growing the node's memory.
 pub const SOCKET_QUEUE: usize = 256;
 
+/// Groups whose messages a session must no longer write, shared between the hub (which updates it as
+/// membership news arrives) and the session (which checks it before writing).
+pub type Revoked = Arc<Mutex<HashSet<i64>>>;
+
 #[derive(Clone)]
 struct SessionEntry {
     id: u64,
     tx: mpsc::Sender<Outbound>,
     evict: Arc<Notify>,
+    revoked: Revoked,
 }
 
 /// The sockets of this node by user. Delivery never blocks: a full queue evicts its session.
@@ -110,6 +155,7 @@ pub struct Registration {
     pub id: u64,
     pub rx: mpsc::Receiver<Outbound>,
     pub evicted: Arc<Notify>,
+    pub revoked: Revoked,
 }
 
 impl Drop for Registration {
@@ -127,11 +173,12 @@ impl Hub {
     pub fn register(&self, user_id: i64) -> Registration {
         let (tx, rx) = mpsc::channel(SOCKET_QUEUE);
         let evict = Arc::new(Notify::new());
+        let revoked = Revoked::default();
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let entry = SessionEntry { id, tx, evict: evict.clone() };
+        let entry = SessionEntry { id, tx, evict: evict.clone(), revoked: revoked.clone() };
         self.inner.users.write().unwrap_or_else(|e| e.into_inner()).entry(user_id).or_default().push(entry);
         self.inner.metrics.ws_connections.inc();
-        Registration { hub: self.clone(), user_id, id, rx, evicted: evict }
+        Registration { hub: self.clone(), user_id, id, rx, evicted: evict, revoked }
     }
 
     fn unregister(&self, user_id: i64, id: u64) {
@@ -159,8 +206,28 @@ impl Hub {
     }
 
     /// Queues a delivery on every socket of `user_id` here. Never waits: a full queue evicts that session.
+    /// Membership news takes effect here, before queueing, so a removed member's sessions drop the group's
+    /// messages still waiting in their queues.
     pub fn deliver(&self, user_id: i64, delivery: &Arc<Delivery>) {
-        self.send(user_id, || Outbound::Deliver(delivery.clone()));
+        let users = self.inner.users.read().unwrap_or_else(|e| e.into_inner());
+        let Some(list) = users.get(&user_id) else { return };
+        for entry in list {
+            let mut revoked = entry.revoked.lock().unwrap_or_else(|e| e.into_inner());
+            match &delivery.membership {
+                Some(Membership::Removed(g)) => {
+                    revoked.insert(*g);
+                }
+                Some(Membership::Members(g, members)) if members.contains(&user_id) => {
+                    revoked.remove(g);
+                }
+                _ => {}
+            }
+            if delivery.group_id.is_some_and(|g| revoked.contains(&g)) {
+                continue;
+            }
+            drop(revoked);
+            self.enqueue(entry, Outbound::Deliver(delivery.clone()));
+        }
     }
 
     /// Tells every session here to compare its cursors with the store (after the bus may have lost publishes).
@@ -174,14 +241,18 @@ impl Hub {
         let users = self.inner.users.read().unwrap_or_else(|e| e.into_inner());
         let Some(list) = users.get(&user_id) else { return };
         for entry in list {
-            match entry.tx.try_send(make()) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    entry.evict.notify_one();
-                    self.inner.metrics.slow_consumer_disconnects.inc();
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            self.enqueue(entry, make());
+        }
+    }
+
+    fn enqueue(&self, entry: &SessionEntry, out: Outbound) {
+        match entry.tx.try_send(out) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                entry.evict.notify_one();
+                self.inner.metrics.slow_consumer_disconnects.inc();
             }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
     }
 }

@@ -14,7 +14,7 @@ use futures_util::{SinkExt, StreamExt};
 use poem::web::websocket::{CloseCode, Message as WsMessage, WebSocketStream};
 use tokio::time::{timeout, Instant};
 
-use super::hub::{Delivery, Outbound, Registration};
+use super::hub::{Delivery, Outbound, Registration, Revoked};
 use crate::domain::frame::{ClientFrame, ServerFrame};
 use crate::domain::model::Message;
 use crate::domain::ConversationId;
@@ -117,7 +117,7 @@ impl Session {
                     _ => return None,
                 },
                 out = reg.rx.recv() => match out {
-                    Some(Outbound::Deliver(d)) => match self.deliver(socket, &d).await {
+                    Some(Outbound::Deliver(d)) => match self.deliver(socket, &d, &reg.revoked).await {
                         Ok(()) => Flow::Continue,
                         Err(()) => return None,
                     },
@@ -183,8 +183,14 @@ impl Session {
         }
     }
 
-    /// Writes a queued delivery; a `message` goes out only as the next seq of its conversation.
-    async fn deliver(&mut self, socket: &mut WebSocketStream, d: &Delivery) -> Result<(), ()> {
+    /// Writes a queued delivery; a `message` goes out only as the next seq of its conversation, and a group
+    /// message only while the group is not revoked for this user.
+    async fn deliver(&mut self, socket: &mut WebSocketStream, d: &Delivery, revoked: &Revoked) -> Result<(), ()> {
+        if let Some(g) = d.group_id {
+            if revoked.lock().unwrap_or_else(|e| e.into_inner()).contains(&g) {
+                return Ok(());
+            }
+        }
         let Some(meta) = &d.message else {
             return self.write(socket, d.json.to_string()).await;
         };

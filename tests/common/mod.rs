@@ -63,6 +63,9 @@ pub struct TestEnv {
 
 impl TestEnv {
     pub async fn new(backend: Backend) -> TestEnv {
+        if let Ok(filter) = std::env::var("GOCHAT_TEST_LOG") {
+            let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+        }
         let dir = tempfile::tempdir().expect("temp dir");
         let database_url = match backend {
             Backend::Sqlite => format!("sqlite://{}", dir.path().join("gochat.db").display()),
