@@ -187,7 +187,7 @@ backend_tests! {
         let mut b_again = node.ws(&b.1, "d").await;
         let s = b_again.recv_type("sync").await;
         assert!(s["messages"].as_array().unwrap().is_empty(), "nothing after removal in sync either: {s}");
-        assert!(b_again.recv_within(Duration::from_millis(300)).await.map_or(true, |f| f["type"] != "message"));
+        assert!(b_again.recv_within(Duration::from_millis(300)).await.is_none_or(|f| f["type"] != "message"));
 
         // Re-added: sees from the re-join on, not the gap.
         node.post(&format!("/api/groups/{gid}/members"), Some(&owner.1), json!({"user_ids": [b.0]})).await;
