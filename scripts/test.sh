@@ -30,9 +30,9 @@ run_suite() {
   fi
 }
 
-# A developer who keeps Postgres and Redis running can point the suite at them instead.
-if [ -n "${GOCHAT_TEST_POSTGRES_URL:-}" ] && [ -n "${GOCHAT_TEST_REDIS_URL:-}" ]; then
-  log "using the given GOCHAT_TEST_POSTGRES_URL and GOCHAT_TEST_REDIS_URL"
+# A developer who keeps Postgres, Redis and an S3 server running can point the suite at them instead.
+if [ -n "${GOCHAT_TEST_POSTGRES_URL:-}" ] && [ -n "${GOCHAT_TEST_REDIS_URL:-}" ] && [ -n "${GOCHAT_TEST_S3_ENDPOINT:-}" ]; then
+  log "using the given GOCHAT_TEST_POSTGRES_URL, GOCHAT_TEST_REDIS_URL and GOCHAT_TEST_S3_*"
   run_suite "$@"
   exit $?
 fi
@@ -42,6 +42,17 @@ pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 PGBIN=$(pg_bin); [ -x "$PGBIN/initdb" ] || die "no Postgres server binaries under /usr/lib/postgresql/*/bin"
 command -v redis-server >/dev/null || install_pkg redis-server
 command -v redis-server >/dev/null || die "redis-server not found"
+
+# The S3 server: s3s-fs, a real S3 protocol server with SigV4 (MinIO itself is in no registry we can reach).
+# Installed once with cargo into a cache that outlives the checkout.
+S3S_VERSION=0.14.1
+S3S_ROOT="${GOCHAT_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/gochat-tools}/s3s-fs-$S3S_VERSION"
+S3S="$S3S_ROOT/bin/s3s-fs"
+if [ ! -x "$S3S" ]; then
+  log "installing s3s-fs $S3S_VERSION into $S3S_ROOT (once; takes a few minutes)"
+  cargo install "s3s-fs@$S3S_VERSION" --features binary --locked --root "$S3S_ROOT" --quiet \
+    || die "could not install s3s-fs"
+fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/gochat-test.XXXXXX")
 chmod 755 "$WORK"
@@ -60,6 +71,7 @@ cleanup() {
   set +e
   [ -f "$WORK/pg/postmaster.pid" ] && as_pg "$PGBIN/pg_ctl" -D "$WORK/pg" -m immediate stop >/dev/null 2>&1
   [ -f "$WORK/redis.pid" ] && kill "$(cat "$WORK/redis.pid")" 2>/dev/null
+  [ -n "${S3S_PID:-}" ] && kill "$S3S_PID" 2>/dev/null
   rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
@@ -79,6 +91,21 @@ redis-server --port "$REDISPORT" --bind 127.0.0.1 --save '' --appendonly no --da
 for _ in $(seq 50); do redis-cli -p "$REDISPORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 redis-cli -p "$REDISPORT" ping >/dev/null || die "Redis did not start"
 
+S3PORT=$(free_port)
+log "starting s3s-fs on 127.0.0.1:$S3PORT"
+mkdir -p "$WORK/s3"
+"$S3S" --host 127.0.0.1 --port "$S3PORT" --access-key gochat-test --secret-key gochat-test-secret "$WORK/s3" \
+  >"$WORK/s3s.log" 2>&1 &
+S3S_PID=$!
+for _ in $(seq 100); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$S3PORT") 2>/dev/null && break
+  sleep 0.1
+done
+(exec 3<>"/dev/tcp/127.0.0.1/$S3PORT") 2>/dev/null || { cat "$WORK/s3s.log"; die "s3s-fs did not start"; }
+
+export GOCHAT_TEST_S3_ENDPOINT="http://127.0.0.1:$S3PORT"
+export GOCHAT_TEST_S3_ACCESS_KEY=gochat-test
+export GOCHAT_TEST_S3_SECRET_KEY=gochat-test-secret
 export GOCHAT_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
 export GOCHAT_TEST_REDIS_URL="redis://127.0.0.1:$REDISPORT/"
 

@@ -66,6 +66,10 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Most WebSockets this node holds; further upgrades get 503 `at_capacity`.
     pub max_connections: u32,
+    /// Uploads no message referenced within this age are deleted.
+    pub upload_ttl: Duration,
+    /// Uploads allowed per user per minute.
+    pub upload_rate_per_min: u32,
 }
 
 /// The recognised keys, as environment variables; a TOML file uses the same names, either verbatim or lower-case
@@ -94,6 +98,8 @@ pub const KEYS: &[&str] = &[
     "GOCHAT_DB_POOL_SIZE",
     "GOCHAT_SHUTDOWN_GRACE",
     "GOCHAT_MAX_CONNECTIONS",
+    "GOCHAT_UPLOAD_TTL",
+    "GOCHAT_UPLOAD_RATE_PER_MIN",
 ];
 
 impl Config {
@@ -225,6 +231,13 @@ impl Config {
             db_pool_size: number(get("GOCHAT_DB_POOL_SIZE"), "GOCHAT_DB_POOL_SIZE", 16, 1..=1000)?,
             shutdown_grace,
             max_connections: number(get("GOCHAT_MAX_CONNECTIONS"), "GOCHAT_MAX_CONNECTIONS", 100_000, 1..=10_000_000)?,
+            upload_ttl: duration(get("GOCHAT_UPLOAD_TTL"), "GOCHAT_UPLOAD_TTL", Duration::from_secs(86400))?,
+            upload_rate_per_min: number(
+                get("GOCHAT_UPLOAD_RATE_PER_MIN"),
+                "GOCHAT_UPLOAD_RATE_PER_MIN",
+                60,
+                1..=1_000_000,
+            )?,
         })
     }
 

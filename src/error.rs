@@ -16,6 +16,7 @@ pub struct AppError {
     code: &'static str,
     message: String,
     retry_after: Option<u64>,
+    close_connection: bool,
     source: Option<anyhow::Error>,
 }
 
@@ -32,7 +33,7 @@ pub type AppResult<T> = Result<T, AppError>;
 
 impl AppError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), retry_after: None, source: None }
+        Self { status, code, message: message.into(), retry_after: None, close_connection: false, source: None }
     }
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
@@ -75,6 +76,13 @@ impl AppError {
         let mut e = Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal server error");
         e.source = Some(source.into());
         e
+    }
+
+    /// Asks for the connection to be closed after this reply: the request body was not read to its end, so the
+    /// connection cannot carry another request.
+    pub fn closing_connection(mut self) -> Self {
+        self.close_connection = true;
+        self
     }
 
     pub fn status(&self) -> StatusCode {
@@ -139,6 +147,9 @@ impl AppError {
         let mut resp = Json(self.body()).into_response().with_status(self.status).into_response();
         if let Some(secs) = self.retry_after {
             resp.headers_mut().insert(header::RETRY_AFTER, secs.into());
+        }
+        if self.close_connection {
+            resp.headers_mut().insert(header::CONNECTION, poem::http::HeaderValue::from_static("close"));
         }
         resp
     }

@@ -7,6 +7,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod inbox;
+pub mod media;
 pub mod metrics;
 pub mod service;
 pub mod startup;

@@ -23,6 +23,8 @@ pub struct Metrics {
     pub bus_errors: IntCounter,
     /// Sessions disconnected because their outgoing queue was full.
     pub slow_consumer_disconnects: IntCounter,
+    /// Bytes read from upload bodies, refused ones included.
+    pub upload_bytes: IntCounter,
 }
 
 struct Inner {
@@ -73,8 +75,12 @@ impl Metrics {
             "Sockets disconnected because their outgoing queue was full",
         )
         .expect("valid metric");
+        let upload_bytes =
+            IntCounter::new("gochat_upload_bytes_total", "Bytes read from upload bodies, refused ones too")
+                .expect("valid metric");
         for c in [
-            Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(upload_bytes.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(http_requests.clone()),
             Box::new(http_duration.clone()),
             Box::new(build_info),
             Box::new(ws_connections.clone()),
@@ -94,6 +100,7 @@ impl Metrics {
             delivery_latency,
             bus_errors,
             slow_consumer_disconnects,
+            upload_bytes,
         }
     }
 

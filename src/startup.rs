@@ -17,12 +17,14 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use crate::bus::{MemoryBus, RedisBus, SharedBus};
 use crate::config::Config;
 use crate::inbox::{DatabaseInbox, RedisInbox, SharedInbox};
+use crate::media::{LocalMedia, S3Media, SharedMedia};
 use crate::metrics::Metrics;
 use crate::service::accounts::Accounts;
 use crate::service::auth::{PasswordHasherPool, TokenService};
 use crate::service::events::Events;
 use crate::service::friends::Friends;
 use crate::service::groups::Groups;
+use crate::service::media::Media;
 use crate::service::messaging::Messaging;
 use crate::service::ratelimit::RateLimits;
 use crate::state::AppState;
@@ -101,6 +103,16 @@ impl Application {
             }
             None => (Arc::new(MemoryBus::new(hub.clone())), Arc::new(db_inbox)),
         };
+        let store: SharedMedia = match &config.s3 {
+            Some(s3) => Arc::new(S3Media::connect(s3).await.context("connecting to S3 (GOCHAT_S3_*)")?),
+            None => Arc::new(
+                LocalMedia::new(config.data_dir.join("media"))
+                    .with_context(|| format!("creating {}/media (GOCHAT_DATA_DIR)", config.data_dir.display()))?,
+            ),
+        };
+        let media =
+            Media::new(store, stores.files.clone(), config.data_dir.join("tmp"), config.upload_rate_per_min, &metrics)
+                .with_context(|| format!("creating {}/tmp (GOCHAT_DATA_DIR)", config.data_dir.display()))?;
         let events = Events::new(bus.clone());
         let friends = Friends::new(stores.users.clone(), stores.friends.clone(), events.clone());
         let groups =
@@ -112,6 +124,7 @@ impl Application {
             accounts,
             friends,
             groups,
+            media,
             messaging,
             limits,
             metrics,
@@ -121,6 +134,7 @@ impl Application {
             stop: stop_rx.clone(),
         };
         background.push(tokio::spawn(prune_rate_limits(state.clone(), stop_rx.clone())));
+        background.push(tokio::spawn(clean_uploads(state.clone(), stop_rx.clone())));
 
         let api = crate::api::service();
         let (spec, docs) = (api.spec_endpoint(), api.swagger_ui());
@@ -256,4 +270,24 @@ async fn serve_index<E: Endpoint>(next: E, req: Request) -> poem::Result<Respons
         return EmbeddedFileEndpoint::<WebAssets>::new("index.html").call(req).await;
     }
     next.call(req).await.map(IntoResponse::into_response)
+}
+
+/// Deletes uploads that no message used within `GOCHAT_UPLOAD_TTL`, every quarter of that age (at most hourly).
+/// Several nodes may run it at once: each file row is deleted by exactly one of them.
+async fn clean_uploads(state: AppState, stop: watch::Receiver<bool>) {
+    let ttl = state.config.upload_ttl;
+    let every = (ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    let mut tick = tokio::time::interval(every);
+    let stop = stopped(stop);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tick.tick() => match state.media.cleanup(ttl).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "removed unused uploads"),
+                Err(e) => tracing::warn!(error = %e, "upload cleanup failed"),
+            },
+        }
+    }
 }

@@ -12,6 +12,7 @@ use crate::metrics::Metrics;
 use crate::service::accounts::Accounts;
 use crate::service::friends::Friends;
 use crate::service::groups::Groups;
+use crate::service::media::Media;
 use crate::service::messaging::Messaging;
 use crate::service::ratelimit::RateLimits;
 use crate::store::Stores;
@@ -24,6 +25,7 @@ pub struct AppState {
     pub accounts: Accounts,
     pub friends: Friends,
     pub groups: Groups,
+    pub media: Media,
     pub messaging: Messaging,
     pub limits: RateLimits,
     pub metrics: Metrics,

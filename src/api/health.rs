@@ -57,6 +57,13 @@ impl HealthApi {
             Err(_) => "timeout".to_string(),
         };
         checks.insert(format!("database ({})", state.stores.health.backend()), db);
+        let media = state.media.store();
+        let m = match tokio::time::timeout(PROBE_TIMEOUT, media.ping()).await {
+            Ok(Ok(())) => "ok".to_string(),
+            Ok(Err(e)) => format!("error: {e}"),
+            Err(_) => "timeout".to_string(),
+        };
+        checks.insert(format!("media ({})", media.name()), m);
         if state.bus.name() != "memory" {
             let bus = if state.bus.is_ready() { "ok" } else { "disconnected" };
             checks.insert(format!("bus ({})", state.bus.name()), bus.to_string());

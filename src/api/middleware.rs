@@ -80,7 +80,11 @@ pub async fn limit_by_ip<E: Endpoint>(next: E, req: Request) -> poem::Result<Res
 
 /// Refuses a body over `LIMIT` bytes: at once with 413 when `Content-Length` says so, and otherwise (chunked
 /// bodies) by cutting the stream at the limit, which the body parser then reports as invalid.
+/// The upload endpoint is exempt: it streams and enforces its own limits as bytes arrive.
 pub async fn limit_body<const LIMIT: usize, E: Endpoint>(next: E, mut req: Request) -> poem::Result<Response> {
+    if req.uri().path() == "/api/messages/upload" {
+        return next.call(req).await.map(IntoResponse::into_response);
+    }
     let declared = req
         .headers()
         .get(poem::http::header::CONTENT_LENGTH)

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod dto;
+mod files;
 mod friends;
 mod groups;
 mod health;
@@ -26,13 +27,21 @@ pub enum ApiTags {
     Health,
 }
 
-pub type Apis = (user::UserApi, friends::FriendsApi, messages::MessagesApi, groups::GroupsApi, health::HealthApi);
+pub type Apis =
+    (user::UserApi, friends::FriendsApi, messages::MessagesApi, files::FilesApi, groups::GroupsApi, health::HealthApi);
 
 /// The OpenAPI service of every REST endpoint; its spec is what `gochat openapi` prints and
 /// `openapi/openapi.json` holds.
 pub fn service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (user::UserApi, friends::FriendsApi, messages::MessagesApi, groups::GroupsApi, health::HealthApi),
+        (
+            user::UserApi,
+            friends::FriendsApi,
+            messages::MessagesApi,
+            files::FilesApi,
+            groups::GroupsApi,
+            health::HealthApi,
+        ),
         "GoChat",
         env!("CARGO_PKG_VERSION"),
     )

@@ -97,6 +97,13 @@ pub struct FileInfo {
     pub content_type: String,
     pub size: i64,
     pub kind: FileKind,
+    /// Image width in pixels, when known.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<i32>,
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<i32>,
 }
 
 /// A message in a conversation. `seq` is gapless from 1 within the conversation.

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use crate::domain::frame::ServerFrame;
 use crate::domain::model::{
-    Conversation, ConversationType, GroupSummary, HistoryPage, Message, MessageType, ReceiptStatus, SendMessage,
-    UserSummary,
+    Conversation, ConversationType, FileInfo, GroupSummary, HistoryPage, Message, MessageType, ReceiptStatus,
+    SendMessage, UserSummary,
 };
 use crate::domain::ConversationId;
 use crate::error::{AppError, AppResult};
@@ -14,8 +14,9 @@ use crate::inbox::{SharedInbox, Want};
 use crate::metrics::Metrics;
 use crate::service::events::Events;
 use crate::service::groups::Groups;
+use crate::service::media::Media;
 use crate::service::views;
-use crate::store::{NewMessage, StoreError, Stores, UserConversationRecord};
+use crate::store::{MessageRecord, NewMessage, StoreError, Stores, UserConversationRecord};
 use crate::ws::hub::Delivery;
 
 /// Longest text message, in characters.
@@ -89,18 +90,42 @@ impl Messaging {
             }
             c => c,
         };
-        let text = match req.kind {
-            MessageType::Text => match req.text {
-                Some(t) if !t.is_empty() && t.chars().count() <= MAX_TEXT => Some(t),
-                _ => {
-                    return Err(AppError::invalid("invalid_text", "a text message needs text of 1 to 4000 characters"))
+        let too_long = |t: &String| t.chars().count() > MAX_TEXT;
+        let (text, file) = match req.kind {
+            MessageType::Text => {
+                if req.file_id.is_some() {
+                    return Err(AppError::invalid("invalid_file", "file_id goes with image and video messages only"));
                 }
-            },
+                match req.text {
+                    Some(t) if !t.is_empty() && !too_long(&t) => (Some(t), None),
+                    _ => {
+                        return Err(AppError::invalid(
+                            "invalid_text",
+                            "a text message needs text of 1 to 4000 characters",
+                        ))
+                    }
+                }
+            }
             MessageType::Image | MessageType::Video => {
-                return Err(AppError::invalid(
-                    "unsupported_message_type",
-                    "image and video messages are not supported by this server yet; send text",
-                ))
+                let file_id = req
+                    .file_id
+                    .ok_or_else(|| AppError::invalid("file_required", "an image or video message needs a file_id"))?;
+                let file = match self.stores.files.file(file_id).await? {
+                    Some(f) if f.uploader_id == from => f,
+                    _ => return Err(AppError::not_found("file_not_found", "no such file among your uploads")),
+                };
+                if file.kind != req.kind.as_str() {
+                    return Err(AppError::invalid(
+                        "file_kind_mismatch",
+                        format!("file {file_id} is an {}, not an {}", file.kind, req.kind.as_str()),
+                    ));
+                }
+                // An optional caption.
+                let caption = req.text.filter(|t| !t.is_empty());
+                if caption.as_ref().is_some_and(too_long) {
+                    return Err(AppError::invalid("invalid_text", "a caption is at most 4000 characters"));
+                }
+                (caption, Some(file))
             }
         };
         let (conversation, to_user_id, group_id) = match (req.to_user_id, req.group_id) {
@@ -126,7 +151,7 @@ impl Messaging {
             group_id,
             kind: req.kind.as_str(),
             body: text,
-            file_id: None,
+            file_id: file.as_ref().map(|f| f.id),
             client_msg_id,
         };
         let appended = match self.stores.messages.append(new).await {
@@ -134,15 +159,20 @@ impl Messaging {
             Err(StoreError::NotMember) => {
                 return Err(AppError::forbidden("not_group_member", "you are not a member of this group"))
             }
+            Err(StoreError::FileGone) => {
+                return Err(AppError::not_found("file_not_found", "no such file among your uploads"))
+            }
             Err(e) => return Err(e.into()),
         };
         if !appended.created {
-            return Ok((views::message(appended.message), false));
+            let mut rendered = self.render(vec![appended.message]).await?;
+            return Ok((rendered.remove(0), false));
         }
         self.metrics.messages_accepted.inc();
         // One pipelined round trip each for the inbox appends and the publishes, however many recipients.
         self.inbox.append(&appended.recipients, &appended.message).await;
-        let message = views::message(appended.message);
+        let mut message = views::message(appended.message);
+        message.file = file.as_ref().map(Media::info);
         let delivery = Delivery::from_frame(&ServerFrame::Message { message: message.clone() });
         self.events.publish_delivery(&appended.recipients, &delivery).await;
         Ok((message, true))
@@ -178,7 +208,7 @@ impl Messaging {
                 rows.pop();
             }
         }
-        Ok(HistoryPage { messages: rows.into_iter().map(views::message).collect(), has_more })
+        Ok(HistoryPage { messages: self.render(rows).await?, has_more })
     }
 
     /// Moves the read cursor to `seq` and sends a `read` receipt to the other party (and the reader's devices).
@@ -235,14 +265,9 @@ impl Messaging {
     pub async fn conversations(&self, user: i64) -> AppResult<Vec<Conversation>> {
         let rows = self.stores.messages.user_conversations(user).await?;
         let ids: Vec<String> = rows.iter().map(|r| r.conversation_id.clone()).collect();
-        let mut last: HashMap<String, Message> = self
-            .stores
-            .messages
-            .last_messages(&ids)
-            .await?
-            .into_iter()
-            .map(|m| (m.conversation_id.clone(), views::message(m)))
-            .collect();
+        let lasts = self.stores.messages.last_messages(&ids).await?;
+        let mut last: HashMap<String, Message> =
+            self.render(lasts).await?.into_iter().map(|m| (m.conversation_id.clone(), m)).collect();
         let peer_ids: Vec<i64> = rows
             .iter()
             .filter_map(|r| r.conversation_id.parse::<ConversationId>().ok().and_then(|c| c.peer_of(user)))
@@ -286,7 +311,27 @@ impl Messaging {
 
     /// What the device missed, oldest first, at most `limit`.
     pub async fn catch_up(&self, user: i64, wants: &[Want], limit: usize) -> AppResult<Vec<Message>> {
-        Ok(self.inbox.read(user, wants, limit).await?.into_iter().map(views::message).collect())
+        let records = self.inbox.read(user, wants, limit).await?;
+        self.render(records).await
+    }
+
+    /// Turns stored messages into API messages, with their files' details (one query for all of them).
+    pub async fn render(&self, records: Vec<MessageRecord>) -> AppResult<Vec<Message>> {
+        let ids: Vec<i64> = records.iter().filter_map(|r| r.file_id).collect();
+        let files: HashMap<i64, FileInfo> = if ids.is_empty() {
+            HashMap::new()
+        } else {
+            self.stores.files.files_by_ids(&ids).await?.iter().map(|f| (f.id, Media::info(f))).collect()
+        };
+        Ok(records
+            .into_iter()
+            .map(|r| {
+                let file = r.file_id.and_then(|id| files.get(&id).cloned());
+                let mut m = views::message(r);
+                m.file = file;
+                m
+            })
+            .collect())
     }
 }
 

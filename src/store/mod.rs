@@ -17,6 +17,9 @@ pub use sqlite::SqliteStore;
 pub enum StoreError {
     #[error("unique constraint violated: {0}")]
     Conflict(String),
+    /// The file a message refers to is gone (or is not the sender's).
+    #[error("the file is not available")]
+    FileGone,
     /// The sender is not (or no longer) a member of the group it sends to.
     #[error("not a member of the group")]
     NotMember,
@@ -214,6 +217,49 @@ pub trait GroupStore: Send + Sync {
     async fn dissolve(&self, group: i64) -> StoreResult<Vec<i64>>;
 }
 
+/// An uploaded file's metadata; the bytes live in the media store under `storage_key`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FileRecord {
+    pub id: i64,
+    pub uploader_id: i64,
+    pub storage_key: String,
+    /// `image` or `video`.
+    pub kind: String,
+    pub content_type: String,
+    pub size: i64,
+    pub width: Option<i32>,
+    pub height: Option<i32>,
+    pub sha256: String,
+    pub created_at: DateTime<Utc>,
+    pub referenced_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewFile {
+    pub uploader_id: i64,
+    pub storage_key: String,
+    pub kind: &'static str,
+    pub content_type: &'static str,
+    pub size: i64,
+    pub width: Option<i32>,
+    pub height: Option<i32>,
+    pub sha256: String,
+}
+
+/// Uploaded files' metadata and who may read them.
+#[async_trait]
+pub trait FileStore: Send + Sync {
+    async fn create_file(&self, new: NewFile) -> StoreResult<FileRecord>;
+    async fn file(&self, id: i64) -> StoreResult<Option<FileRecord>>;
+    async fn files_by_ids(&self, ids: &[i64]) -> StoreResult<Vec<FileRecord>>;
+    /// Whether `user` took part in a conversation where the file was sent, at the time it was sent: a party of
+    /// the direct conversation, or a member of the group then (now or in an ended membership).
+    async fn shared_with(&self, file_id: i64, user: i64) -> StoreResult<bool>;
+    /// Deletes up to `limit` files never referenced by a message and created before `before`; returns them so
+    /// their bytes can be removed.
+    async fn take_unreferenced(&self, before: DateTime<Utc>, limit: i64) -> StoreResult<Vec<FileRecord>>;
+}
+
 /// A user's side of a conversation, with the conversation's head.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct UserConversationRecord {
@@ -275,13 +321,24 @@ pub struct Stores {
     pub friends: Arc<dyn FriendStore>,
     pub messages: Arc<dyn MessageStore>,
     pub groups: Arc<dyn GroupStore>,
+    pub files: Arc<dyn FileStore>,
     pub health: Arc<dyn StoreHealth>,
 }
 
 impl Stores {
-    fn from_backend<S: UserStore + FriendStore + MessageStore + GroupStore + StoreHealth + 'static>(s: S) -> Self {
+    fn from_backend<S>(s: S) -> Self
+    where
+        S: UserStore + FriendStore + MessageStore + GroupStore + FileStore + StoreHealth + 'static,
+    {
         let s = Arc::new(s);
-        Stores { users: s.clone(), friends: s.clone(), messages: s.clone(), groups: s.clone(), health: s }
+        Stores {
+            users: s.clone(),
+            friends: s.clone(),
+            messages: s.clone(),
+            groups: s.clone(),
+            files: s.clone(),
+            health: s,
+        }
     }
 
     /// Connects to `url` (`postgres://…` or `sqlite://…`) and applies pending migrations.

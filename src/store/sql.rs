@@ -270,6 +270,22 @@ macro_rules! impl_sql_stores {
                 .bind(now)
                 .fetch_one(&mut *tx)
                 .await?;
+                // The file, if any, must still exist and be the sender's; referencing it protects it from cleanup
+                // (which deletes only unreferenced files, so it either ran before and we fail, or waits for us).
+                if let Some(file_id) = new.file_id {
+                    let found: Option<(i64,)> = sqlx::query_as(
+                        "UPDATE files SET referenced_at = COALESCE(referenced_at, $3) WHERE id = $1 AND uploader_id = $2
+                         RETURNING id",
+                    )
+                    .bind(file_id)
+                    .bind(new.from_user_id)
+                    .bind(now)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if found.is_none() {
+                        return Err($crate::store::StoreError::FileGone);
+                    }
+                }
                 // The members at this seq (the row lock above orders this against membership changes).
                 let recipients: Vec<i64> = match group_id {
                     Some(g) => {
@@ -687,6 +703,80 @@ macro_rules! impl_sql_stores {
                     .await?;
                 tx.commit().await?;
                 Ok(members.into_iter().map(|m| m.0).collect())
+            }
+        }
+        #[async_trait::async_trait]
+        impl $crate::store::FileStore for $store {
+            async fn create_file(&self, f: $crate::store::NewFile) -> $crate::store::StoreResult<$crate::store::FileRecord> {
+                Ok(sqlx::query_as(
+                    "INSERT INTO files (uploader_id, storage_key, kind, content_type, size, width, height, sha256, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                     RETURNING id, uploader_id, storage_key, kind, content_type, size, width, height, sha256, created_at, referenced_at",
+                )
+                .bind(f.uploader_id)
+                .bind(&f.storage_key)
+                .bind(f.kind)
+                .bind(f.content_type)
+                .bind(f.size)
+                .bind(f.width)
+                .bind(f.height)
+                .bind(&f.sha256)
+                .bind($crate::store::now())
+                .fetch_one(self.writer())
+                .await?)
+            }
+
+            async fn file(&self, id: i64) -> $crate::store::StoreResult<Option<$crate::store::FileRecord>> {
+                Ok(sqlx::query_as(
+                    "SELECT id, uploader_id, storage_key, kind, content_type, size, width, height, sha256, created_at, referenced_at
+                     FROM files WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(self.reader())
+                .await?)
+            }
+
+            async fn files_by_ids(&self, ids: &[i64]) -> $crate::store::StoreResult<Vec<$crate::store::FileRecord>> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                Ok(sqlx::query_as(concat!(
+                    "SELECT id, uploader_id, storage_key, kind, content_type, size, width, height, sha256, created_at, referenced_at
+                     FROM files WHERE id IN (", $ids, ")"
+                ))
+                .bind($crate::store::json_ids(ids))
+                .fetch_all(self.reader())
+                .await?)
+            }
+
+            async fn shared_with(&self, file_id: i64, user: i64) -> $crate::store::StoreResult<bool> {
+                let row: Option<(i64,)> = sqlx::query_as(
+                    "SELECT m.id FROM messages m WHERE m.file_id = $1 AND (
+                        (m.group_id IS NULL AND (m.from_user_id = $2 OR m.to_user_id = $2))
+                        OR EXISTS (SELECT 1 FROM group_members gm
+                                   WHERE gm.group_id = m.group_id AND gm.user_id = $2 AND gm.joined_seq < m.seq)
+                        OR EXISTS (SELECT 1 FROM group_member_periods p
+                                   WHERE p.group_id = m.group_id AND p.user_id = $2 AND p.from_seq < m.seq AND m.seq <= p.to_seq)
+                     ) LIMIT 1",
+                )
+                .bind(file_id)
+                .bind(user)
+                .fetch_optional(self.reader())
+                .await?;
+                Ok(row.is_some())
+            }
+
+            async fn take_unreferenced(&self, before: chrono::DateTime<chrono::Utc>, limit: i64) -> $crate::store::StoreResult<Vec<$crate::store::FileRecord>> {
+                Ok(sqlx::query_as(
+                    "DELETE FROM files WHERE id IN (
+                        SELECT id FROM files WHERE referenced_at IS NULL AND created_at < $1 ORDER BY id LIMIT $2
+                     ) AND referenced_at IS NULL
+                     RETURNING id, uploader_id, storage_key, kind, content_type, size, width, height, sha256, created_at, referenced_at",
+                )
+                .bind(before)
+                .bind(limit)
+                .fetch_all(self.writer())
+                .await?)
             }
         }
     };

@@ -83,6 +83,11 @@ impl TestEnv {
         TestEnv { backend, database_url, redis_prefix, dir }
     }
 
+    /// This environment's S3 bucket (cluster mode).
+    pub fn bucket(&self) -> String {
+        format!("gochat-{}", self.redis_prefix.trim_end_matches(':'))
+    }
+
     pub fn is_cluster(&self) -> bool {
         self.backend == Backend::Postgres
     }
@@ -106,6 +111,15 @@ impl TestEnv {
         if self.is_cluster() {
             pairs.push(("GOCHAT_REDIS_URL".into(), redis_url()));
             pairs.push(("GOCHAT_REDIS_PREFIX".into(), self.redis_prefix.clone()));
+            let s3 = |k: &str| {
+                std::env::var(k).unwrap_or_else(|_| {
+                    panic!("{k} is not set. Run the suite with `scripts/test.sh`, which provisions an S3 server.")
+                })
+            };
+            pairs.push(("GOCHAT_S3_ENDPOINT".into(), s3("GOCHAT_TEST_S3_ENDPOINT")));
+            pairs.push(("GOCHAT_S3_ACCESS_KEY".into(), s3("GOCHAT_TEST_S3_ACCESS_KEY")));
+            pairs.push(("GOCHAT_S3_SECRET_KEY".into(), s3("GOCHAT_TEST_S3_SECRET_KEY")));
+            pairs.push(("GOCHAT_S3_BUCKET".into(), self.bucket()));
         }
         pairs
     }

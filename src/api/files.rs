@@ -1,0 +1,278 @@
+//! `POST /api/messages/upload` and `GET /api/files/{id}`: media in and out.
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use poem::http::{header, HeaderMap, StatusCode};
+use poem::web::{Data, Multipart};
+use poem::{Body, FromRequest, IntoResponse, Request, RequestBody, Response};
+use poem_openapi::payload::Json;
+use poem_openapi::registry::{
+    MetaMediaType, MetaRequest, MetaResponse, MetaResponses, MetaSchema, MetaSchemaRef, Registry,
+};
+use poem_openapi::{ApiExtractor, ApiExtractorType, ApiResponse, ExtractParamOptions, OpenApi};
+
+use super::auth::BearerAuth;
+use super::ApiTags;
+use crate::domain::model::FileInfo;
+use crate::error::AppError;
+use crate::service::media::{extension_of, Media};
+use crate::state::AppState;
+
+pub struct FilesApi;
+
+/// The upload body, read as a stream (never buffered whole): `multipart/form-data` with the file in `file`.
+pub struct UploadBody(Multipart);
+
+impl<'a> ApiExtractor<'a> for UploadBody {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn request_meta() -> Option<MetaRequest> {
+        let mut file = MetaSchema::new_with_format("string", "binary");
+        file.description = Some("JPEG, PNG, GIF or WebP up to 10 MiB; MP4, QuickTime or WebM up to 100 MiB");
+        let mut schema = MetaSchema::new("object");
+        schema.properties = vec![("file", MetaSchemaRef::Inline(Box::new(file)))];
+        schema.required = vec!["file"];
+        Some(MetaRequest {
+            description: Some("The file, in the multipart field `file`. Its type is decided by its bytes."),
+            content: vec![MetaMediaType {
+                content_type: "multipart/form-data",
+                schema: MetaSchemaRef::Inline(Box::new(schema)),
+            }],
+            required: true,
+        })
+    }
+
+    async fn from_request(
+        request: &'a Request,
+        body: &mut RequestBody,
+        _param_opts: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        <Multipart as FromRequest>::from_request(request, body).await.map(UploadBody).map_err(|e| {
+            AppError::bad_request("invalid_multipart", format!("expected a multipart/form-data body: {e}")).into()
+        })
+    }
+}
+
+#[derive(ApiResponse)]
+enum Uploaded {
+    /// Stored; use its `id` as `file_id` in an image or video message.
+    #[oai(status = 201)]
+    File(Json<FileInfo>),
+}
+
+/// A file's bytes (or some of them); documented by hand because the body is a raw stream with its own headers.
+pub struct FileBody(Response);
+
+impl IntoResponse for FileBody {
+    fn into_response(self) -> Response {
+        self.0
+    }
+}
+
+impl ApiResponse for FileBody {
+    fn meta() -> MetaResponses {
+        let binary = || {
+            vec![MetaMediaType {
+                content_type: "application/octet-stream",
+                schema: MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format("string", "binary"))),
+            }]
+        };
+        let r = |status, description, content| MetaResponse {
+            description,
+            status: Some(status),
+            status_range: None,
+            content,
+            headers: vec![],
+        };
+        MetaResponses {
+            responses: vec![
+                r(200, "The whole file, with its sniffed Content-Type, ETag and Cache-Control: private", binary()),
+                r(206, "The requested range(s); several ranges come as multipart/byteranges", binary()),
+                r(304, "Not modified (If-None-Match matched the ETag)", vec![]),
+                r(416, "No requested range lies within the file", vec![]),
+            ],
+        }
+    }
+
+    fn register(_registry: &mut Registry) {}
+}
+
+/// Most ranges one request may ask for.
+const MAX_RANGES: usize = 16;
+
+/// Parses `Range: bytes=…` against a file of `size` bytes: `Ok(None)` for no (or an ignorable) header,
+/// `Ok(Some(ranges))` for satisfiable inclusive ranges, `Err(())` when none is satisfiable.
+fn parse_range(headers: &HeaderMap, size: u64) -> Result<Option<Vec<(u64, u64)>>, ()> {
+    let Some(v) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else { return Ok(None) };
+    let Some(spec) = v.trim().strip_prefix("bytes=") else { return Ok(None) };
+    let mut out = Vec::new();
+    for part in spec.split(',') {
+        let part = part.trim();
+        let (a, b) = part.split_once('-').ok_or(())?;
+        let range = match (a.trim(), b.trim()) {
+            ("", suffix) => {
+                let n: u64 = suffix.parse().map_err(|_| ())?;
+                if n == 0 || size == 0 {
+                    continue;
+                }
+                (size.saturating_sub(n), size - 1)
+            }
+            (start, "") => (start.parse().map_err(|_| ())?, size.saturating_sub(1)),
+            (start, end) => {
+                let (s, e): (u64, u64) = (start.parse().map_err(|_| ())?, end.parse().map_err(|_| ())?);
+                if e < s {
+                    return Err(());
+                }
+                (s, e.min(size.saturating_sub(1)))
+            }
+        };
+        if range.0 < size {
+            out.push(range);
+        }
+    }
+    if out.is_empty() || out.len() > MAX_RANGES {
+        return Err(());
+    }
+    Ok(Some(out))
+}
+
+#[OpenApi(tag = "ApiTags::Messages")]
+impl FilesApi {
+    /// Upload an image or video (multipart field `file`), streamed; its type is decided by its bytes.
+    #[oai(path = "/api/messages/upload", method = "post", operation_id = "uploadFile")]
+    async fn upload(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        req: &Request,
+        body: UploadBody,
+    ) -> Result<Uploaded, AppError> {
+        let declared = req.header(header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+        let file = state.media.upload(auth.user_id(), body.0, declared).await.map_err(AppError::closing_connection)?;
+        Ok(Uploaded::File(Json(Media::info(&file))))
+    }
+
+    /// Download a file: to its uploader and to those it was sent to. `Range` is honoured (206).
+    #[oai(path = "/api/files/:id", method = "get", operation_id = "downloadFile")]
+    async fn download(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        req: &Request,
+        id: poem_openapi::param::Path<i64>,
+    ) -> Result<FileBody, AppError> {
+        let file = state.media.authorize(auth.user_id(), id.0).await?.file;
+        let size = file.size as u64;
+        let etag = format!("\"{}\"", file.sha256);
+        let common = |b: poem::ResponseBuilder| {
+            b.header(header::ETAG, &etag)
+                .header(header::CACHE_CONTROL, "private, max-age=31536000, immutable")
+                .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
+                .header(header::CONTENT_SECURITY_POLICY, "default-src 'none'; sandbox")
+                .header(header::ACCEPT_RANGES, "bytes")
+                .header(
+                    header::CONTENT_DISPOSITION,
+                    format!("inline; filename=\"file-{}.{}\"", file.id, extension_of(&file.content_type)),
+                )
+        };
+        if req.header(header::IF_NONE_MATCH).is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+        {
+            return Ok(FileBody(common(Response::builder()).status(StatusCode::NOT_MODIFIED).finish()));
+        }
+        let store = state.media.store().clone();
+        let ranges = match parse_range(req.headers(), size) {
+            Ok(r) => r,
+            Err(()) => {
+                return Ok(FileBody(
+                    Response::builder()
+                        .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                        .header(header::CONTENT_RANGE, format!("bytes */{size}"))
+                        .finish(),
+                ))
+            }
+        };
+        let resp = match ranges.as_deref() {
+            None => {
+                let stream = store.get(&file.storage_key, None).await.map_err(AppError::internal)?;
+                common(Response::builder())
+                    .status(StatusCode::OK)
+                    .content_type(&file.content_type)
+                    .header(header::CONTENT_LENGTH, size)
+                    .body(Body::from_bytes_stream(stream))
+            }
+            Some([(start, end)]) => {
+                let stream = store.get(&file.storage_key, Some((*start, *end))).await.map_err(AppError::internal)?;
+                common(Response::builder())
+                    .status(StatusCode::PARTIAL_CONTENT)
+                    .content_type(&file.content_type)
+                    .header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}"))
+                    .header(header::CONTENT_LENGTH, end - start + 1)
+                    .body(Body::from_bytes_stream(stream))
+            }
+            Some(many) => {
+                let boundary = format!("gochat-{:016x}", rand::random::<u64>());
+                let mut parts = Vec::new();
+                let mut length = 0u64;
+                for (start, end) in many {
+                    let head = format!(
+                        "\r\n--{boundary}\r\nContent-Type: {}\r\nContent-Range: bytes {start}-{end}/{size}\r\n\r\n",
+                        file.content_type
+                    );
+                    length += head.len() as u64 + (end - start + 1);
+                    parts.push((Bytes::from(head), (*start, *end)));
+                }
+                let tail = Bytes::from(format!("\r\n--{boundary}--\r\n"));
+                length += tail.len() as u64;
+                let key = file.storage_key.clone();
+                let body = futures_util::stream::iter(parts)
+                    .then(move |(head, range)| {
+                        let (store, key) = (store.clone(), key.clone());
+                        async move {
+                            let data = store.get(&key, Some(range)).await.map_err(std::io::Error::other)?;
+                            let head = futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(head) });
+                            Ok::<_, std::io::Error>(head.chain(data))
+                        }
+                    })
+                    .map(|r| match r {
+                        Ok(s) => s.boxed(),
+                        Err(e) => futures_util::stream::once(async move { Err(e) }).boxed(),
+                    })
+                    .flatten()
+                    .chain(futures_util::stream::once(async move { Ok(tail) }));
+                common(Response::builder())
+                    .status(StatusCode::PARTIAL_CONTENT)
+                    .content_type(format!("multipart/byteranges; boundary={boundary}"))
+                    .header(header::CONTENT_LENGTH, length)
+                    .body(Body::from_bytes_stream(body))
+            }
+        };
+        Ok(FileBody(resp))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(v: &str) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        m.insert(header::RANGE, v.parse().unwrap());
+        m
+    }
+
+    #[test]
+    fn ranges_parse_like_rfc_9110() {
+        assert_eq!(parse_range(&HeaderMap::new(), 100), Ok(None));
+        assert_eq!(parse_range(&h("bytes=0-9"), 100), Ok(Some(vec![(0, 9)])));
+        assert_eq!(parse_range(&h("bytes=90-"), 100), Ok(Some(vec![(90, 99)])));
+        assert_eq!(parse_range(&h("bytes=-10"), 100), Ok(Some(vec![(90, 99)])));
+        assert_eq!(parse_range(&h("bytes=95-200"), 100), Ok(Some(vec![(95, 99)])));
+        assert_eq!(parse_range(&h("bytes=0-0, 10-19,50-"), 100), Ok(Some(vec![(0, 0), (10, 19), (50, 99)])));
+        assert_eq!(parse_range(&h("bytes=100-"), 100), Err(()));
+        assert_eq!(parse_range(&h("bytes=5-1"), 100), Err(()));
+        assert_eq!(parse_range(&h("bytes=x-y"), 100), Err(()));
+        assert_eq!(parse_range(&h("items=0-1"), 100), Ok(None));
+    }
+}

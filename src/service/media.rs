@@ -1,0 +1,264 @@
+//! Media: uploads streamed with their limits enforced as bytes arrive, typed by their own bytes; downloads
+//! only to those a file was shared with; cleanup of uploads no message ever used.
+
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use poem::web::Multipart;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::domain::model::{FileInfo, FileKind};
+use crate::error::{AppError, AppResult};
+use crate::media::sniff::{self, Format};
+use crate::media::SharedMedia;
+use crate::metrics::Metrics;
+use crate::store::{FileRecord, FileStore, NewFile};
+
+/// Largest image accepted (10 MiB).
+pub const MAX_IMAGE: u64 = 10 * 1024 * 1024;
+/// Largest video accepted (100 MiB).
+pub const MAX_VIDEO: u64 = 100 * 1024 * 1024;
+/// Room for multipart framing on top of the largest file, when judging a declared `Content-Length`.
+pub const MULTIPART_OVERHEAD: u64 = 64 * 1024;
+/// Bytes read before deciding the type (and, for JPEG, finding the size).
+const HEAD: usize = 64 * 1024;
+/// Copy buffer while spooling.
+const CHUNK: usize = 64 * 1024;
+
+/// Removes a temp file when dropped, unless it was handed on.
+struct TempFile(Option<PathBuf>);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Media {
+    store: SharedMedia,
+    files: Arc<dyn FileStore>,
+    tmp: PathBuf,
+    per_user: Arc<DefaultKeyedRateLimiter<i64>>,
+    bytes_read: prometheus::IntCounter,
+}
+
+/// What a download request resolved to.
+pub struct Authorized {
+    pub file: FileRecord,
+}
+
+fn too_large(limit: u64, what: &str) -> AppError {
+    AppError::payload_too_large("file_too_large", format!("{what} may be at most {} MiB", limit / (1024 * 1024)))
+}
+
+fn random_hex(bytes: usize) -> String {
+    (0..bytes).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
+}
+
+impl Media {
+    /// `tmp` must be on the same filesystem as a local store's root (both live under the data dir).
+    pub fn new(
+        store: SharedMedia,
+        files: Arc<dyn FileStore>,
+        tmp: PathBuf,
+        uploads_per_minute: u32,
+        metrics: &Metrics,
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&tmp)?;
+        let quota = Quota::per_minute(NonZeroU32::new(uploads_per_minute.max(1)).unwrap_or(NonZeroU32::MIN));
+        let per_user = Arc::new(RateLimiter::keyed(quota));
+        Ok(Self { store, files, tmp, per_user, bytes_read: metrics.upload_bytes.clone() })
+    }
+
+    pub fn store(&self) -> &SharedMedia {
+        &self.store
+    }
+
+    pub fn info(f: &FileRecord) -> FileInfo {
+        FileInfo {
+            id: f.id,
+            url: format!("/api/files/{}", f.id),
+            content_type: f.content_type.clone(),
+            size: f.size,
+            kind: if f.kind == "video" { FileKind::Video } else { FileKind::Image },
+            width: f.width,
+            height: f.height,
+        }
+    }
+
+    /// Reads the multipart body's `file` field into the store. Refuses, as soon as it can tell: a declared body
+    /// larger than any file may be (413), bytes of an unaccepted type or disagreeing with the declared type or
+    /// name (415), an empty file (422), a file over its kind's limit (413, the moment the limit is crossed).
+    pub async fn upload(
+        &self,
+        user: i64,
+        mut multipart: Multipart,
+        declared_len: Option<u64>,
+    ) -> AppResult<FileRecord> {
+        if let Err(not_until) = self.per_user.check_key(&user) {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            return Err(AppError::too_many_requests(wait.as_secs_f64().ceil() as u64));
+        }
+        if declared_len.is_some_and(|n| n > MAX_VIDEO + MULTIPART_OVERHEAD) {
+            return Err(too_large(MAX_VIDEO, "a video"));
+        }
+        let bad_multipart = |e: poem::error::ParseMultipartError| {
+            AppError::bad_request("invalid_multipart", format!("the multipart body is not valid: {e}"))
+        };
+        let field = loop {
+            match multipart.next_field().await.map_err(bad_multipart)? {
+                Some(f) if f.name() == Some("file") => break f,
+                Some(other) => {
+                    // Small form fields before the file are allowed and ignored.
+                    let mut r = other.into_async_read().take(64 * 1024);
+                    let _ = tokio::io::copy(&mut r, &mut tokio::io::sink()).await;
+                }
+                None => return Err(AppError::invalid("missing_file", "the multipart body has no `file` field")),
+            }
+        };
+        let declared_type = field.content_type().map(str::to_string);
+        let file_name = field.file_name().map(str::to_string);
+        let mut reader = Box::pin(field.into_async_read());
+        let read_err =
+            |e: std::io::Error| AppError::bad_request("invalid_multipart", format!("reading the upload: {e}"));
+
+        let mut head = vec![0u8; HEAD];
+        let mut filled = 0;
+        while filled < HEAD {
+            let n = reader.read(&mut head[filled..]).await.map_err(read_err)?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+            self.bytes_read.inc_by(n as u64);
+        }
+        head.truncate(filled);
+        if head.is_empty() {
+            return Err(AppError::invalid("empty_file", "the file is empty"));
+        }
+        let format = sniff::detect(&head).ok_or_else(|| {
+            AppError::unsupported_media_type(
+                "unsupported_media_type",
+                "only JPEG, PNG, GIF and WebP images and MP4, QuickTime and WebM videos are accepted",
+            )
+        })?;
+        if !sniff::agrees(format, declared_type.as_deref(), file_name.as_deref()) {
+            return Err(AppError::unsupported_media_type(
+                "unsupported_media_type",
+                format!("the file's bytes are {}, which its declared type or name contradicts", format.content_type()),
+            ));
+        }
+        let (limit, what) = if format.is_image() { (MAX_IMAGE, "an image") } else { (MAX_VIDEO, "a video") };
+        if head.len() as u64 > limit {
+            return Err(too_large(limit, what));
+        }
+
+        let path = self.tmp.join(format!("upload-{}", random_hex(12)));
+        let mut temp = TempFile(Some(path.clone()));
+        let mut out = tokio::fs::File::create(&path).await.map_err(AppError::internal)?;
+        let mut hasher = Sha256::new();
+        hasher.update(&head);
+        out.write_all(&head).await.map_err(AppError::internal)?;
+        let mut size = head.len() as u64;
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let n = reader.read(&mut buf).await.map_err(read_err)?;
+            if n == 0 {
+                break;
+            }
+            size += n as u64;
+            self.bytes_read.inc_by(n as u64);
+            if size > limit {
+                return Err(too_large(limit, what));
+            }
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n]).await.map_err(AppError::internal)?;
+        }
+        out.flush().await.map_err(AppError::internal)?;
+        drop(out);
+        drop(reader);
+        // The multipart body must end properly after the file (a truncated body is not a file).
+        while multipart.next_field().await.map_err(bad_multipart)?.is_some() {}
+
+        let dims = if format.is_image() { sniff::dimensions(format, &head) } else { None };
+        let key = format!("{}/{}", random_hex(1), random_hex(16));
+        temp.0 = None; // the store consumes the temp file from here on
+        if let Err(e) = self.store.put_file(&key, &path, format.content_type(), size).await {
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(AppError::internal(e));
+        }
+        let sha256 = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let new = NewFile {
+            uploader_id: user,
+            storage_key: key.clone(),
+            kind: if format.is_image() { "image" } else { "video" },
+            content_type: format.content_type(),
+            size: size as i64,
+            width: dims.map(|d| d.0 as i32),
+            height: dims.map(|d| d.1 as i32),
+            sha256,
+        };
+        match self.files.create_file(new).await {
+            Ok(f) => {
+                tracing::info!(file_id = f.id, size, content_type = format.content_type(), "file uploaded");
+                Ok(f)
+            }
+            Err(e) => {
+                let _ = self.store.delete(&key).await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The file, if `user` may read it: its uploader, or someone it was shared with in a conversation.
+    pub async fn authorize(&self, user: i64, file_id: i64) -> AppResult<Authorized> {
+        let file =
+            self.files.file(file_id).await?.ok_or_else(|| AppError::not_found("file_not_found", "no such file"))?;
+        if file.uploader_id != user && !self.files.shared_with(file_id, user).await? {
+            return Err(AppError::forbidden("file_forbidden", "this file was not shared with you"));
+        }
+        Ok(Authorized { file })
+    }
+
+    /// A file `user` uploaded, for attaching to a message.
+    pub async fn own_file(&self, user: i64, file_id: i64) -> AppResult<FileRecord> {
+        match self.files.file(file_id).await? {
+            Some(f) if f.uploader_id == user => Ok(f),
+            _ => Err(AppError::not_found("file_not_found", "no such file among your uploads")),
+        }
+    }
+
+    /// Removes uploads no message referenced within `max_age`; returns how many.
+    pub async fn cleanup(&self, max_age: Duration) -> AppResult<usize> {
+        let before = chrono::Utc::now() - chrono::Duration::from_std(max_age).map_err(AppError::internal)?;
+        let mut removed = 0;
+        loop {
+            let batch = self.files.take_unreferenced(before, 100).await?;
+            if batch.is_empty() {
+                return Ok(removed);
+            }
+            for f in &batch {
+                if let Err(e) = self.store.delete(&f.storage_key).await {
+                    tracing::warn!(file_id = f.id, error = %e, "could not delete an expired upload's bytes");
+                }
+            }
+            removed += batch.len();
+        }
+    }
+}
+
+/// The format the stored content type names (for the download's file-name extension).
+pub fn extension_of(content_type: &str) -> &'static str {
+    [Format::Jpeg, Format::Png, Format::Gif, Format::Webp, Format::Mp4, Format::QuickTime, Format::Webm]
+        .into_iter()
+        .find(|f| f.content_type() == content_type)
+        .map_or("bin", Format::extension)
+}
