@@ -281,7 +281,7 @@ backend_tests! {
         let hist = |q: String| format!("/api/messages/history?{q}");
         let cases = vec![
             (hist(format!("conversation_id={conv_ab}")), &tc, StatusCode::FORBIDDEN, "not_conversation_member"),
-            (hist("conversation_id=g:1".into()), &ta, StatusCode::FORBIDDEN, "not_group_member"),
+            (hist("conversation_id=g:1".into()), &ta, StatusCode::NOT_FOUND, "group_not_found"),
             (hist("conversation_id=nonsense".into()), &ta, StatusCode::UNPROCESSABLE_ENTITY, "invalid_conversation_id"),
             (hist(format!("conversation_id={conv_ab}&limit=0")), &ta, StatusCode::UNPROCESSABLE_ENTITY, "invalid_limit"),
             (hist(format!("conversation_id={conv_ab}&limit=101")), &ta, StatusCode::UNPROCESSABLE_ENTITY, "invalid_limit"),
