@@ -5,7 +5,8 @@
 mod common;
 
 use common::TestEnv;
-use gochat::store::{NewUser, StoreError, Stores};
+use gochat::domain::ConversationId;
+use gochat::store::{NewFile, NewMessage, NewUser, StoreError, Stores};
 
 async fn stores(env: &TestEnv) -> Stores {
     Stores::open(&env.database_url, 4).await.expect("store opens and migrates")
@@ -15,7 +16,149 @@ fn new_user(name: &str) -> NewUser {
     NewUser { username: name.into(), nickname: "Nick".into(), sex: 1, password_hash: "$argon2id$fake".into() }
 }
 
+async fn three(s: &Stores) -> (i64, i64, i64) {
+    let mut ids = Vec::new();
+    for n in ["ann", "ben", "cat"] {
+        ids.push(s.users.create_user(new_user(n)).await.unwrap().id);
+    }
+    (ids[0], ids[1], ids[2])
+}
+
+fn msg(conv: ConversationId, from: i64, to: Option<i64>, cid: Option<&str>) -> NewMessage {
+    NewMessage {
+        conversation_id: conv,
+        from_user_id: from,
+        to_user_id: to,
+        group_id: if let ConversationId::Group(g) = conv { Some(g) } else { None },
+        kind: "text",
+        body: Some("hi".into()),
+        file_id: None,
+        client_msg_id: cid.map(str::to_string),
+    }
+}
+
 backend_tests! {
+    async fn friendships_are_symmetric_and_requests_settle_both_ways(backend) {
+        let env = TestEnv::new(backend).await;
+        let s = stores(&env).await;
+        let (a, b, c) = three(&s).await;
+        let r = s.friends.create_request(a, b, "hello").await.unwrap();
+        assert_eq!(r.status, "pending");
+        assert!(matches!(s.friends.create_request(a, b, "again").await, Err(StoreError::Conflict(_))));
+        let back = s.friends.create_request(b, a, "me too").await.unwrap();
+        let accepted = s.friends.accept_request(r.id).await.unwrap().unwrap();
+        assert_eq!(accepted.status, "accepted");
+        assert_eq!(s.friends.request_by_id(back.id).await.unwrap().unwrap().status, "accepted", "the reverse request settles");
+        assert!(s.friends.accept_request(r.id).await.unwrap().is_none(), "only a pending request is accepted");
+        assert!(s.friends.are_friends(a, b).await.unwrap() && s.friends.are_friends(b, a).await.unwrap());
+        assert_eq!(s.friends.friends(a).await.unwrap()[0].id, b);
+        let rc = s.friends.create_request(c, a, "").await.unwrap();
+        assert_eq!(s.friends.reject_request(rc.id).await.unwrap().unwrap().status, "rejected");
+        assert!(!s.friends.are_friends(a, c).await.unwrap());
+        assert_eq!(s.friends.list_requests(a, true, 10).await.unwrap().len(), 2);
+        assert_eq!(s.friends.list_requests(a, false, 10).await.unwrap().len(), 1);
+        assert!(s.friends.remove_friendship(b, a).await.unwrap());
+        assert!(!s.friends.are_friends(a, b).await.unwrap() && !s.friends.are_friends(b, a).await.unwrap());
+        assert!(!s.friends.remove_friendship(a, b).await.unwrap());
+    }
+
+    async fn appends_get_gapless_seqs_and_repeat_client_ids_return_the_first(backend) {
+        let env = TestEnv::new(backend).await;
+        let s = stores(&env).await;
+        let (a, b, _) = three(&s).await;
+        let conv = ConversationId::direct(a, b);
+        let first = s.messages.append(msg(conv, a, Some(b), Some("c1"))).await.unwrap();
+        assert!(first.created);
+        assert_eq!(first.message.seq, 1);
+        assert_eq!({ let mut r = first.recipients.clone(); r.sort(); r }, { let mut v = vec![a, b]; v.sort(); v });
+        let again = s.messages.append(msg(conv, a, Some(b), Some("c1"))).await.unwrap();
+        assert!(!again.created && again.recipients.is_empty());
+        assert_eq!(again.message.id, first.message.id);
+        for _ in 0..4 {
+            s.messages.append(msg(conv, b, Some(a), None)).await.unwrap();
+        }
+        let id = conv.to_string();
+        let newest = s.messages.messages_between(&id, 0, i64::MAX, 2, true).await.unwrap();
+        assert_eq!(newest.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![4, 5]);
+        let oldest = s.messages.messages_between(&id, 1, 5, 10, false).await.unwrap();
+        assert_eq!(oldest.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![2, 3, 4]);
+        let convs = s.messages.user_conversations(a).await.unwrap();
+        assert_eq!((convs.len(), convs[0].last_seq, convs[0].read_seq), (1, 5, 1), "sending marks one's own message read");
+        assert!(s.messages.mark_read(a, &id, 4).await.unwrap());
+        assert!(!s.messages.mark_read(a, &id, 2).await.unwrap(), "read cursors never move back");
+        s.messages.ack(b, "phone", &id, 3).await.unwrap();
+        s.messages.ack(b, "phone", &id, 2).await.unwrap();
+        assert_eq!(s.messages.device_cursors(b, "phone").await.unwrap(), vec![(id.clone(), 3)]);
+        assert!(s.messages.device_cursors(b, "tablet").await.unwrap().is_empty());
+        assert_eq!(s.messages.last_messages(&[id.clone()]).await.unwrap()[0].seq, 5);
+    }
+
+    async fn group_membership_bounds_what_members_receive(backend) {
+        let env = TestEnv::new(backend).await;
+        let s = stores(&env).await;
+        let (a, b, c) = three(&s).await;
+        let g = s.groups.create_group("G", a, &[b]).await.unwrap();
+        let conv = ConversationId::group(g.id);
+        assert_eq!(s.groups.members(g.id).await.unwrap()[0].role, "owner");
+        let m = s.messages.append(msg(conv, b, None, None)).await.unwrap();
+        assert_eq!(m.recipients.len(), 2);
+        assert!(matches!(s.messages.append(msg(conv, c, None, None)).await, Err(StoreError::NotMember)));
+        assert_eq!(s.groups.add_members(g.id, &[c, b], 10).await.unwrap(), vec![c], "only newcomers are added");
+        let joined = s.messages.user_conversation(c, &conv.to_string()).await.unwrap().unwrap();
+        assert_eq!(joined.visible_from_seq, 1, "a newcomer sees messages from its joining on");
+        assert!(matches!(s.groups.add_members(g.id, &[99_999], 3).await, Err(StoreError::GroupFull | StoreError::Db(_))));
+        assert_eq!(s.messages.append(msg(conv, a, None, None)).await.unwrap().recipients.len(), 3);
+        assert!(s.groups.remove_member(g.id, c).await.unwrap());
+        assert!(!s.groups.remove_member(g.id, c).await.unwrap());
+        assert!(s.messages.user_conversation(c, &conv.to_string()).await.unwrap().is_none());
+        assert_eq!(s.messages.append(msg(conv, a, None, None)).await.unwrap().recipients.len(), 2);
+        assert!(s.groups.set_role(g.id, b, "admin").await.unwrap());
+        assert!(!s.groups.set_role(g.id, a, "member").await.unwrap(), "the owner's role changes only by transfer");
+        s.groups.transfer(g.id, a, b).await.unwrap();
+        assert_eq!(s.groups.group(g.id).await.unwrap().unwrap().owner_id, b);
+        assert_eq!(s.groups.member(g.id, a).await.unwrap().unwrap().role, "admin");
+        let mut former = s.groups.dissolve(g.id).await.unwrap();
+        former.sort();
+        assert_eq!(former, { let mut v = vec![a, b]; v.sort(); v });
+        assert!(s.groups.group(g.id).await.unwrap().unwrap().dissolved_at.is_some());
+        assert!(s.groups.groups_of(a).await.unwrap().is_empty());
+    }
+
+    async fn files_are_shared_by_messages_and_unused_ones_expire(backend) {
+        let env = TestEnv::new(backend).await;
+        let s = stores(&env).await;
+        let (a, b, c) = three(&s).await;
+        let file = |key: &str| NewFile {
+            uploader_id: a,
+            storage_key: key.into(),
+            kind: "image",
+            content_type: "image/png",
+            size: 10,
+            width: Some(2),
+            height: Some(3),
+            sha256: "00".into(),
+        };
+        let used = s.files.create_file(file("k1")).await.unwrap();
+        let unused = s.files.create_file(file("k2")).await.unwrap();
+        assert!(!s.files.shared_with(used.id, b).await.unwrap());
+        let mut m = msg(ConversationId::direct(a, b), a, Some(b), None);
+        m.kind = "image";
+        m.file_id = Some(used.id);
+        s.messages.append(m.clone()).await.unwrap();
+        assert!(s.files.shared_with(used.id, b).await.unwrap());
+        assert!(!s.files.shared_with(used.id, c).await.unwrap());
+        assert!(s.files.file(used.id).await.unwrap().unwrap().referenced_at.is_some());
+        let mut foreign = m.clone();
+        foreign.from_user_id = b;
+        foreign.to_user_id = Some(a);
+        assert!(matches!(s.messages.append(foreign).await, Err(StoreError::FileGone)), "only one's own file");
+        let later = chrono::Utc::now() + chrono::Duration::seconds(5);
+        let gone = s.files.take_unreferenced(later, 10).await.unwrap();
+        assert_eq!(gone.iter().map(|f| f.id).collect::<Vec<_>>(), vec![unused.id]);
+        assert!(s.files.file(unused.id).await.unwrap().is_none());
+        assert_eq!(s.files.files_by_ids(&[used.id, unused.id]).await.unwrap().len(), 1);
+    }
+
     async fn users_round_trip_through_the_store(backend) {
         let env = TestEnv::new(backend).await;
         let s = stores(&env).await;
