@@ -90,7 +90,7 @@ backend_tests! {
         s.messages.ack(b, "phone", &id, 2).await.unwrap();
         assert_eq!(s.messages.device_cursors(b, "phone").await.unwrap(), vec![(id.clone(), 3)]);
         assert!(s.messages.device_cursors(b, "tablet").await.unwrap().is_empty());
-        assert_eq!(s.messages.last_messages(&[id.clone()]).await.unwrap()[0].seq, 5);
+        assert_eq!(s.messages.last_messages(std::slice::from_ref(&id)).await.unwrap()[0].seq, 5);
     }
 
     async fn group_membership_bounds_what_members_receive(backend) {
