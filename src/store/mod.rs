@@ -1,5 +1,6 @@
 //! Persistence: one narrow trait per aggregate, implemented for Postgres and SQLite. The only module with SQL.
 
+pub(crate) mod batch;
 mod postgres;
 mod sql;
 mod sqlite;

@@ -5,13 +5,19 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
+use super::batch::Batcher;
 use super::{StoreHealth, StoreResult};
 
 /// A Postgres connection pool; every node of a cluster shares the database behind it.
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    batcher: Option<Batcher>,
 }
+
+/// Concurrent group-commit transactions per node: enough to keep the database busy while one batch waits on
+/// a commit, few enough to leave pool connections for reads.
+const COMMITTERS: usize = 4;
 
 impl PgStore {
     /// Connects and applies pending migrations (idempotent; concurrent nodes serialise on sqlx's advisory lock).
@@ -23,7 +29,12 @@ impl PgStore {
             .connect_with(opts)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        let batcher = Batcher::spawn(Self { pool: pool.clone(), batcher: None }, COMMITTERS);
+        Ok(Self { pool, batcher: Some(batcher) })
+    }
+
+    fn batcher(&self) -> Option<&Batcher> {
+        self.batcher.as_ref()
     }
 
     fn writer(&self) -> &PgPool {
@@ -36,6 +47,7 @@ impl PgStore {
 
 super::sql::impl_sql_stores!(
     PgStore,
+    sqlx::Postgres,
     ids = "SELECT value::bigint FROM jsonb_array_elements_text($1::jsonb)",
     texts = "SELECT value FROM jsonb_array_elements_text($1::jsonb)"
 );

@@ -4,7 +4,7 @@
 //! dialects differ: how a JSON array parameter becomes a set of values (`ids` for integers, `texts` for strings).
 
 macro_rules! impl_sql_stores {
-    ($store:ty, ids = $ids:literal, texts = $texts:literal) => {
+    ($store:ty, $db:ty, ids = $ids:literal, texts = $texts:literal) => {
         #[async_trait::async_trait]
         impl $crate::store::UserStore for $store {
             async fn create_user(&self, new: $crate::store::NewUser) -> $crate::store::StoreResult<$crate::store::UserRecord> {
@@ -247,15 +247,17 @@ macro_rules! impl_sql_stores {
             }
 
             /// Allocates the next seq (the conversation row stays locked until commit, which serialises appends
-            /// to one conversation) and inserts the message, in one transaction.
-            async fn insert_message(&self, new: &$crate::store::NewMessage) -> $crate::store::StoreResult<($crate::store::MessageRecord, Vec<i64>)> {
-                let now = $crate::store::now();
+            /// to one conversation) and inserts the message, inside the caller's transaction.
+            async fn insert_one(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                new: &$crate::store::NewMessage,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<($crate::store::MessageRecord, Vec<i64>)> {
                 let conversation_id = new.conversation_id.to_string();
                 let (kind, group_id, low, high) = match new.conversation_id {
                     $crate::domain::ConversationId::Direct { low, high } => ("direct", None, Some(low), Some(high)),
                     $crate::domain::ConversationId::Group(g) => ("group", Some(g), None, None),
                 };
-                let mut tx = self.writer().begin().await?;
                 let (seq,): (i64,) = sqlx::query_as(
                     "INSERT INTO conversations (id, kind, group_id, user_low, user_high, last_seq, created_at, updated_at)
                      VALUES ($1, $2, $3, $4, $5, 1, $6, $6)
@@ -268,7 +270,7 @@ macro_rules! impl_sql_stores {
                 .bind(low)
                 .bind(high)
                 .bind(now)
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut **tx)
                 .await?;
                 // The file, if any, must still exist and be the sender's; referencing it protects it from cleanup
                 // (which deletes only unreferenced files, so it either ran before and we fail, or waits for us).
@@ -280,7 +282,7 @@ macro_rules! impl_sql_stores {
                     .bind(file_id)
                     .bind(new.from_user_id)
                     .bind(now)
-                    .fetch_optional(&mut *tx)
+                    .fetch_optional(&mut **tx)
                     .await?;
                     if found.is_none() {
                         return Err($crate::store::StoreError::FileGone);
@@ -291,7 +293,7 @@ macro_rules! impl_sql_stores {
                     Some(g) => {
                         let members: Vec<(i64,)> = sqlx::query_as("SELECT user_id FROM group_members WHERE group_id = $1")
                             .bind(g)
-                            .fetch_all(&mut *tx)
+                            .fetch_all(&mut **tx)
                             .await?;
                         let members: Vec<i64> = members.into_iter().map(|m| m.0).collect();
                         if !members.contains(&new.from_user_id) {
@@ -316,31 +318,94 @@ macro_rules! impl_sql_stores {
                 .bind(new.file_id)
                 .bind(&new.client_msg_id)
                 .bind(now)
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut **tx)
                 .await
                 .map_err($crate::store::StoreError::classify)?;
-                if let (Some(low), Some(high)) = (low, high) {
-                    sqlx::query(
-                        "INSERT INTO user_conversations (user_id, conversation_id, read_seq, visible_from_seq)
-                         VALUES ($1, $3, 0, 0), ($2, $3, 0, 0) ON CONFLICT DO NOTHING",
-                    )
-                    .bind(low)
-                    .bind(high)
-                    .bind(&conversation_id)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                // Sending implies having read the conversation up to one's own message.
+                // Both sides of a direct conversation exist from its first message; and sending implies having
+                // read the conversation up to one's own message. One statement for both.
+                let peer = match (low, high) {
+                    (Some(l), Some(h)) => Some(if l == new.from_user_id { h } else { l }),
+                    _ => None,
+                };
                 sqlx::query(
-                    "UPDATE user_conversations SET read_seq = $3 WHERE user_id = $1 AND conversation_id = $2 AND read_seq < $3",
+                    "INSERT INTO user_conversations (user_id, conversation_id, read_seq, visible_from_seq)
+                     SELECT $1, $2, $3, 0 UNION ALL SELECT $4, $2, 0, 0 WHERE $4 IS NOT NULL
+                     ON CONFLICT (user_id, conversation_id) DO UPDATE
+                     SET read_seq = CASE WHEN excluded.read_seq > user_conversations.read_seq
+                                         THEN excluded.read_seq ELSE user_conversations.read_seq END",
                 )
                 .bind(new.from_user_id)
                 .bind(&conversation_id)
                 .bind(seq)
-                .execute(&mut *tx)
+                .bind(peer)
+                .execute(&mut **tx)
                 .await?;
-                tx.commit().await?;
                 Ok((msg, recipients))
+            }
+
+            /// Appends a batch in one transaction (group commit: one durable commit for many sends). Messages are
+            /// taken in conversation-id order, so concurrent batches lock conversation rows in the same order and
+            /// cannot deadlock; within a conversation the arrival order is kept. A message that can fail after its
+            /// seq is allocated runs under a savepoint, whose rollback returns the seq, so every conversation stays
+            /// gapless whatever fails.
+            pub(crate) async fn insert_batch(
+                &self,
+                batch: &[$crate::store::NewMessage],
+            ) -> Vec<$crate::store::StoreResult<($crate::store::MessageRecord, Vec<i64>)>> {
+                let now = $crate::store::now();
+                let mut order: Vec<usize> = (0..batch.len()).collect();
+                order.sort_by_cached_key(|&i| batch[i].conversation_id.to_string());
+                let mut results: Vec<Option<$crate::store::StoreResult<_>>> = (0..batch.len()).map(|_| None).collect();
+                let mut tx = match self.writer().begin().await {
+                    Ok(tx) => tx,
+                    Err(e) => {
+                        let msg = e.to_string();
+                        return batch.iter().map(|_| Err($crate::store::StoreError::Db(sqlx::Error::Protocol(msg.clone())))).collect();
+                    }
+                };
+                for i in order {
+                    let new = &batch[i];
+                    let guarded = new.client_msg_id.is_some() || new.file_id.is_some() || new.group_id.is_some();
+                    if guarded {
+                        if let Err(e) = sqlx::query("SAVEPOINT one").execute(&mut *tx).await {
+                            results[i] = Some(Err(e.into()));
+                            continue;
+                        }
+                    }
+                    let r = Self::insert_one(&mut tx, new, now).await;
+                    if guarded {
+                        let end = if r.is_ok() { "RELEASE SAVEPOINT one" } else { "ROLLBACK TO SAVEPOINT one" };
+                        let _ = sqlx::query(end).execute(&mut *tx).await;
+                        if r.is_err() {
+                            let _ = sqlx::query("RELEASE SAVEPOINT one").execute(&mut *tx).await;
+                        }
+                    }
+                    results[i] = Some(r);
+                }
+                if let Err(e) = tx.commit().await {
+                    let msg = e.to_string();
+                    return results
+                        .into_iter()
+                        .map(|r| match r {
+                            Some(Err(e)) => Err(e),
+                            _ => Err($crate::store::StoreError::Db(sqlx::Error::Protocol(format!("commit failed: {msg}")))),
+                        })
+                        .collect();
+                }
+                results
+                    .into_iter()
+                    .map(|r| r.unwrap_or_else(|| Err($crate::store::StoreError::Db(sqlx::Error::Protocol("not run".into())))))
+                    .collect()
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::batch::BatchWriter for $store {
+            async fn insert_batch(
+                &self,
+                batch: &[$crate::store::NewMessage],
+            ) -> Vec<$crate::store::StoreResult<($crate::store::MessageRecord, Vec<i64>)>> {
+                <$store>::insert_batch(self, batch).await
             }
         }
 
@@ -353,7 +418,13 @@ macro_rules! impl_sql_stores {
                         return Ok(repeat(m));
                     }
                 }
-                match self.insert_message(&new).await {
+                let inserted = match self.batcher() {
+                    Some(b) => b.insert(new.clone()).await,
+                    None => self.insert_batch(std::slice::from_ref(&new)).await.pop().unwrap_or_else(|| {
+                        Err($crate::store::StoreError::Db(sqlx::Error::Protocol("empty batch".into())))
+                    }),
+                };
+                match inserted {
                     Ok((message, recipients)) => Ok($crate::store::Appended { message, created: true, recipients }),
                     // A concurrent send with the same client_msg_id committed first; ours rolled back whole,
                     // seq included, so the conversation stays gapless.

@@ -6,6 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
+use super::batch::Batcher;
 use super::{StoreHealth, StoreResult};
 
 /// SQLite in WAL mode with one writer connection and a few readers. SQLite admits one writer at a time anyway;
@@ -15,6 +16,7 @@ use super::{StoreHealth, StoreResult};
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    batcher: Option<Batcher>,
 }
 
 impl SqliteStore {
@@ -34,7 +36,13 @@ impl SqliteStore {
         let writer = SqlitePoolOptions::new().max_connections(1).connect_with(opts.clone()).await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
         let reader = SqlitePoolOptions::new().max_connections(4).connect_with(opts.read_only(true)).await?;
-        Ok(Self { writer, reader })
+        // One committer: SQLite has one writer anyway; batching is what turns many sends into one fsync.
+        let batcher = Batcher::spawn(Self { writer: writer.clone(), reader: reader.clone(), batcher: None }, 1);
+        Ok(Self { writer, reader, batcher: Some(batcher) })
+    }
+
+    fn batcher(&self) -> Option<&Batcher> {
+        self.batcher.as_ref()
     }
 
     fn writer(&self) -> &SqlitePool {
@@ -47,6 +55,7 @@ impl SqliteStore {
 
 super::sql::impl_sql_stores!(
     SqliteStore,
+    sqlx::Sqlite,
     ids = "SELECT value FROM json_each($1)",
     texts = "SELECT value FROM json_each($1)"
 );

@@ -1,0 +1,684 @@
+//! `gochat-loadgen`: drives one or several GoChat nodes over real HTTP and WebSockets and reports throughput,
+//! end-to-end latency (send → recipient socket), errors and the server's memory. Scenarios: `direct` (1:1
+//! chat, closed or open loop), `group` (fan-out to a large group), `idle` (many held sockets, spread over worker
+//! processes and 127.0.0.x source addresses) and `reconnect` (drop every socket at once and time the return).
+//!
+//! Every loop is bounded in count and time, and every address is a node given on the command line (loopback
+//! in this repository's benchmarks).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::TcpSocket;
+use tokio::sync::Semaphore;
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+#[derive(Parser)]
+#[command(name = "gochat-loadgen", about = "Load generator for GoChat nodes")]
+struct Cli {
+    /// Node base URLs, comma-separated; users and sockets are spread over them.
+    #[arg(long, global = true, value_delimiter = ',', default_value = "http://127.0.0.1:8080")]
+    url: Vec<String>,
+    /// Server process ids whose RSS to report (from /proc).
+    #[arg(long, global = true, value_delimiter = ',')]
+    pid: Vec<u32>,
+    /// Print the report as one JSON object.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Password of every generated user.
+    #[arg(long, global = true, default_value = "loadtest-password")]
+    password: String,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// 1:1 chat: pairs of friends, senders on one node and receivers on another when several are given.
+    Direct {
+        #[arg(long, default_value_t = 50)]
+        pairs: usize,
+        /// Seconds of sending.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Open loop: total messages per second over all senders. Without it, closed loop.
+        #[arg(long)]
+        rate: Option<u64>,
+        /// Closed loop: messages each sender keeps in flight.
+        #[arg(long, default_value_t = 1)]
+        inflight: usize,
+    },
+    /// Group fan-out: one group, every member online, a few senders.
+    Group {
+        #[arg(long, default_value_t = 500)]
+        members: usize,
+        #[arg(long, default_value_t = 5)]
+        senders: usize,
+        /// Messages per sender.
+        #[arg(long, default_value_t = 20)]
+        messages: usize,
+    },
+    /// Many authenticated sockets held open (answering heartbeats), spread over worker processes.
+    Idle {
+        #[arg(long, default_value_t = 10_000)]
+        sockets: usize,
+        /// Distinct users the sockets belong to (each user has sockets/users devices).
+        #[arg(long, default_value_t = 200)]
+        users: usize,
+        #[arg(long, default_value_t = 10)]
+        hold_seconds: u64,
+        /// Sockets per worker process (each process may open at most ~20,000 files here).
+        #[arg(long, default_value_t = 15_000)]
+        per_worker: usize,
+    },
+    /// Reconnect storm: hold sockets, drop them all at once, reconnect all at once, time until all are synced.
+    Reconnect {
+        #[arg(long, default_value_t = 10_000)]
+        sockets: usize,
+        #[arg(long, default_value_t = 200)]
+        users: usize,
+        #[arg(long, default_value_t = 15_000)]
+        per_worker: usize,
+    },
+    /// Internal: one worker process of `idle` / `reconnect`.
+    #[command(hide = true)]
+    Worker {
+        #[arg(long)]
+        tokens: PathBuf,
+        #[arg(long)]
+        index: usize,
+        #[arg(long)]
+        sockets: usize,
+        #[arg(long)]
+        source_ip: IpAddr,
+        #[arg(long)]
+        hold_seconds: u64,
+        #[arg(long)]
+        reconnect: bool,
+    },
+}
+
+fn now_micros() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+}
+
+/// Latency samples in microseconds.
+#[derive(Default)]
+struct Samples(Vec<u64>);
+
+impl Samples {
+    fn summary(&mut self) -> Value {
+        self.0.sort_unstable();
+        let p = |q: f64| -> f64 {
+            if self.0.is_empty() {
+                return 0.0;
+            }
+            let i = ((self.0.len() as f64 - 1.0) * q).round() as usize;
+            self.0[i] as f64 / 1000.0
+        };
+        json!({"count": self.0.len(), "p50_ms": p(0.5), "p90_ms": p(0.9), "p99_ms": p(0.99), "max_ms": p(1.0)})
+    }
+}
+
+#[derive(Default)]
+struct Errors(Mutex<BTreeMap<String, u64>>);
+
+impl Errors {
+    fn add(&self, kind: impl Into<String>) {
+        *self.0.lock().unwrap().entry(kind.into()).or_default() += 1;
+    }
+    fn to_json(&self) -> Value {
+        json!(self.0.lock().unwrap().clone())
+    }
+}
+
+/// Resident set size of the given processes, in KiB.
+fn rss_kib(pids: &[u32]) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
+    let mut total = 0;
+    for pid in pids {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        total += line.split_whitespace().nth(1)?.parse::<u64>().ok()?;
+    }
+    Some(total)
+}
+
+struct Api {
+    http: reqwest::Client,
+    urls: Vec<String>,
+    password: String,
+}
+
+impl Api {
+    fn url(&self, i: usize, path: &str) -> String {
+        format!("{}{}", self.urls[i % self.urls.len()], path)
+    }
+
+    async fn post(&self, node: usize, path: &str, token: Option<&str>, body: Value) -> anyhow::Result<Value> {
+        let mut req = self.http.post(self.url(node, path)).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("{path}: {status} {v}");
+        }
+        Ok(v)
+    }
+
+    /// Registers and logs in `name`: (user id, token).
+    async fn user(&self, node: usize, name: &str) -> anyhow::Result<(i64, String)> {
+        let body = json!({"username": name, "password": self.password, "nickname": name});
+        let u = self.post(node, "/api/user/register", None, body).await?;
+        let l = self.post(node, "/api/user/login", None, json!({"username": name, "password": self.password})).await?;
+        Ok((u["id"].as_i64().unwrap_or(0), l["token"].as_str().unwrap_or("").to_string()))
+    }
+
+    /// `n` users, created 16 at a time.
+    async fn users(self: &Arc<Self>, prefix: &str, n: usize) -> anyhow::Result<Vec<(i64, String)>> {
+        let results: Vec<_> = futures_util::stream::iter(0..n)
+            .map(|i| {
+                let api = self.clone();
+                let name = format!("{prefix}{i}");
+                async move { api.user(i, &name).await }
+            })
+            .buffered(16)
+            .collect()
+            .await;
+        results.into_iter().collect()
+    }
+
+    async fn befriend(&self, a: &(i64, String), b: &(i64, String)) -> anyhow::Result<()> {
+        let r = self.post(0, "/api/friends/request", Some(&a.1), json!({"to_user_id": b.0})).await?;
+        if r["status"] == "pending" {
+            self.post(0, "/api/friends/accept", Some(&b.1), json!({"request_id": r["id"]})).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Opens a WebSocket from `source` (a loopback address, to spread ephemeral ports) and reads its `hello`.
+async fn connect(base: &str, token: &str, device: &str, source: Option<IpAddr>) -> anyhow::Result<Ws> {
+    let ws_url = format!("{}/ws?token={token}&device={device}", base.replacen("http", "ws", 1));
+    let host = base.trim_start_matches("http://").trim_end_matches('/');
+    let addr: SocketAddr = tokio::net::lookup_host(host).await?.next().context("no address")?;
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    if let Some(ip) = source {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    let stream = socket.connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (mut ws, _) = tokio_tungstenite::client_async(ws_url, stream).await?;
+    match tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
+        Ok(Some(Ok(Message::Text(t)))) if t.contains("\"hello\"") => Ok(ws),
+        other => bail!("no hello: {other:?}"),
+    }
+}
+
+fn ts_of(text: &str) -> Option<u64> {
+    text.strip_prefix("ts=")?.split(' ').next()?.parse().ok()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let api = Arc::new(Api { http: reqwest::Client::new(), urls: cli.url.clone(), password: cli.password.clone() });
+    let report = match cli.scenario {
+        Scenario::Direct { pairs, seconds, rate, inflight } => {
+            direct(&api, pairs, seconds, rate, inflight, &cli.pid).await?
+        }
+        Scenario::Group { members, senders, messages } => group(&api, members, senders, messages, &cli.pid).await?,
+        Scenario::Idle { sockets, users, hold_seconds, per_worker } => {
+            held(&api, sockets, users, hold_seconds, per_worker, false, &cli.pid).await?
+        }
+        Scenario::Reconnect { sockets, users, per_worker } => {
+            held(&api, sockets, users, 2, per_worker, true, &cli.pid).await?
+        }
+        Scenario::Worker { tokens, index, sockets, source_ip, hold_seconds, reconnect } => {
+            let r = worker(&cli.url, &tokens, index, sockets, source_ip, hold_seconds, reconnect).await?;
+            println!("{r}");
+            return Ok(());
+        }
+    };
+    if cli.json {
+        println!("{report}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    Ok(())
+}
+
+fn run_id() -> String {
+    format!("lt{:x}", now_micros() % 0xffffff)
+}
+
+/// 1:1 chat. Receivers ack every message; latency is measured from the sender's clock to the receiver's.
+async fn direct(
+    api: &Arc<Api>,
+    pairs: usize,
+    seconds: u64,
+    rate: Option<u64>,
+    inflight: usize,
+    pids: &[u32],
+) -> anyhow::Result<Value> {
+    let id = run_id();
+    let setup = Instant::now();
+    let users = api.users(&format!("{id}d"), pairs * 2).await?;
+    for i in 0..pairs {
+        api.befriend(&users[i], &users[i + pairs]).await?;
+    }
+    let n = api.urls.len();
+    let samples = Arc::new(Mutex::new(Samples::default()));
+    let errors = Arc::new(Errors::default());
+    let delivered = Arc::new(AtomicU64::new(0));
+    let accepted = Arc::new(AtomicU64::new(0));
+    let sent = Arc::new(AtomicU64::new(0));
+    let rss_before = rss_kib(pids);
+
+    // Receivers on node i % n, senders on node (i + 1) % n: with two nodes every message crosses the bus.
+    let mut tasks = Vec::new();
+    let end = Instant::now() + Duration::from_secs(seconds);
+    let drain = end + Duration::from_secs(5);
+    for i in 0..pairs {
+        let receiver = &users[i + pairs];
+        let mut ws = connect(&api.urls[i % n], &receiver.1, "bench", None).await?;
+        let (samples, errors, delivered) = (samples.clone(), errors.clone(), delivered.clone());
+        tasks.push(tokio::spawn(async move {
+            while let Ok(Some(frame)) = tokio::time::timeout_at(drain.into(), ws.next()).await {
+                let Ok(Message::Text(t)) = frame else { continue };
+                let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
+                let mut acks = Vec::new();
+                let messages: Vec<Value> = match v["type"].as_str() {
+                    Some("message") => vec![v["message"].clone()],
+                    Some("sync") => v["messages"].as_array().cloned().unwrap_or_default(),
+                    Some("error") => {
+                        errors.add(format!("recv:{}", v["code"].as_str().unwrap_or("?")));
+                        vec![]
+                    }
+                    _ => vec![],
+                };
+                let now = now_micros();
+                for m in messages {
+                    if let Some(ts) = m["text"].as_str().and_then(ts_of) {
+                        samples.lock().unwrap().0.push(now.saturating_sub(ts));
+                        delivered.fetch_add(1, Ordering::Relaxed);
+                    }
+                    acks.push((m["conversation_id"].clone(), m["seq"].clone()));
+                }
+                for (c, s) in acks {
+                    let _ = ws
+                        .send(Message::Text(json!({"type": "ack", "conversation_id": c, "seq": s}).to_string().into()))
+                        .await;
+                }
+            }
+        }));
+    }
+    let per_sender_interval = rate.map(|r| Duration::from_secs_f64(pairs as f64 / r.max(1) as f64));
+    let started = Instant::now();
+    for i in 0..pairs {
+        let sender = users[i].clone();
+        let to = users[i + pairs].0;
+        let ws = connect(&api.urls[(i + 1) % n], &sender.1, "bench", None).await?;
+        let (errors, accepted, sent) = (errors.clone(), accepted.clone(), sent.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut tx, mut rx) = ws.split();
+            let window = Arc::new(Semaphore::new(inflight.max(1)));
+            let reader = {
+                let (window, errors, accepted) = (window.clone(), errors.clone(), accepted.clone());
+                tokio::spawn(async move {
+                    while let Ok(Some(frame)) = tokio::time::timeout_at(drain.into(), rx.next()).await {
+                        let Ok(Message::Text(t)) = frame else { continue };
+                        if t.starts_with("{\"type\":\"sent\"") {
+                            accepted.fetch_add(1, Ordering::Relaxed);
+                            window.add_permits(1);
+                        } else if t.starts_with("{\"type\":\"error\"") {
+                            let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
+                            errors.add(format!("send:{}", v["code"].as_str().unwrap_or("?")));
+                            window.add_permits(1);
+                        }
+                    }
+                })
+            };
+            let mut k = 0u64;
+            let mut next = Instant::now();
+            while Instant::now() < end {
+                match per_sender_interval {
+                    Some(iv) => {
+                        tokio::time::sleep_until(next.into()).await;
+                        next += iv;
+                    }
+                    None => match tokio::time::timeout_at(end.into(), window.acquire()).await {
+                        Ok(Ok(p)) => p.forget(),
+                        _ => break,
+                    },
+                }
+                k += 1;
+                let frame = json!({"type": "send", "message": {"to_user_id": to, "type": "text",
+                    "text": format!("ts={} n={k}", now_micros()), "client_msg_id": format!("{i}-{k}")}});
+                if tx.send(Message::Text(frame.to_string().into())).await.is_err() {
+                    errors.add("send:socket");
+                    break;
+                }
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
+            let _ = reader.await;
+        }));
+    }
+    let rss_peak = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let (pids, rss_peak) = (pids.to_vec(), rss_peak.clone());
+        tokio::spawn(async move {
+            while Instant::now() < drain {
+                if let Some(r) = rss_kib(&pids) {
+                    rss_peak.fetch_max(r, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    for t in tasks {
+        let _ = t.await;
+    }
+    let _ = sampler.await;
+    let elapsed = (end - started).as_secs_f64();
+    let d = delivered.load(Ordering::Relaxed);
+    Ok(json!({
+        "scenario": "direct", "nodes": api.urls.len(), "pairs": pairs, "seconds": seconds,
+        "mode": match rate { Some(r) => format!("open loop {r} msg/s"), None => format!("closed loop, {inflight} in flight per sender") },
+        "setup_seconds": (started - setup).as_secs_f64(),
+        "sent": sent.load(Ordering::Relaxed), "accepted": accepted.load(Ordering::Relaxed), "delivered": d,
+        "accepted_per_sec": accepted.load(Ordering::Relaxed) as f64 / elapsed,
+        "delivered_per_sec": d as f64 / elapsed,
+        "latency": samples.lock().unwrap().summary(),
+        "errors": errors.to_json(),
+        "server_rss_kib": {"before": rss_before, "peak": rss_kib(pids).map(|_| rss_peak.load(Ordering::Relaxed))},
+    }))
+}
+
+/// Fan-out: every member online (spread over the nodes); `senders` members send `messages` each, closed loop.
+async fn group(api: &Arc<Api>, members: usize, senders: usize, messages: usize, pids: &[u32]) -> anyhow::Result<Value> {
+    let id = run_id();
+    let users = api.users(&format!("{id}g"), members).await?;
+    futures_util::stream::iter(1..members)
+        .map(|i| {
+            let (api, a, b) = (api.clone(), users[0].clone(), users[i].clone());
+            async move { api.befriend(&a, &b).await }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let ids: Vec<i64> = users[1..].iter().map(|u| u.0).collect();
+    let g = api.post(0, "/api/groups", Some(&users[0].1), json!({"name": "bench", "member_ids": ids})).await?;
+    let gid = g["id"].as_i64().context("group id")?;
+    let n = api.urls.len();
+    let total = senders * messages;
+    // Per message id: (sent at, deliveries so far, last delivery at).
+    let seen: Arc<Mutex<HashMap<i64, (u64, usize, u64)>>> = Arc::default();
+    let samples = Arc::new(Mutex::new(Samples::default()));
+    let delivered = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut readers = Vec::new();
+    for (i, u) in users.iter().enumerate() {
+        let mut ws = connect(&api.urls[i % n], &u.1, "bench", None).await?;
+        let (seen, samples, delivered) = (seen.clone(), samples.clone(), delivered.clone());
+        readers.push(tokio::spawn(async move {
+            let mut got = 0;
+            while got < total {
+                let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout_at(deadline.into(), ws.next()).await else {
+                    break;
+                };
+                let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
+                let batch = match v["type"].as_str() {
+                    Some("message") => vec![v["message"].clone()],
+                    Some("sync") => v["messages"].as_array().cloned().unwrap_or_default(),
+                    _ => continue,
+                };
+                let now = now_micros();
+                for m in batch {
+                    let Some(ts) = m["text"].as_str().and_then(ts_of) else { continue };
+                    got += 1;
+                    delivered.fetch_add(1, Ordering::Relaxed);
+                    samples.lock().unwrap().0.push(now.saturating_sub(ts));
+                    {
+                        let mut s = seen.lock().unwrap();
+                        let e = s.entry(m["id"].as_i64().unwrap_or(0)).or_insert((ts, 0, 0));
+                        e.1 += 1;
+                        e.2 = e.2.max(now);
+                    }
+                    let ack = json!({"type": "ack", "conversation_id": m["conversation_id"], "seq": m["seq"]});
+                    let _ = ws.send(Message::Text(ack.to_string().into())).await;
+                }
+            }
+        }));
+    }
+    let started = Instant::now();
+    let mut sends = Vec::new();
+    for s in 0..senders {
+        let (api, token) = (api.clone(), users[s].1.clone());
+        sends.push(tokio::spawn(async move {
+            for k in 0..messages {
+                let body = json!({"group_id": gid, "type": "text", "text": format!("ts={} s={s} k={k}", now_micros())});
+                api.post(s, "/api/messages/send", Some(&token), body).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for s in sends {
+        s.await??;
+    }
+    for r in readers {
+        let _ = r.await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut to_last = Samples::default();
+    let mut complete = 0;
+    for (ts, count, last) in seen.lock().unwrap().values() {
+        if *count == members {
+            complete += 1;
+        }
+        to_last.0.push(last.saturating_sub(*ts));
+    }
+    let d = delivered.load(Ordering::Relaxed);
+    Ok(json!({
+        "scenario": "group", "nodes": n, "members": members, "senders": senders, "messages": total,
+        "messages_reaching_every_member": complete,
+        "deliveries": d, "deliveries_per_sec": d as f64 / elapsed, "seconds": elapsed,
+        "latency_any_member": samples.lock().unwrap().summary(),
+        "latency_to_last_member": to_last.summary(),
+        "server_rss_kib": rss_kib(pids),
+    }))
+}
+
+/// Idle sockets or a reconnect storm, spread over worker processes (each with its own 127.0.0.x source).
+async fn held(
+    api: &Arc<Api>,
+    sockets: usize,
+    users: usize,
+    hold: u64,
+    per_worker: usize,
+    reconnect: bool,
+    pids: &[u32],
+) -> anyhow::Result<Value> {
+    let id = run_id();
+    let users = api.users(&format!("{id}i"), users.max(1)).await?;
+    let tokens = std::env::temp_dir().join(format!("{id}-tokens.txt"));
+    std::fs::write(&tokens, users.iter().map(|u| u.1.clone()).collect::<Vec<_>>().join("\n"))?;
+    let rss_before = rss_kib(pids);
+    let workers = sockets.div_ceil(per_worker.max(1));
+    let exe = std::env::current_exe()?;
+    let mut children = Vec::new();
+    for w in 0..workers {
+        let n = per_worker.min(sockets - w * per_worker);
+        let mut cmd = tokio::process::Command::new(&exe);
+        cmd.arg("--url").arg(api.urls.join(","));
+        cmd.args(["worker", "--index", &w.to_string(), "--sockets", &n.to_string()]);
+        cmd.arg("--tokens").arg(&tokens);
+        cmd.args([
+            "--source-ip",
+            &format!("127.0.{}.{}", 1 + w / 250, 2 + w % 250),
+            "--hold-seconds",
+            &hold.to_string(),
+        ]);
+        if reconnect {
+            cmd.arg("--reconnect");
+        }
+        cmd.stdout(std::process::Stdio::piped()).kill_on_drop(true);
+        children.push(cmd.spawn()?);
+    }
+    // Peak RSS while the sockets are held.
+    let sampler = {
+        let pids = pids.to_vec();
+        tokio::spawn(async move {
+            let mut peak = 0;
+            let stop = Instant::now() + Duration::from_secs(hold + 600);
+            while Instant::now() < stop {
+                if let Some(r) = rss_kib(&pids) {
+                    peak = peak.max(r);
+                } else {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            peak
+        })
+    };
+    let mut results = Vec::new();
+    for c in children {
+        let out = c.wait_with_output().await?;
+        results.push(serde_json::from_slice::<Value>(&out.stdout).unwrap_or(json!({"error": "worker failed"})));
+    }
+    sampler.abort();
+    let _ = std::fs::remove_file(&tokens);
+    let sum = |k: &str| results.iter().map(|r| r[k].as_u64().unwrap_or(0)).sum::<u64>();
+    let max = |k: &str| results.iter().map(|r| r[k].as_f64().unwrap_or(0.0)).fold(0.0, f64::max);
+    let connected = sum("connected");
+    let peak = results.iter().map(|r| r["server_rss_kib_held"].as_u64().unwrap_or(0)).max();
+    let peak = rss_kib(pids).and(peak).or(rss_kib(pids));
+    let per_socket = match (rss_before, peak) {
+        (Some(b), Some(p)) if connected > 0 => Some((p.saturating_sub(b)) as f64 / connected as f64),
+        _ => None,
+    };
+    Ok(json!({
+        "scenario": if reconnect { "reconnect" } else { "idle" }, "nodes": api.urls.len(), "workers": workers,
+        "sockets_requested": sockets, "connected": connected, "failed": sum("failed"),
+        "connect_seconds": max("connect_seconds"),
+        "reconnected_and_synced": if reconnect { json!(sum("reconnected")) } else { Value::Null },
+        "reconnect_seconds": if reconnect { json!(max("reconnect_seconds")) } else { Value::Null },
+        "server_rss_kib": {"before": rss_before, "held": peak},
+        "server_rss_kib_per_socket": per_socket,
+        "errors": results.iter().filter_map(|r| r.get("errors").cloned()).collect::<Vec<_>>(),
+    }))
+}
+
+/// A worker: opens `sockets` sockets (users round-robin), holds them answering pings, optionally drops and
+/// reopens them all at once; prints one JSON line.
+async fn worker(
+    urls: &[String],
+    tokens: &PathBuf,
+    index: usize,
+    sockets: usize,
+    ip: IpAddr,
+    hold: u64,
+    reconnect: bool,
+) -> anyhow::Result<Value> {
+    let tokens: Vec<String> = std::fs::read_to_string(tokens)?.lines().map(str::to_string).collect();
+    let errors = Arc::new(Errors::default());
+    // Connection attempts in flight: enough to keep the node busy without a SYN flood on loopback.
+    let gate = Arc::new(Semaphore::new(256));
+    let open_all = |round: usize| {
+        let mut handles = Vec::new();
+        for s in 0..sockets {
+            let url = urls[(index + s) % urls.len()].clone();
+            let token = tokens[(index * sockets + s) % tokens.len()].clone();
+            let (gate, errors) = (gate.clone(), errors.clone());
+            handles.push(tokio::spawn(async move {
+                let _permit = gate.acquire().await.ok()?;
+                let device = format!("w{index}s{s}");
+                match connect(&url, &token, &device, Some(ip)).await {
+                    Ok(mut ws) => {
+                        // Wait for the catch-up answer, so "connected" means usable.
+                        loop {
+                            match tokio::time::timeout(Duration::from_secs(60), ws.next()).await {
+                                Ok(Some(Ok(Message::Text(t)))) if t.starts_with("{\"type\":\"sync\"") => {
+                                    return Some(ws)
+                                }
+                                Ok(Some(Ok(_))) => continue,
+                                _ => {
+                                    errors.add(format!("round{round}:no_sync"));
+                                    return None;
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let kind = e.to_string().chars().take(60).collect::<String>();
+                        errors.add(format!("round{round}:{kind}"));
+                        None
+                    }
+                }
+            }));
+        }
+        handles
+    };
+    let t0 = Instant::now();
+    let mut held = Vec::new();
+    for h in open_all(0) {
+        if let Ok(Some(ws)) = h.await {
+            held.push(ws);
+        }
+    }
+    let connect_seconds = t0.elapsed().as_secs_f64();
+    let connected = held.len();
+    // Hold: read (so pings get answered) until the hold ends.
+    let until = Instant::now() + Duration::from_secs(hold);
+    let readers: Vec<_> = held
+        .into_iter()
+        .map(|mut ws| {
+            tokio::spawn(async move {
+                while let Ok(Some(Ok(_))) = tokio::time::timeout_at(until.into(), ws.next()).await {}
+                ws
+            })
+        })
+        .collect();
+    let mut held = Vec::new();
+    for r in readers {
+        if let Ok(ws) = r.await {
+            held.push(ws);
+        }
+    }
+    let (mut reconnected, mut reconnect_seconds) = (0, 0.0);
+    if reconnect {
+        drop(held);
+        held = Vec::new();
+        let t1 = Instant::now();
+        for h in open_all(1) {
+            if let Ok(Some(ws)) = h.await {
+                held.push(ws);
+            }
+        }
+        reconnect_seconds = t1.elapsed().as_secs_f64();
+        reconnected = held.len();
+    }
+    drop(held);
+    Ok(json!({
+        "index": index, "connected": connected, "failed": sockets - connected, "connect_seconds": connect_seconds,
+        "reconnected": reconnected, "reconnect_seconds": reconnect_seconds, "errors": errors.to_json(),
+    }))
+}
