@@ -410,6 +410,9 @@ async fn direct(
     }))
 }
 
+/// Per group message: (sent at, deliveries so far, last delivery at), in microseconds.
+type Seen = (u64, usize, u64);
+
 /// Fan-out: every member online (spread over the nodes); `senders` members send `messages` each, closed loop.
 async fn group(api: &Arc<Api>, members: usize, senders: usize, messages: usize, pids: &[u32]) -> anyhow::Result<Value> {
     let id = run_id();
@@ -429,8 +432,7 @@ async fn group(api: &Arc<Api>, members: usize, senders: usize, messages: usize, 
     let gid = g["id"].as_i64().context("group id")?;
     let n = api.urls.len();
     let total = senders * messages;
-    // Per message id: (sent at, deliveries so far, last delivery at).
-    let seen: Arc<Mutex<HashMap<i64, (u64, usize, u64)>>> = Arc::default();
+    let seen: Arc<Mutex<HashMap<i64, Seen>>> = Arc::default();
     let samples = Arc::new(Mutex::new(Samples::default()));
     let delivered = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -470,8 +472,8 @@ async fn group(api: &Arc<Api>, members: usize, senders: usize, messages: usize, 
     }
     let started = Instant::now();
     let mut sends = Vec::new();
-    for s in 0..senders {
-        let (api, token) = (api.clone(), users[s].1.clone());
+    for (s, sender) in users.iter().take(senders).enumerate() {
+        let (api, token) = (api.clone(), sender.1.clone());
         sends.push(tokio::spawn(async move {
             for k in 0..messages {
                 let body = json!({"group_id": gid, "type": "text", "text": format!("ts={} s={s} k={k}", now_micros())});
