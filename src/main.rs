@@ -27,7 +27,19 @@ enum Command {
     Openapi,
 }
 
+/// Large allocations (argon2's 19 MiB per hash, big frames) go straight to `mmap` and back to the system when
+/// freed. glibc's default raises its mmap threshold after the first such free, after which each thread's arena
+/// keeps those blocks: measured here, ten registrations grew an idle node from 20 MB to 215 MB.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; it is called once, before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     if let Some(Command::Openapi) = cli.command {
         print!("{}", gochat::api::spec_json());

@@ -88,6 +88,13 @@ backend_tests! {
         assert!(!s.messages.mark_read(a, &id, 2).await.unwrap(), "read cursors never move back");
         s.messages.ack(b, "phone", &id, 3).await.unwrap();
         s.messages.ack(b, "phone", &id, 2).await.unwrap();
+        // Acks are written in the background, in batches; the cursor lands shortly and never moves back.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while s.messages.device_cursors(b, "phone").await.unwrap().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "the ack was never written");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         assert_eq!(s.messages.device_cursors(b, "phone").await.unwrap(), vec![(id.clone(), 3)]);
         assert!(s.messages.device_cursors(b, "tablet").await.unwrap().is_empty());
         assert_eq!(s.messages.last_messages(std::slice::from_ref(&id)).await.unwrap()[0].seq, 5);

@@ -73,3 +73,58 @@ impl Batcher {
         rx.await.map_err(|_| gone())?
     }
 }
+
+/// One device's delivered cursor for one conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct AckKey {
+    pub user: i64,
+    pub device: String,
+    pub conversation: String,
+}
+
+/// A backend that can move many delivered cursors in one transaction.
+#[async_trait]
+pub(crate) trait AckWriter: Send + Sync + 'static {
+    async fn write_acks(&self, acks: &[(AckKey, i64)]) -> StoreResult<()>;
+}
+
+/// Acks waiting to be written. An ack is a cursor move; when this many are queued, acking sessions wait.
+const ACK_QUEUE: usize = 16384;
+
+/// Writes delivered cursors in batches, keeping only the highest seq per cursor. Callers do not wait for the
+/// write: a lost ack (a crash before the batch commits) only means the device is sent those messages again,
+/// which the at-least-once contract allows and clients deduplicate.
+#[derive(Clone)]
+pub(crate) struct AckBatcher {
+    acks: mpsc::Sender<(AckKey, i64)>,
+}
+
+impl AckBatcher {
+    pub(crate) fn spawn<W: AckWriter>(writer: W) -> Self {
+        let (acks, mut rx) = mpsc::channel::<(AckKey, i64)>(ACK_QUEUE);
+        tokio::spawn(async move {
+            let mut pending: std::collections::HashMap<AckKey, i64> = std::collections::HashMap::new();
+            while let Some((k, s)) = rx.recv().await {
+                pending.insert(k, s);
+                while pending.len() < MAX_BATCH * 4 {
+                    match rx.try_recv() {
+                        Ok((k, s)) => {
+                            let e = pending.entry(k).or_insert(s);
+                            *e = (*e).max(s);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let batch: Vec<(AckKey, i64)> = pending.drain().collect();
+                if let Err(e) = writer.write_acks(&batch).await {
+                    tracing::warn!(error = %e, acks = batch.len(), "writing delivered cursors failed; those messages may be sent again");
+                }
+            }
+        });
+        Self { acks }
+    }
+
+    pub(crate) async fn ack(&self, key: AckKey, seq: i64) -> StoreResult<()> {
+        self.acks.send((key, seq)).await.map_err(|_| StoreError::Db(sqlx::Error::PoolClosed))
+    }
+}

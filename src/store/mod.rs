@@ -302,7 +302,8 @@ pub trait MessageStore: Send + Sync {
     async fn last_messages(&self, conversation_ids: &[String]) -> StoreResult<Vec<MessageRecord>>;
     /// Moves the user's read cursor forward to `seq` (never back); false when it did not move.
     async fn mark_read(&self, user: i64, conversation_id: &str, seq: i64) -> StoreResult<bool>;
-    /// Moves a device's delivered cursor forward to `seq` (never back).
+    /// Moves a device's delivered cursor forward to `seq` (never back). The move is written in the background
+    /// (batched with others) shortly after this returns; a crash before that only re-sends those messages.
     async fn ack(&self, user: i64, device: &str, conversation_id: &str, seq: i64) -> StoreResult<()>;
     /// A device's delivered cursor per conversation.
     async fn device_cursors(&self, user: i64, device: &str) -> StoreResult<Vec<(String, i64)>>;

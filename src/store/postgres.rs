@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use super::batch::Batcher;
+use super::batch::{AckBatcher, Batcher};
 use super::{StoreHealth, StoreResult};
 
 /// A Postgres connection pool; every node of a cluster shares the database behind it.
@@ -13,6 +13,7 @@ use super::{StoreHealth, StoreResult};
 pub struct PgStore {
     pool: PgPool,
     batcher: Option<Batcher>,
+    acks: Option<AckBatcher>,
 }
 
 /// Concurrent group-commit transactions per node: enough to keep the database busy while one batch waits on
@@ -29,12 +30,18 @@ impl PgStore {
             .connect_with(opts)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        let batcher = Batcher::spawn(Self { pool: pool.clone(), batcher: None }, COMMITTERS);
-        Ok(Self { pool, batcher: Some(batcher) })
+        let plain = Self { pool: pool.clone(), batcher: None, acks: None };
+        let batcher = Batcher::spawn(plain.clone(), COMMITTERS);
+        let acks = AckBatcher::spawn(plain);
+        Ok(Self { pool, batcher: Some(batcher), acks: Some(acks) })
     }
 
     fn batcher(&self) -> Option<&Batcher> {
         self.batcher.as_ref()
+    }
+
+    fn ack_batcher(&self) -> Option<&AckBatcher> {
+        self.acks.as_ref()
     }
 
     fn writer(&self) -> &PgPool {

@@ -400,6 +400,30 @@ macro_rules! impl_sql_stores {
         }
 
         #[async_trait::async_trait]
+        impl $crate::store::batch::AckWriter for $store {
+            async fn write_acks(&self, acks: &[($crate::store::batch::AckKey, i64)]) -> $crate::store::StoreResult<()> {
+                let mut sorted: Vec<&($crate::store::batch::AckKey, i64)> = acks.iter().collect();
+                sorted.sort_by(|a, b| (a.0.user, &a.0.device, &a.0.conversation).cmp(&(b.0.user, &b.0.device, &b.0.conversation)));
+                let mut tx = self.writer().begin().await?;
+                for (k, seq) in sorted {
+                    sqlx::query(
+                        "INSERT INTO delivery_cursors (user_id, device_id, conversation_id, delivered_seq) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (user_id, device_id, conversation_id)
+                         DO UPDATE SET delivered_seq = $4 WHERE delivery_cursors.delivered_seq < $4",
+                    )
+                    .bind(k.user)
+                    .bind(&k.device)
+                    .bind(&k.conversation)
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+        }
+
+        #[async_trait::async_trait]
         impl $crate::store::batch::BatchWriter for $store {
             async fn insert_batch(
                 &self,
@@ -520,18 +544,11 @@ macro_rules! impl_sql_stores {
             }
 
             async fn ack(&self, user: i64, device: &str, conversation_id: &str, seq: i64) -> $crate::store::StoreResult<()> {
-                sqlx::query(
-                    "INSERT INTO delivery_cursors (user_id, device_id, conversation_id, delivered_seq) VALUES ($1, $2, $3, $4)
-                     ON CONFLICT (user_id, device_id, conversation_id)
-                     DO UPDATE SET delivered_seq = $4 WHERE delivery_cursors.delivered_seq < $4",
-                )
-                .bind(user)
-                .bind(device)
-                .bind(conversation_id)
-                .bind(seq)
-                .execute(self.writer())
-                .await?;
-                Ok(())
+                let key = $crate::store::batch::AckKey { user, device: device.to_string(), conversation: conversation_id.to_string() };
+                match self.ack_batcher() {
+                    Some(b) => b.ack(key, seq).await,
+                    None => $crate::store::batch::AckWriter::write_acks(self, &[(key, seq)]).await,
+                }
             }
 
             async fn device_cursors(&self, user: i64, device: &str) -> $crate::store::StoreResult<Vec<(String, i64)>> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
-use super::batch::Batcher;
+use super::batch::{AckBatcher, Batcher};
 use super::{StoreHealth, StoreResult};
 
 /// SQLite in WAL mode with one writer connection and a few readers. SQLite admits one writer at a time anyway;
@@ -17,6 +17,7 @@ pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     batcher: Option<Batcher>,
+    acks: Option<AckBatcher>,
 }
 
 impl SqliteStore {
@@ -37,12 +38,18 @@ impl SqliteStore {
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
         let reader = SqlitePoolOptions::new().max_connections(4).connect_with(opts.read_only(true)).await?;
         // One committer: SQLite has one writer anyway; batching is what turns many sends into one fsync.
-        let batcher = Batcher::spawn(Self { writer: writer.clone(), reader: reader.clone(), batcher: None }, 1);
-        Ok(Self { writer, reader, batcher: Some(batcher) })
+        let plain = Self { writer: writer.clone(), reader: reader.clone(), batcher: None, acks: None };
+        let batcher = Batcher::spawn(plain.clone(), 1);
+        let acks = AckBatcher::spawn(plain);
+        Ok(Self { writer, reader, batcher: Some(batcher), acks: Some(acks) })
     }
 
     fn batcher(&self) -> Option<&Batcher> {
         self.batcher.as_ref()
+    }
+
+    fn ack_batcher(&self) -> Option<&AckBatcher> {
+        self.acks.as_ref()
     }
 
     fn writer(&self) -> &SqlitePool {
