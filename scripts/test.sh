@@ -19,15 +19,57 @@ install_pkg() { # install_pkg <debian package>...
 }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { # wait_http <url>: until it answers 2xx, at most 10 s
+  python3 - "$1" <<'PY'
+import sys, time, urllib.request
+for _ in range(100):
+    try:
+        urllib.request.urlopen(sys.argv[1], timeout=1)
+        sys.exit(0)
+    except Exception:
+        time.sleep(0.1)
+sys.exit(1)
+PY
+}
 
-run_suite() {
+run_rust() {
   if cargo nextest --version >/dev/null 2>&1; then
     log "running the suite with cargo nextest (every backend test runs on sqlite:: and postgres::)"
-    cargo nextest run --no-fail-fast "$@"
+    cargo nextest run --workspace --no-fail-fast "$@"
   else
     log "running the suite with cargo test (cargo-nextest not installed)"
-    cargo test --no-fail-fast "$@"
+    cargo test --workspace --no-fail-fast "$@"
   fi
+}
+
+# The web client in headless Chromium, against a fresh embedded node.
+run_browser() {
+  command -v chromium >/dev/null || install_pkg chromium
+  command -v node >/dev/null || install_pkg nodejs npm
+  local dir port node_pid status
+  dir=$(mktemp -d "${TMPDIR:-/tmp}/gochat-e2e.XXXXXX")
+  port=$(free_port)
+  (cd tests/browser && npm ci --no-audit --no-fund --silent)
+  cargo build -q --bin gochat
+  GOCHAT_LISTEN="127.0.0.1:$port" GOCHAT_DATA_DIR="$dir" GOCHAT_LOG=warn target/debug/gochat >"$dir/log" 2>&1 &
+  node_pid=$!
+  wait_http "http://127.0.0.1:$port/readyz" || { cat "$dir/log"; die "the node for the browser tests did not start"; }
+  log "running the browser tests (headless Chromium) against 127.0.0.1:$port"
+  status=0
+  (cd tests/browser && GOCHAT_E2E_URL="http://127.0.0.1:$port" CHROMIUM="$(command -v chromium)" node --test) || status=$?
+  kill "$node_pid" 2>/dev/null
+  rm -rf "$dir"
+  return $status
+}
+
+run_suite() {
+  local status=0
+  run_rust "$@" || status=$?
+  # A filtered run (arguments given) is a developer narrowing down; the browser test runs with the whole suite.
+  if [ $# -eq 0 ]; then
+    run_browser || status=$?
+  fi
+  return $status
 }
 
 # A developer who keeps Postgres, Redis and an S3 server running can point the suite at them instead.

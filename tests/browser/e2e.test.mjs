@@ -1,0 +1,72 @@
+// The web client, end to end, in headless Chromium: two people register, befriend, chat and exchange an image.
+// Needs a running node at GOCHAT_E2E_URL (scripts/test.sh starts one) and Chromium at CHROMIUM (default
+// /usr/bin/chromium).
+import { test, after, before } from "node:test";
+import assert from "node:assert/strict";
+import { chromium } from "playwright-core";
+
+const base = process.env.GOCHAT_E2E_URL || "http://127.0.0.1:8080";
+const shots = process.env.GOCHAT_E2E_SHOTS;
+let browser;
+
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+      "--disable-component-update", "--disable-sync"],
+  });
+});
+after(async () => browser && (await browser.close()));
+
+async function person(name) {
+  const page = await (await browser.newContext()).newPage();
+  page.on("pageerror", (e) => { throw e; });
+  await page.goto(base + "/");
+  await page.fill("#username", name);
+  await page.fill("#password", "password123");
+  await page.fill("#nickname", name.toUpperCase());
+  await page.click("#register-btn");
+  await page.waitForSelector("#app:not([hidden])");
+  await page.waitForSelector("#status.online");
+  return page;
+}
+
+test("two people befriend each other, chat in real time and share an image in the web client", async () => {
+  const suffix = Math.random().toString(36).slice(2, 8);
+  const alice = await person("alice" + suffix);
+  const bob = await person("bob" + suffix);
+
+  await alice.click('.tabs button[data-tab="friends"]');
+  await alice.fill("#search", "bob" + suffix);
+  await alice.click("#search-form button");
+  await alice.click("#search-results li button");
+  await bob.click('.tabs button[data-tab="friends"]');
+  await bob.waitForSelector("#requests li button", { timeout: 10000 });
+  await bob.click("#requests li button");
+  await alice.waitForSelector("#friend-list li", { timeout: 10000 });
+  await alice.click("#friend-list li button");
+
+  await alice.fill("#text", "hello bob");
+  await alice.click("#composer button");
+  await alice.waitForSelector("#messages li.mine >> text=hello bob");
+  await bob.click('.tabs button[data-tab="chats"]');
+  await bob.waitForSelector("#chats li >> text=hello bob", { timeout: 10000 });
+  await bob.click("#chats li");
+  await bob.waitForSelector("#messages li >> text=hello bob");
+
+  await bob.fill("#text", "hi alice!");
+  await bob.click("#composer button");
+  await alice.waitForSelector("#messages li:not(.mine) >> text=hi alice!", { timeout: 10000 });
+
+  // A 1x1 PNG through the upload button; Bob sees it rendered from an authenticated download.
+  const png = Buffer.from("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==", "base64");
+  await alice.setInputFiles("#file", { name: "dot.png", mimeType: "image/png", buffer: png });
+  await bob.waitForSelector("#messages img[src^='blob:']", { timeout: 10000 });
+  const shown = await bob.$eval("#messages img[src^='blob:']", (img) => img.complete && img.naturalWidth);
+  assert.equal(shown, 1, "the image decodes in the recipient's browser");
+
+  if (shots) {
+    await alice.screenshot({ path: shots + "/alice.png" });
+    await bob.screenshot({ path: shots + "/bob.png" });
+  }
+});
