@@ -64,8 +64,9 @@ pub struct Config {
     pub db_pool_size: u32,
     /// Seconds a node waits for in-flight requests on shutdown before giving up.
     pub shutdown_grace: Duration,
-    /// Most WebSockets this node holds; further upgrades get 503 `at_capacity`.
-    pub max_connections: u32,
+    /// Most WebSockets this node holds; further upgrades get 503 `at_capacity`. `None`: derived at start-up
+    /// from the process's open-file limit (see [`crate::startup::socket_capacity`]).
+    pub max_connections: Option<u32>,
     /// Uploads no message referenced within this age are deleted.
     pub upload_ttl: Duration,
     /// Uploads allowed per user per minute.
@@ -230,7 +231,10 @@ impl Config {
             max_group_members: number(get("GOCHAT_MAX_GROUP_MEMBERS"), "GOCHAT_MAX_GROUP_MEMBERS", 2000, 2..=100_000)?,
             db_pool_size: number(get("GOCHAT_DB_POOL_SIZE"), "GOCHAT_DB_POOL_SIZE", 16, 1..=1000)?,
             shutdown_grace,
-            max_connections: number(get("GOCHAT_MAX_CONNECTIONS"), "GOCHAT_MAX_CONNECTIONS", 100_000, 1..=10_000_000)?,
+            max_connections: match get("GOCHAT_MAX_CONNECTIONS") {
+                Some(v) => Some(number(Some(v), "GOCHAT_MAX_CONNECTIONS", 0, 1..=10_000_000)?),
+                None => None,
+            },
             upload_ttl: duration(get("GOCHAT_UPLOAD_TTL"), "GOCHAT_UPLOAD_TTL", Duration::from_secs(86400))?,
             upload_rate_per_min: number(
                 get("GOCHAT_UPLOAD_RATE_PER_MIN"),

@@ -118,6 +118,10 @@ impl Application {
         let groups =
             Groups::new(stores.groups.clone(), stores.friends.clone(), events.clone(), config.max_group_members);
         let messaging = Messaging::new(stores.clone(), groups.clone(), events, inbox, metrics.clone());
+        let socket_capacity = match config.max_connections {
+            Some(n) => n as usize,
+            None => socket_capacity(),
+        };
         let state = AppState {
             config: Arc::new(config),
             stores,
@@ -130,6 +134,7 @@ impl Application {
             metrics,
             hub,
             bus,
+            socket_capacity,
             draining: Default::default(),
             stop: stop_rx.clone(),
         };
@@ -290,4 +295,32 @@ async fn clean_uploads(state: AppState, stop: watch::Receiver<bool>) {
             },
         }
     }
+}
+
+/// Files kept free for everything that is not a client socket: database and Redis connections, upload temp files,
+/// the listener, log files.
+const RESERVED_FILES: u64 = 500;
+
+/// How many sockets this process can hold: raises the open-file soft limit to the hard limit, and leaves
+/// [`RESERVED_FILES`] for the rest, so a full node refuses upgrades with 503 instead of failing `accept` with
+/// EMFILE (which would also starve its database connections).
+pub fn socket_capacity() -> usize {
+    #[cfg(unix)]
+    {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit/setrlimit only read and write the struct passed in.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+                if lim.rlim_cur < lim.rlim_max {
+                    let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                        lim = raised;
+                    }
+                }
+                let files = lim.rlim_cur as u64;
+                return files.saturating_sub(RESERVED_FILES).clamp(1, 10_000_000) as usize;
+            }
+        }
+    }
+    100_000
 }

@@ -31,6 +31,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub hub: Hub,
     pub bus: SharedBus,
+    /// Most sockets this node accepts (configured, or derived from its open-file limit).
+    pub socket_capacity: usize,
     pub(crate) draining: Arc<AtomicBool>,
     pub(crate) stop: watch::Receiver<bool>,
 }

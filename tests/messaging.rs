@@ -388,6 +388,32 @@ backend_tests! {
         assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "not_a_websocket"));
     }
 
+    async fn a_full_node_refuses_new_sockets_with_503_and_keeps_serving_the_ones_it_has(backend) {
+        let env = TestEnv::new(backend).await;
+        let node = env.node_with(&[("GOCHAT_MAX_CONNECTIONS", "2")]).await;
+        let (a, ta) = node.user(&uniq("fa")).await;
+        let (b, tb) = node.user(&uniq("fb")).await;
+        node.befriend((a, &ta), (b, &tb)).await;
+        let mut first = node.ws(&ta, "one").await;
+        let mut second = node.ws(&tb, "one").await;
+        first.recv_type("sync").await;
+        second.recv_type("sync").await;
+        match tokio_tungstenite::connect_async(node.ws_url(&tb, "two")).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                assert_eq!(resp.status().as_u16(), 503);
+                let body: Value = serde_json::from_slice(resp.body().as_deref().unwrap_or_default()).unwrap();
+                assert_eq!(body["code"], "at_capacity");
+            }
+            other => panic!("expected 503, got {other:?}"),
+        }
+        node.send_text(&ta, b, "still served").await;
+        assert_eq!(second.recv_type("message").await["message"]["text"], "still served");
+        drop(first);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut third = node.ws(&ta, "two").await;
+        assert_eq!(third.recv_type("sync").await["type"], "sync", "room again once a socket left");
+    }
+
     async fn a_client_that_stops_answering_is_dropped_after_the_idle_timeout(backend) {
         let env = TestEnv::new(backend).await;
         let node = env.node_with(&[("GOCHAT_HEARTBEAT", "300ms"), ("GOCHAT_IDLE_TIMEOUT", "1s")]).await;

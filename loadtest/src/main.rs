@@ -545,20 +545,18 @@ async fn held(
         children.push(cmd.spawn()?);
     }
     // Peak RSS while the sockets are held.
+    let peak_rss = Arc::new(AtomicU64::new(0));
     let sampler = {
-        let pids = pids.to_vec();
+        let (pids, peak_rss) = (pids.to_vec(), peak_rss.clone());
         tokio::spawn(async move {
-            let mut peak = 0;
             let stop = Instant::now() + Duration::from_secs(hold + 600);
             while Instant::now() < stop {
-                if let Some(r) = rss_kib(&pids) {
-                    peak = peak.max(r);
-                } else {
-                    break;
-                }
+                match rss_kib(&pids) {
+                    Some(r) => peak_rss.fetch_max(r, Ordering::Relaxed),
+                    None => break,
+                };
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
-            peak
         })
     };
     let mut results = Vec::new();
@@ -571,8 +569,7 @@ async fn held(
     let sum = |k: &str| results.iter().map(|r| r[k].as_u64().unwrap_or(0)).sum::<u64>();
     let max = |k: &str| results.iter().map(|r| r[k].as_f64().unwrap_or(0.0)).fold(0.0, f64::max);
     let connected = sum("connected");
-    let peak = results.iter().map(|r| r["server_rss_kib_held"].as_u64().unwrap_or(0)).max();
-    let peak = rss_kib(pids).and(peak).or(rss_kib(pids));
+    let peak = rss_before.map(|_| peak_rss.load(Ordering::Relaxed));
     let per_socket = match (rss_before, peak) {
         (Some(b), Some(p)) if connected > 0 => Some((p.saturating_sub(b)) as f64 / connected as f64),
         _ => None,
@@ -604,7 +601,16 @@ async fn worker(
     let errors = Arc::new(Errors::default());
     // Connection attempts in flight: enough to keep the node busy without a SYN flood on loopback.
     let gate = Arc::new(Semaphore::new(256));
+    // The reconnect round uses another source address: the dropped sockets' ports sit in TIME_WAIT.
+    let round_ip = |round: usize| match ip {
+        IpAddr::V4(v4) if round > 0 => {
+            let [a, b, c, d] = v4.octets();
+            IpAddr::V4(std::net::Ipv4Addr::new(a, b.wrapping_add(100), c, d))
+        }
+        other => other,
+    };
     let open_all = |round: usize| {
+        let ip = round_ip(round);
         let mut handles = Vec::new();
         for s in 0..sockets {
             let url = urls[(index + s) % urls.len()].clone();

@@ -81,7 +81,7 @@ async fn upgrade(req: &Request) -> Result<Response, AppError> {
     if state.is_draining() {
         return Err(AppError::unavailable("draining", "this node is shutting down; reconnect to another"));
     }
-    if state.hub.connections() >= state.config.max_connections as usize {
+    if state.hub.connections() >= state.socket_capacity {
         return Err(AppError::unavailable("at_capacity", "this node holds all the sockets it can; try another"));
     }
     let ws = WebSocket::from_request_without_body(req)
