@@ -317,6 +317,7 @@ pub fn socket_capacity() -> usize {
                         lim = raised;
                     }
                 }
+                #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every platform
                 let files = lim.rlim_cur as u64;
                 return files.saturating_sub(RESERVED_FILES).clamp(1, 10_000_000) as usize;
             }
