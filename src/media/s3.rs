@@ -17,7 +17,15 @@ use crate::config::S3Config;
 pub struct S3Media {
     client: MinioClient,
     bucket: String,
+    /// Uploads to S3 in flight. The client holds one part in memory to sign it, so memory is this many parts.
+    transfers: tokio::sync::Semaphore,
 }
+
+/// Multipart part size: S3's minimum, which is also the memory one transfer holds.
+const PART_SIZE: u64 = 5 * 1024 * 1024;
+/// Concurrent transfers to S3 per node: with [`PART_SIZE`] parts, about 10 MiB of buffers at most. Uploads
+/// beyond wait for a turn (their bytes are already safe in temp files).
+const TRANSFERS: usize = 2;
 
 impl S3Media {
     /// Connects and creates the bucket if it is missing.
@@ -30,7 +38,7 @@ impl S3Media {
             .skip_region_lookup(true)
             .build()
             .map_err(|e| anyhow::anyhow!("building the S3 client: {e}"))?;
-        let media = Self { client, bucket: c.bucket.clone() };
+        let media = Self { client, bucket: c.bucket.clone(), transfers: tokio::sync::Semaphore::new(TRANSFERS) };
         let exists = media
             .client
             .bucket_exists(&media.bucket)
@@ -59,9 +67,11 @@ impl S3Media {
 impl MediaStore for S3Media {
     async fn put_file(&self, key: &str, path: &Path, content_type: &str, _size: u64) -> anyhow::Result<()> {
         let result = async {
+            let _turn = self.transfers.acquire().await?;
             self.client
                 .put_object_content(&self.bucket, key, path)
                 .map_err(|e| anyhow::anyhow!("{e}"))?
+                .part_size(PART_SIZE)
                 .content_type(content_type.to_string())
                 .build()
                 .send()
