@@ -28,8 +28,4 @@ impl Events {
             tracing::warn!(error = %e, users = users.len(), "publish failed; recipients catch up by sync");
         }
     }
-
-    pub fn bus(&self) -> &SharedBus {
-        &self.bus
-    }
 }

@@ -228,14 +228,6 @@ impl Media {
         Ok(Authorized { file })
     }
 
-    /// A file `user` uploaded, for attaching to a message.
-    pub async fn own_file(&self, user: i64, file_id: i64) -> AppResult<FileRecord> {
-        match self.files.file(file_id).await? {
-            Some(f) if f.uploader_id == user => Ok(f),
-            _ => Err(AppError::not_found("file_not_found", "no such file among your uploads")),
-        }
-    }
-
     /// Removes uploads no message referenced within `max_age`; returns how many.
     pub async fn cleanup(&self, max_age: Duration) -> AppResult<usize> {
         let before = chrono::Utc::now() - chrono::Duration::from_std(max_age).map_err(AppError::internal)?;
