@@ -3,6 +3,29 @@
 //! A backend provides `writer()` (the pool writes go through) and `reader()`, and the one fragment where the
 //! dialects differ: how a JSON array parameter becomes a set of values (`ids` for integers, `texts` for strings).
 
+/// The columns each record type is read with, in its field order; one list per record, shared by every query.
+macro_rules! user_columns {
+    () => {
+        "id, username, nickname, sex, password_hash, token_version, created_at"
+    };
+}
+macro_rules! message_columns {
+    () => {
+        "id, conversation_id, seq, from_user_id, to_user_id, group_id, kind, body, file_id, client_msg_id, created_at"
+    };
+}
+macro_rules! file_columns {
+    () => {
+        "id, uploader_id, storage_key, kind, content_type, size, width, height, sha256, created_at, referenced_at"
+    };
+}
+macro_rules! request_columns {
+    () => {
+        "id, from_user_id, to_user_id, message, status, created_at"
+    };
+}
+pub(crate) use {file_columns, message_columns, request_columns, user_columns};
+
 macro_rules! impl_sql_stores {
     ($store:ty, $db:ty, ids = $ids:literal, texts = $texts:literal) => {
         #[async_trait::async_trait]
@@ -10,9 +33,9 @@ macro_rules! impl_sql_stores {
             async fn create_user(&self, new: $crate::store::NewUser) -> $crate::store::StoreResult<$crate::store::UserRecord> {
                 let now = $crate::store::now();
                 sqlx::query_as(
-                    "INSERT INTO users (username, username_lower, nickname, sex, password_hash, token_version, created_at, updated_at)
+                    concat!("INSERT INTO users (username, username_lower, nickname, sex, password_hash, token_version, created_at, updated_at)
                      VALUES ($1, $2, $3, $4, $5, 0, $6, $6)
-                     RETURNING id, username, nickname, sex, password_hash, token_version, created_at",
+                     RETURNING ", $crate::store::sql::user_columns!()),
                 )
                 .bind(&new.username)
                 .bind(new.username.to_ascii_lowercase())
@@ -27,7 +50,7 @@ macro_rules! impl_sql_stores {
 
             async fn user_by_id(&self, id: i64) -> $crate::store::StoreResult<Option<$crate::store::UserRecord>> {
                 Ok(sqlx::query_as(
-                    "SELECT id, username, nickname, sex, password_hash, token_version, created_at FROM users WHERE id = $1",
+                    concat!("SELECT ", $crate::store::sql::user_columns!(), " FROM users WHERE id = $1"),
                 )
                 .bind(id)
                 .fetch_optional(self.reader())
@@ -36,8 +59,8 @@ macro_rules! impl_sql_stores {
 
             async fn user_by_username(&self, username_lower: &str) -> $crate::store::StoreResult<Option<$crate::store::UserRecord>> {
                 Ok(sqlx::query_as(
-                    "SELECT id, username, nickname, sex, password_hash, token_version, created_at
-                     FROM users WHERE username_lower = $1",
+                    concat!("SELECT ", $crate::store::sql::user_columns!(), "
+                     FROM users WHERE username_lower = $1"),
                 )
                 .bind(username_lower)
                 .fetch_optional(self.reader())
@@ -51,9 +74,9 @@ macro_rules! impl_sql_stores {
                 sex: Option<i16>,
             ) -> $crate::store::StoreResult<Option<$crate::store::UserRecord>> {
                 Ok(sqlx::query_as(
-                    "UPDATE users SET nickname = COALESCE($2, nickname), sex = COALESCE($3, sex), updated_at = $4
+                    concat!("UPDATE users SET nickname = COALESCE($2, nickname), sex = COALESCE($3, sex), updated_at = $4
                      WHERE id = $1
-                     RETURNING id, username, nickname, sex, password_hash, token_version, created_at",
+                     RETURNING ", $crate::store::sql::user_columns!()),
                 )
                 .bind(id)
                 .bind(nickname)
@@ -78,8 +101,8 @@ macro_rules! impl_sql_stores {
 
             async fn search_users(&self, prefix_lower: &str, limit: i64) -> $crate::store::StoreResult<Vec<$crate::store::UserRecord>> {
                 Ok(sqlx::query_as(
-                    "SELECT id, username, nickname, sex, password_hash, token_version, created_at
-                     FROM users WHERE username_lower LIKE $1 ESCAPE '\\' ORDER BY username_lower LIMIT $2",
+                    concat!("SELECT ", $crate::store::sql::user_columns!(), "
+                     FROM users WHERE username_lower LIKE $1 ESCAPE '\\' ORDER BY username_lower LIMIT $2"),
                 )
                 .bind($crate::store::like_prefix(prefix_lower))
                 .bind(limit)
@@ -99,7 +122,7 @@ macro_rules! impl_sql_stores {
                     return Ok(Vec::new());
                 }
                 Ok(sqlx::query_as(concat!(
-                    "SELECT id, username, nickname, sex, password_hash, token_version, created_at FROM users WHERE id IN (",
+                    concat!("SELECT ", $crate::store::sql::user_columns!(), " FROM users WHERE id IN ("),
                     $ids,
                     ")"
                 ))
@@ -113,9 +136,9 @@ macro_rules! impl_sql_stores {
         impl $crate::store::FriendStore for $store {
             async fn create_request(&self, from: i64, to: i64, message: &str) -> $crate::store::StoreResult<$crate::store::FriendRequestRecord> {
                 sqlx::query_as(
-                    "INSERT INTO friend_requests (from_user_id, to_user_id, message, status, created_at, updated_at)
+                    concat!("INSERT INTO friend_requests (from_user_id, to_user_id, message, status, created_at, updated_at)
                      VALUES ($1, $2, $3, 'pending', $4, $4)
-                     RETURNING id, from_user_id, to_user_id, message, status, created_at",
+                     RETURNING ", $crate::store::sql::request_columns!()),
                 )
                 .bind(from)
                 .bind(to)
@@ -128,7 +151,7 @@ macro_rules! impl_sql_stores {
 
             async fn request_by_id(&self, id: i64) -> $crate::store::StoreResult<Option<$crate::store::FriendRequestRecord>> {
                 Ok(sqlx::query_as(
-                    "SELECT id, from_user_id, to_user_id, message, status, created_at FROM friend_requests WHERE id = $1",
+                    concat!("SELECT ", $crate::store::sql::request_columns!(), " FROM friend_requests WHERE id = $1"),
                 )
                 .bind(id)
                 .fetch_optional(self.reader())
@@ -137,8 +160,8 @@ macro_rules! impl_sql_stores {
 
             async fn pending_request(&self, from: i64, to: i64) -> $crate::store::StoreResult<Option<$crate::store::FriendRequestRecord>> {
                 Ok(sqlx::query_as(
-                    "SELECT id, from_user_id, to_user_id, message, status, created_at FROM friend_requests
-                     WHERE from_user_id = $1 AND to_user_id = $2 AND status = 'pending'",
+                    concat!("SELECT ", $crate::store::sql::request_columns!(), " FROM friend_requests
+                     WHERE from_user_id = $1 AND to_user_id = $2 AND status = 'pending'"),
                 )
                 .bind(from)
                 .bind(to)
@@ -148,11 +171,11 @@ macro_rules! impl_sql_stores {
 
             async fn list_requests(&self, user: i64, incoming: bool, limit: i64) -> $crate::store::StoreResult<Vec<$crate::store::FriendRequestRecord>> {
                 let sql = if incoming {
-                    "SELECT id, from_user_id, to_user_id, message, status, created_at FROM friend_requests
-                     WHERE to_user_id = $1 ORDER BY id DESC LIMIT $2"
+                    concat!("SELECT ", $crate::store::sql::request_columns!(), " FROM friend_requests
+                     WHERE to_user_id = $1 ORDER BY id DESC LIMIT $2")
                 } else {
-                    "SELECT id, from_user_id, to_user_id, message, status, created_at FROM friend_requests
-                     WHERE from_user_id = $1 ORDER BY id DESC LIMIT $2"
+                    concat!("SELECT ", $crate::store::sql::request_columns!(), " FROM friend_requests
+                     WHERE from_user_id = $1 ORDER BY id DESC LIMIT $2")
                 };
                 Ok(sqlx::query_as(sql).bind(user).bind(limit).fetch_all(self.reader()).await?)
             }
@@ -161,8 +184,8 @@ macro_rules! impl_sql_stores {
                 let now = $crate::store::now();
                 let mut tx = self.writer().begin().await?;
                 let req: Option<$crate::store::FriendRequestRecord> = sqlx::query_as(
-                    "UPDATE friend_requests SET status = 'accepted', updated_at = $2 WHERE id = $1 AND status = 'pending'
-                     RETURNING id, from_user_id, to_user_id, message, status, created_at",
+                    concat!("UPDATE friend_requests SET status = 'accepted', updated_at = $2 WHERE id = $1 AND status = 'pending'
+                     RETURNING ", $crate::store::sql::request_columns!()),
                 )
                 .bind(id)
                 .bind(now)
@@ -193,8 +216,8 @@ macro_rules! impl_sql_stores {
 
             async fn reject_request(&self, id: i64) -> $crate::store::StoreResult<Option<$crate::store::FriendRequestRecord>> {
                 Ok(sqlx::query_as(
-                    "UPDATE friend_requests SET status = 'rejected', updated_at = $2 WHERE id = $1 AND status = 'pending'
-                     RETURNING id, from_user_id, to_user_id, message, status, created_at",
+                    concat!("UPDATE friend_requests SET status = 'rejected', updated_at = $2 WHERE id = $1 AND status = 'pending'
+                     RETURNING ", $crate::store::sql::request_columns!()),
                 )
                 .bind(id)
                 .bind($crate::store::now())
@@ -237,8 +260,8 @@ macro_rules! impl_sql_stores {
         impl $store {
             async fn message_by_client_id(&self, from: i64, client_msg_id: &str) -> $crate::store::StoreResult<Option<$crate::store::MessageRecord>> {
                 Ok(sqlx::query_as(
-                    "SELECT id, conversation_id, seq, from_user_id, to_user_id, group_id, kind, body, file_id, client_msg_id, created_at
-                     FROM messages WHERE from_user_id = $1 AND client_msg_id = $2",
+                    concat!("SELECT ", $crate::store::sql::message_columns!(), "
+                     FROM messages WHERE from_user_id = $1 AND client_msg_id = $2"),
                 )
                 .bind(from)
                 .bind(client_msg_id)
@@ -304,9 +327,9 @@ macro_rules! impl_sql_stores {
                     None => vec![high.unwrap_or_default(), low.unwrap_or_default()],
                 };
                 let msg: $crate::store::MessageRecord = sqlx::query_as(
-                    "INSERT INTO messages (conversation_id, seq, from_user_id, to_user_id, group_id, kind, body, file_id, client_msg_id, created_at)
+                    concat!("INSERT INTO messages (conversation_id, seq, from_user_id, to_user_id, group_id, kind, body, file_id, client_msg_id, created_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-                     RETURNING id, conversation_id, seq, from_user_id, to_user_id, group_id, kind, body, file_id, client_msg_id, created_at",
+                     RETURNING ", $crate::store::sql::message_columns!()),
                 )
                 .bind(&conversation_id)
                 .bind(seq)
@@ -472,11 +495,11 @@ macro_rules! impl_sql_stores {
                 newest: bool,
             ) -> $crate::store::StoreResult<Vec<$crate::store::MessageRecord>> {
                 let sql = if newest {
-                    "SELECT id, conversation_id, seq, from_user_id, to_user_id, group_id, kind, body, file_id, client_msg_id, created_at
-                     FROM messages WHERE conversation_id = $1 AND seq > $2 AND seq < $3 ORDER BY seq DESC LIMIT $4"
+                    concat!("SELECT ", $crate::store::sql::message_columns!(), "
+                     FROM messages WHERE conversation_id = $1 AND seq > $2 AND seq < $3 ORDER BY seq DESC LIMIT $4")
                 } else {
-                    "SELECT id, conversation_id, seq, from_user_id, to_user_id, group_id, kind, body, file_id, client_msg_id, created_at
-                     FROM messages WHERE conversation_id = $1 AND seq > $2 AND seq < $3 ORDER BY seq ASC LIMIT $4"
+                    concat!("SELECT ", $crate::store::sql::message_columns!(), "
+                     FROM messages WHERE conversation_id = $1 AND seq > $2 AND seq < $3 ORDER BY seq ASC LIMIT $4")
                 };
                 let mut rows: Vec<$crate::store::MessageRecord> = sqlx::query_as(sql)
                     .bind(conversation_id)
@@ -797,9 +820,9 @@ macro_rules! impl_sql_stores {
         impl $crate::store::FileStore for $store {
             async fn create_file(&self, f: $crate::store::NewFile) -> $crate::store::StoreResult<$crate::store::FileRecord> {
                 Ok(sqlx::query_as(
-                    "INSERT INTO files (uploader_id, storage_key, kind, content_type, size, width, height, sha256, created_at)
+                    concat!("INSERT INTO files (uploader_id, storage_key, kind, content_type, size, width, height, sha256, created_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                     RETURNING id, uploader_id, storage_key, kind, content_type, size, width, height, sha256, created_at, referenced_at",
+                     RETURNING ", $crate::store::sql::file_columns!()),
                 )
                 .bind(f.uploader_id)
                 .bind(&f.storage_key)
@@ -816,8 +839,8 @@ macro_rules! impl_sql_stores {
 
             async fn file(&self, id: i64) -> $crate::store::StoreResult<Option<$crate::store::FileRecord>> {
                 Ok(sqlx::query_as(
-                    "SELECT id, uploader_id, storage_key, kind, content_type, size, width, height, sha256, created_at, referenced_at
-                     FROM files WHERE id = $1",
+                    concat!("SELECT ", $crate::store::sql::file_columns!(), "
+                     FROM files WHERE id = $1"),
                 )
                 .bind(id)
                 .fetch_optional(self.reader())
@@ -829,8 +852,8 @@ macro_rules! impl_sql_stores {
                     return Ok(Vec::new());
                 }
                 Ok(sqlx::query_as(concat!(
-                    "SELECT id, uploader_id, storage_key, kind, content_type, size, width, height, sha256, created_at, referenced_at
-                     FROM files WHERE id IN (", $ids, ")"
+                    concat!("SELECT ", $crate::store::sql::file_columns!(), "
+                     FROM files WHERE id IN ("), $ids, ")"
                 ))
                 .bind($crate::store::json_ids(ids))
                 .fetch_all(self.reader())
@@ -856,10 +879,10 @@ macro_rules! impl_sql_stores {
 
             async fn take_unreferenced(&self, before: chrono::DateTime<chrono::Utc>, limit: i64) -> $crate::store::StoreResult<Vec<$crate::store::FileRecord>> {
                 Ok(sqlx::query_as(
-                    "DELETE FROM files WHERE id IN (
+                    concat!("DELETE FROM files WHERE id IN (
                         SELECT id FROM files WHERE referenced_at IS NULL AND created_at < $1 ORDER BY id LIMIT $2
                      ) AND referenced_at IS NULL
-                     RETURNING id, uploader_id, storage_key, kind, content_type, size, width, height, sha256, created_at, referenced_at",
+                     RETURNING ", $crate::store::sql::file_columns!()),
                 )
                 .bind(before)
                 .bind(limit)
