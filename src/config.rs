@@ -71,6 +71,8 @@ pub struct Config {
     pub upload_ttl: Duration,
     /// Uploads allowed per user per minute.
     pub upload_rate_per_min: u32,
+    /// Upload volume allowed per user per hour, in MiB.
+    pub upload_mib_per_hour: u32,
 }
 
 /// The recognised keys, as environment variables; a TOML file uses the same names, either verbatim or lower-case
@@ -101,6 +103,7 @@ pub const KEYS: &[&str] = &[
     "GOCHAT_MAX_CONNECTIONS",
     "GOCHAT_UPLOAD_TTL",
     "GOCHAT_UPLOAD_RATE_PER_MIN",
+    "GOCHAT_UPLOAD_MIB_PER_HOUR",
 ];
 
 impl Config {
@@ -241,6 +244,12 @@ impl Config {
                 "GOCHAT_UPLOAD_RATE_PER_MIN",
                 60,
                 1..=1_000_000,
+            )?,
+            upload_mib_per_hour: number(
+                get("GOCHAT_UPLOAD_MIB_PER_HOUR"),
+                "GOCHAT_UPLOAD_MIB_PER_HOUR",
+                2048,
+                1..=10_000_000,
             )?,
         })
     }

@@ -68,6 +68,13 @@ impl AppError {
         e.retry_after = Some(retry_after_secs.max(1));
         e
     }
+    /// 429 with a code of its own (a quota rather than a request rate).
+    pub fn quota(code: &'static str, message: impl Into<String>, retry_after_secs: u64) -> Self {
+        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, code, message);
+        e.retry_after = Some(retry_after_secs.max(1));
+        e
+    }
+
     pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
     }

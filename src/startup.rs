@@ -110,9 +110,15 @@ impl Application {
                     .with_context(|| format!("creating {}/media (GOCHAT_DATA_DIR)", config.data_dir.display()))?,
             ),
         };
-        let media =
-            Media::new(store, stores.files.clone(), config.data_dir.join("tmp"), config.upload_rate_per_min, &metrics)
-                .with_context(|| format!("creating {}/tmp (GOCHAT_DATA_DIR)", config.data_dir.display()))?;
+        let media = Media::new(
+            store,
+            stores.files.clone(),
+            config.data_dir.join("tmp"),
+            config.upload_rate_per_min,
+            config.upload_mib_per_hour,
+            &metrics,
+        )
+        .with_context(|| format!("creating {}/tmp (GOCHAT_DATA_DIR)", config.data_dir.display()))?;
         let events = Events::new(bus.clone());
         let friends = Friends::new(stores.users.clone(), stores.friends.clone(), events.clone());
         let groups =

@@ -290,6 +290,19 @@ backend_tests! {
         assert_eq!(download(&node, Some(&ta), id(&vid), None).await.status(), StatusCode::OK, "the 1:1 recipient");
     }
 
+    async fn a_user_over_the_hourly_upload_volume_gets_429(backend) {
+        let env = TestEnv::new(backend).await;
+        let node = env.node_with(&[("GOCHAT_UPLOAD_MIB_PER_HOUR", "3")]).await;
+        let (_, ta) = node.user(&uniq("va")).await;
+        let (_, tb) = node.user(&uniq("vb")).await;
+        upload(&node, &ta, "a.png", "image/png", &png(1_500_000)).await; // 2 MiB charged (rounded up)
+        let r = upload_raw(&node, &ta, multipart("b.png", "image/png", &png(1_500_000))).await;
+        assert_eq!((r.status, r.code()), (StatusCode::TOO_MANY_REQUESTS, "upload_quota_exceeded"));
+        assert!(r.headers.contains_key("retry-after"));
+        upload(&node, &ta, "c.png", "image/png", &png(1000)).await; // the remaining MiB still fits
+        upload(&node, &tb, "d.png", "image/png", &png(1_500_000)).await; // per user
+    }
+
     async fn uploads_no_message_used_are_cleaned_up(backend) {
         let env = TestEnv::new(backend).await;
         let node = env.node_with(&[("GOCHAT_UPLOAD_TTL", "1s")]).await;

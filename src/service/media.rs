@@ -47,8 +47,12 @@ pub struct Media {
     files: Arc<dyn FileStore>,
     tmp: PathBuf,
     per_user: Arc<DefaultKeyedRateLimiter<i64>>,
+    /// Upload volume per user, in MiB (one cell per MiB).
+    volume: Arc<DefaultKeyedRateLimiter<i64>>,
     bytes_read: prometheus::IntCounter,
 }
+
+const MIB: u64 = 1024 * 1024;
 
 /// What a download request resolved to.
 pub struct Authorized {
@@ -70,12 +74,29 @@ impl Media {
         files: Arc<dyn FileStore>,
         tmp: PathBuf,
         uploads_per_minute: u32,
+        mib_per_hour: u32,
         metrics: &Metrics,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&tmp)?;
-        let quota = Quota::per_minute(NonZeroU32::new(uploads_per_minute.max(1)).unwrap_or(NonZeroU32::MIN));
-        let per_user = Arc::new(RateLimiter::keyed(quota));
-        Ok(Self { store, files, tmp, per_user, bytes_read: metrics.upload_bytes.clone() })
+        let nz = |n: u32| NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN);
+        let per_user = Arc::new(RateLimiter::keyed(Quota::per_minute(nz(uploads_per_minute))));
+        let volume = Arc::new(RateLimiter::keyed(Quota::per_hour(nz(mib_per_hour))));
+        Ok(Self { store, files, tmp, per_user, volume, bytes_read: metrics.upload_bytes.clone() })
+    }
+
+    /// Charges `bytes` to the user's hourly volume: 429 `upload_quota_exceeded` (with `Retry-After`) when the
+    /// quota cannot cover them now.
+    fn charge_volume(&self, user: i64, bytes: u64) -> AppResult<()> {
+        let mib = NonZeroU32::new(bytes.div_ceil(MIB).clamp(1, u32::MAX as u64) as u32).unwrap_or(NonZeroU32::MIN);
+        let refused =
+            |secs: u64| AppError::quota("upload_quota_exceeded", "your hourly upload volume is used up", secs);
+        match self.volume.check_key_n(&user, mib) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => {
+                Err(refused(not_until.wait_time_from(DefaultClock::default().now()).as_secs_f64().ceil() as u64))
+            }
+            Err(_) => Err(refused(3600)),
+        }
     }
 
     pub fn store(&self) -> &SharedMedia {
@@ -109,6 +130,10 @@ impl Media {
         }
         if declared_len.is_some_and(|n| n > MAX_VIDEO + MULTIPART_OVERHEAD) {
             return Err(too_large(MAX_VIDEO, "a video"));
+        }
+        // Volume: charged up front from the declared length; a body of unknown length is charged once read.
+        if let Some(n) = declared_len {
+            self.charge_volume(user, n)?;
         }
         let bad_multipart = |e: poem::error::ParseMultipartError| {
             AppError::bad_request("invalid_multipart", format!("the multipart body is not valid: {e}"))
@@ -188,6 +213,9 @@ impl Media {
         // The multipart body must end properly after the file (a truncated body is not a file).
         while multipart.next_field().await.map_err(bad_multipart)?.is_some() {}
 
+        if declared_len.is_none() {
+            self.charge_volume(user, size)?;
+        }
         let dims = if format.is_image() { sniff::dimensions(format, &head) } else { None };
         let key = format!("{}/{}", random_hex(1), random_hex(16));
         temp.0 = None; // the store consumes the temp file from here on
