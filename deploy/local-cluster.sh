@@ -17,8 +17,8 @@ trap cleanup EXIT INT TERM
 pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 mkdir "$work/pg"; chown postgres "$work/pg"
 runuser -u postgres -- "$pgbin/initdb" -D "$work/pg" -U postgres -A trust >/dev/null
-runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w \
-  -o "-p 15432 -k $work -c listen_addresses=127.0.0.1" start >/dev/null
+runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/pg" -l "$work/pg/server.log" -w \
+  -o "-p 15432 -k $work/pg -c listen_addresses=127.0.0.1" start >/dev/null
 redis-server --port 16379 --bind 127.0.0.1 --save '' --daemonize no >"$work/redis.log" 2>&1 & pids+=($!)
 s3s=$(ls ~/.cache/gochat-tools/s3s-fs-*/bin/s3s-fs 2>/dev/null | head -1)
 [ -x "$s3s" ] || { echo "s3s-fs missing: run scripts/test.sh once (it installs it)"; exit 1; }
@@ -35,6 +35,10 @@ for i in $(seq 1 "$n"); do
   GOCHAT_S3_SECRET_KEY=gochat-s3-secret GOCHAT_JWT_SECRET=local-cluster-secret-local-cluster-secret \
     target/release/gochat serve >"$work/node$i.log" 2>&1 & pids+=($!)
   upstreams="$upstreams server 127.0.0.1:$port;"
+done
+for i in $(seq 1 "$n"); do
+  port=$((8080 + i))
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.2; done
   echo "node $i: http://127.0.0.1:$port (log $work/node$i.log)"
 done
 if command -v nginx >/dev/null; then
