@@ -269,6 +269,21 @@ macro_rules! impl_sql_stores {
                 .await?)
             }
 
+            /// Locks a conversation's row until the transaction ends and returns its last seq. Every group send
+            /// locks the same row when it allocates a seq, so membership changes made under this lock are ordered
+            /// against sends: a message goes exactly to the members at its seq.
+            async fn lock_conversation(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                conversation_id: &str,
+            ) -> $crate::store::StoreResult<i64> {
+                let (last_seq,): (i64,) =
+                    sqlx::query_as("UPDATE conversations SET updated_at = updated_at WHERE id = $1 RETURNING last_seq")
+                        .bind(conversation_id)
+                        .fetch_one(&mut **tx)
+                        .await?;
+                Ok(last_seq)
+            }
+
             /// Allocates the next seq (the conversation row stays locked until commit, which serialises appends
             /// to one conversation) and inserts the message, inside the caller's transaction.
             async fn insert_one(
@@ -689,11 +704,7 @@ macro_rules! impl_sql_stores {
                 let now = $crate::store::now();
                 let conversation = format!("g:{group}");
                 let mut tx = self.writer().begin().await?;
-                let (last_seq,): (i64,) =
-                    sqlx::query_as("UPDATE conversations SET updated_at = updated_at WHERE id = $1 RETURNING last_seq")
-                        .bind(&conversation)
-                        .fetch_one(&mut *tx)
-                        .await?;
+                let last_seq = Self::lock_conversation(&mut tx, &conversation).await?;
                 let added: Vec<(i64,)> = sqlx::query_as(concat!(
                     "INSERT INTO group_members (group_id, user_id, role, joined_seq, joined_at)
                      SELECT $2, ids.value, 'member', $3, $4 FROM (",
@@ -734,11 +745,7 @@ macro_rules! impl_sql_stores {
             async fn remove_member(&self, group: i64, user: i64) -> $crate::store::StoreResult<bool> {
                 let conversation = format!("g:{group}");
                 let mut tx = self.writer().begin().await?;
-                let (last_seq,): (i64,) =
-                    sqlx::query_as("UPDATE conversations SET updated_at = updated_at WHERE id = $1 RETURNING last_seq")
-                        .bind(&conversation)
-                        .fetch_one(&mut *tx)
-                        .await?;
+                let last_seq = Self::lock_conversation(&mut tx, &conversation).await?;
                 let gone: Option<(i64,)> =
                     sqlx::query_as("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2 RETURNING joined_seq")
                         .bind(group)
@@ -795,10 +802,7 @@ macro_rules! impl_sql_stores {
             async fn dissolve(&self, group: i64) -> $crate::store::StoreResult<Vec<i64>> {
                 let conversation = format!("g:{group}");
                 let mut tx = self.writer().begin().await?;
-                sqlx::query("UPDATE conversations SET updated_at = updated_at WHERE id = $1")
-                    .bind(&conversation)
-                    .execute(&mut *tx)
-                    .await?;
+                Self::lock_conversation(&mut tx, &conversation).await?;
                 sqlx::query("UPDATE chat_groups SET dissolved_at = $2 WHERE id = $1 AND dissolved_at IS NULL")
                     .bind(group)
                     .bind($crate::store::now())
