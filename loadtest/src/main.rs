@@ -230,6 +230,49 @@ async fn connect(base: &str, token: &str, device: &str, source: Option<IpAddr>) 
     }
 }
 
+/// A server frame as the readers see it: only what they measure or ack, borrowed from the frame's text so that
+/// reading 100k frames a second does not make the load generator the bottleneck.
+#[derive(serde::Deserialize)]
+struct Incoming<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    message: Option<InMessage<'a>>,
+    #[serde(default, borrow)]
+    messages: Vec<InMessage<'a>>,
+    #[serde(borrow)]
+    code: Option<std::borrow::Cow<'a, str>>,
+}
+
+#[derive(serde::Deserialize)]
+struct InMessage<'a> {
+    id: i64,
+    #[serde(borrow)]
+    conversation_id: std::borrow::Cow<'a, str>,
+    seq: i64,
+    #[serde(borrow)]
+    text: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl<'a> Incoming<'a> {
+    /// The messages a `message` or `sync` frame carries (none for other frames or unparsable text).
+    fn parse(text: &'a str) -> Option<Incoming<'a>> {
+        serde_json::from_str(text).ok()
+    }
+
+    fn into_messages(self) -> Vec<InMessage<'a>> {
+        match self.kind.as_ref() {
+            "message" => self.message.into_iter().collect(),
+            "sync" => self.messages,
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn ack_frame(conversation_id: &str, seq: i64) -> Message {
+    Message::Text(format!(r#"{{"type":"ack","conversation_id":"{conversation_id}","seq":{seq}}}"#).into())
+}
+
 fn ts_of(text: &str) -> Option<u64> {
     text.strip_prefix("ts=")?.split(' ').next()?.parse().ok()
 }
@@ -299,36 +342,32 @@ async fn direct(
         let mut ws = connect(&api.urls[i % n], &receiver.1, "bench", None).await?;
         let (samples, errors, delivered) = (samples.clone(), errors.clone(), delivered.clone());
         tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
             while let Ok(Some(frame)) = tokio::time::timeout_at(drain.into(), ws.next()).await {
                 let Ok(Message::Text(t)) = frame else { continue };
-                let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
-                let mut acks = Vec::new();
-                let messages: Vec<Value> = match v["type"].as_str() {
-                    Some("message") => vec![v["message"].clone()],
-                    Some("sync") => v["messages"].as_array().cloned().unwrap_or_default(),
-                    Some("error") => {
-                        errors.add(format!("recv:{}", v["code"].as_str().unwrap_or("?")));
-                        vec![]
-                    }
-                    _ => vec![],
-                };
+                let Some(frame) = Incoming::parse(&t) else { continue };
+                if frame.kind == "error" {
+                    errors.add(format!("recv:{}", frame.code.as_deref().unwrap_or("?")));
+                    continue;
+                }
                 let now = now_micros();
-                for m in messages {
-                    if let Some(ts) = m["text"].as_str().and_then(ts_of) {
-                        samples.lock().unwrap().0.push(now.saturating_sub(ts));
+                let mut acks = Vec::new();
+                for m in frame.into_messages() {
+                    if let Some(ts) = m.text.as_deref().and_then(ts_of) {
+                        mine.push(now.saturating_sub(ts));
                         delivered.fetch_add(1, Ordering::Relaxed);
                     }
-                    acks.push((m["conversation_id"].clone(), m["seq"].clone()));
+                    acks.push(ack_frame(&m.conversation_id, m.seq));
                 }
-                for (c, s) in acks {
-                    let _ = ws
-                        .send(Message::Text(json!({"type": "ack", "conversation_id": c, "seq": s}).to_string().into()))
-                        .await;
+                for a in acks {
+                    let _ = ws.send(a).await;
                 }
             }
+            samples.lock().unwrap().0.extend(mine);
         }));
     }
     let per_sender_interval = rate.map(|r| Duration::from_secs_f64(pairs as f64 / r.max(1) as f64));
+    eprintln!("{pairs} pairs online; sending");
     let started = Instant::now();
     for i in 0..pairs {
         let sender = users[i].clone();
@@ -442,34 +481,37 @@ async fn group(api: &Arc<Api>, members: usize, senders: usize, messages: usize, 
         let (seen, samples, delivered) = (seen.clone(), samples.clone(), delivered.clone());
         readers.push(tokio::spawn(async move {
             let mut got = 0;
+            let mut mine = Vec::new();
+            let mut firsts: Vec<(i64, u64, u64)> = Vec::new();
             while got < total {
                 let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout_at(deadline.into(), ws.next()).await else {
                     break;
                 };
-                let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
-                let batch = match v["type"].as_str() {
-                    Some("message") => vec![v["message"].clone()],
-                    Some("sync") => v["messages"].as_array().cloned().unwrap_or_default(),
-                    _ => continue,
-                };
+                let Some(frame) = Incoming::parse(&t) else { continue };
                 let now = now_micros();
-                for m in batch {
-                    let Some(ts) = m["text"].as_str().and_then(ts_of) else { continue };
+                let mut acks = Vec::new();
+                for m in frame.into_messages() {
+                    let Some(ts) = m.text.as_deref().and_then(ts_of) else { continue };
                     got += 1;
                     delivered.fetch_add(1, Ordering::Relaxed);
-                    samples.lock().unwrap().0.push(now.saturating_sub(ts));
-                    {
-                        let mut s = seen.lock().unwrap();
-                        let e = s.entry(m["id"].as_i64().unwrap_or(0)).or_insert((ts, 0, 0));
-                        e.1 += 1;
-                        e.2 = e.2.max(now);
-                    }
-                    let ack = json!({"type": "ack", "conversation_id": m["conversation_id"], "seq": m["seq"]});
-                    let _ = ws.send(Message::Text(ack.to_string().into())).await;
+                    mine.push(now.saturating_sub(ts));
+                    firsts.push((m.id, ts, now));
+                    acks.push(ack_frame(&m.conversation_id, m.seq));
                 }
+                for a in acks {
+                    let _ = ws.send(a).await;
+                }
+            }
+            samples.lock().unwrap().0.extend(mine);
+            let mut s = seen.lock().unwrap();
+            for (id, ts, at) in firsts {
+                let e = s.entry(id).or_insert((ts, 0, 0));
+                e.1 += 1;
+                e.2 = e.2.max(at);
             }
         }));
     }
+    eprintln!("{members} members online; sending");
     let started = Instant::now();
     let mut sends = Vec::new();
     for (s, sender) in users.iter().take(senders).enumerate() {
