@@ -4,6 +4,10 @@
 //! dialects differ: how a JSON array parameter becomes a set of values (`ids` for integers, `texts` for strings).
 
 /// The columns each record type is read with, in its field order; one list per record, shared by every query.
+/// Cursor rows per upsert statement: 4 parameters each keeps a statement far below both databases' parameter
+/// limits (SQLite 32,766; Postgres 65,535).
+pub(crate) const ACK_ROWS_PER_STATEMENT: usize = 1000;
+
 macro_rules! user_columns {
     () => {
         "id, username, nickname, sex, password_hash, token_version, created_at"
@@ -442,19 +446,23 @@ macro_rules! impl_sql_stores {
             async fn write_acks(&self, acks: &[($crate::store::batch::AckKey, i64)]) -> $crate::store::StoreResult<()> {
                 let mut sorted: Vec<&($crate::store::batch::AckKey, i64)> = acks.iter().collect();
                 sorted.sort_by(|a, b| (a.0.user, &a.0.device, &a.0.conversation).cmp(&(b.0.user, &b.0.device, &b.0.conversation)));
+                // One multi-row upsert per chunk instead of a round trip per cursor: a busy group produces a
+                // cursor move per member per message. Keys are unique within a batch (the batcher keeps the
+                // highest seq per cursor), as one statement may not update a row twice.
                 let mut tx = self.writer().begin().await?;
-                for (k, seq) in sorted {
-                    sqlx::query(
-                        "INSERT INTO delivery_cursors (user_id, device_id, conversation_id, delivered_seq) VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (user_id, device_id, conversation_id)
-                         DO UPDATE SET delivered_seq = $4 WHERE delivery_cursors.delivered_seq < $4",
-                    )
-                    .bind(k.user)
-                    .bind(&k.device)
-                    .bind(&k.conversation)
-                    .bind(seq)
-                    .execute(&mut *tx)
-                    .await?;
+                for chunk in sorted.chunks($crate::store::sql::ACK_ROWS_PER_STATEMENT) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO delivery_cursors (user_id, device_id, conversation_id, delivered_seq) ",
+                    );
+                    q.push_values(chunk, |mut row, (k, seq)| {
+                        row.push_bind(k.user).push_bind(&k.device).push_bind(&k.conversation).push_bind(*seq);
+                    });
+                    q.push(
+                        " ON CONFLICT (user_id, device_id, conversation_id)
+                         DO UPDATE SET delivered_seq = excluded.delivered_seq
+                         WHERE delivery_cursors.delivered_seq < excluded.delivered_seq",
+                    );
+                    q.build().execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
                 Ok(())
