@@ -155,6 +155,64 @@ backend_tests! {
         assert_eq!(hub.connections(), 1);
     }
 
+    async fn a_delivery_to_many_users_reaches_exactly_the_listed_ones_held_here(backend) {
+        // Past the fan-out threshold the Redis bus sends one copy over its fan-out channel instead of one per user.
+        let env = TestEnv::new(backend).await;
+        let (bus, hub, _stop) = bus_for(&env).await;
+        let listed: Vec<i64> = (100..140).collect();
+        let mut held: Vec<_> = [100, 117, 139].iter().map(|&u| hub.register(u)).collect();
+        let mut outsider = hub.register(5);
+        for r in &held {
+            bus.subscribe(r.user_id).await;
+        }
+        bus.subscribe(5).await;
+        let frame = ServerFrame::Typing { conversation_id: "g:1".into(), user_id: 3 };
+        bus.publish(&listed, &Delivery::from_frame(&frame)).await.unwrap();
+        for r in &mut held {
+            assert_eq!(next(&mut r.rx).await.as_deref(), Some(r#"{"type":"typing","conversation_id":"g:1","user_id":3}"#));
+            assert!(next(&mut r.rx).await.is_none(), "exactly once");
+        }
+        assert!(next(&mut outsider.rx).await.is_none(), "not a user who is not listed");
+    }
+
+    async fn the_inbox_serves_group_messages_gaplessly_and_loses_none_without_its_hot_copy(backend) {
+        let env = TestEnv::new(backend).await;
+        let stores = Stores::open(&env.database_url, 4).await.unwrap();
+        let inbox = inbox_for(&env, &stores).await;
+        let u = users(&stores, 3).await;
+        let g = stores.groups.create_group("g", u[0], &[u[1], u[2]]).await.unwrap();
+        let conversation = ConversationId::group(g.id);
+        for i in 0..25 {
+            let new = NewMessage {
+                conversation_id: conversation,
+                to_user_id: None,
+                group_id: Some(g.id),
+                ..text(u[i % 3], u[(i + 1) % 3], &format!("g{i}"))
+            };
+            let m = stores.messages.append(new).await.unwrap();
+            assert_eq!(m.recipients.len(), 3);
+            inbox.append(&m.recipients, &m.message).await;
+        }
+        // A direct message to the same user rides along in the same read.
+        let d = stores.messages.append(text(u[0], u[1], "direct")).await.unwrap();
+        inbox.append(&d.recipients, &d.message).await;
+        let cid = conversation.to_string();
+        let wants = [
+            Want { conversation_id: cid.clone(), after: 10, upto: 25 },
+            Want { conversation_id: ConversationId::direct(u[0], u[1]).to_string(), after: 0, upto: 1 },
+        ];
+        let got = inbox.read(u[1], &wants, 100).await.unwrap();
+        let seqs: Vec<i64> = got.iter().filter(|m| m.conversation_id == cid).map(|m| m.seq).collect();
+        assert_eq!(seqs, (11..=25).collect::<Vec<_>>());
+        assert_eq!(got.len(), 16);
+        if env.is_cluster() {
+            let mut r = env.redis().await;
+            let _: () = redis::cmd("DEL").arg(format!("{}inbox:{cid}", env.redis_prefix)).query_async(&mut r).await.unwrap();
+        }
+        let got = inbox.read(u[2], &[Want { conversation_id: cid.clone(), after: 0, upto: 25 }], 7).await.unwrap();
+        assert_eq!(got.iter().map(|m| m.seq).collect::<Vec<_>>(), (1..=7).collect::<Vec<_>>());
+    }
+
     async fn the_inbox_returns_gapless_runs_oldest_first_within_the_limit(backend) {
         let env = TestEnv::new(backend).await;
         let stores = Stores::open(&env.database_url, 4).await.unwrap();

@@ -20,9 +20,7 @@ impl MemoryBus {
 #[async_trait]
 impl Bus for MemoryBus {
     async fn publish(&self, users: &[i64], delivery: &Arc<Delivery>) -> anyhow::Result<()> {
-        for &u in users {
-            self.hub.deliver(u, delivery);
-        }
+        self.hub.deliver_many(users, delivery);
         Ok(())
     }
     async fn subscribe(&self, _user_id: i64) {}

@@ -1,6 +1,15 @@
-//! The Redis bus of cluster mode: one pub/sub channel per user (`<prefix>user:<id>`). Each node keeps one
-//! subscriber connection multiplexing the channels of the users with a socket on it, and publishes through one
-//! shared multiplexed connection, pipelining a fan-out into a single round trip.
+//! The Redis bus of cluster mode: one pub/sub channel per user (`<prefix>user:<id>`), plus one channel every node
+//! listens to (`<prefix>fanout`) for deliveries to many users at once (group messages and group events). Each
+//! node keeps one subscriber connection multiplexing the channels of the users with a socket on it and the fan-out
+//! channel, and publishes through one shared multiplexed connection, pipelining a fan-out into a single round
+//! trip.
+//!
+//! Why the fan-out channel: with one channel per user, a message to a 500-member group is 500 PUBLISHes and 500
+//! copies to parse on the receiving nodes. On the fan-out channel it is one PUBLISH carrying the recipient list;
+//! each node parses it once and queues it for the listed users it holds. Every node receives every such delivery,
+//! which costs a cluster of N nodes N copies instead of one per member: the right trade while groups are larger
+//! than the cluster. All channels arrive on one subscriber connection, and Redis delivers a connection's messages
+//! in publish order, so a `group_removed` and the group's next message cannot swap places.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +36,10 @@ enum Command {
 const COMMAND_QUEUE: usize = 4096;
 /// Channels per SUBSCRIBE when resubscribing after a reconnect.
 const RESUBSCRIBE_CHUNK: usize = 1000;
+/// Deliveries to more users than this go once over the fan-out channel instead of once per user's channel.
+/// Direct messages (two parties) and small groups stay on the per-user channels, which only the nodes holding
+/// those users receive.
+pub const FANOUT_MIN_USERS: usize = 8;
 
 pub struct RedisBus {
     prefix: Arc<str>,
@@ -38,6 +51,31 @@ pub struct RedisBus {
 
 fn channel(prefix: &str, user_id: i64) -> String {
     format!("{prefix}user:{user_id}")
+}
+
+fn fanout_channel(prefix: &str) -> String {
+    format!("{prefix}fanout")
+}
+
+/// The fan-out channel's payload: the recipients' ids, comma-separated, a newline, then the frame's JSON.
+fn fanout_payload(users: &[i64], json: &str) -> Vec<u8> {
+    use std::io::Write;
+    let mut out = Vec::with_capacity(users.len() * 8 + json.len() + 1);
+    for (i, u) in users.iter().enumerate() {
+        let _ = write!(out, "{}{u}", if i == 0 { "" } else { "," });
+    }
+    out.push(b'\n');
+    out.extend_from_slice(json.as_bytes());
+    out
+}
+
+/// Reads a fan-out payload back; `None` for anything malformed (then nothing is delivered from it).
+fn parse_fanout(payload: &[u8]) -> Option<(Vec<i64>, &str)> {
+    let split = payload.iter().position(|&b| b == b'\n')?;
+    let ids = std::str::from_utf8(&payload[..split]).ok()?;
+    let json = std::str::from_utf8(&payload[split + 1..]).ok()?;
+    let users = ids.split(',').map(|u| u.parse().ok()).collect::<Option<Vec<i64>>>()?;
+    Some((users, json))
 }
 
 impl RedisBus {
@@ -65,8 +103,12 @@ impl Bus for RedisBus {
             return Ok(());
         }
         let mut pipe = redis::pipe();
-        for &u in users {
-            pipe.cmd("PUBLISH").arg(channel(&self.prefix, u)).arg(delivery.json.as_bytes()).ignore();
+        if users.len() > FANOUT_MIN_USERS {
+            pipe.cmd("PUBLISH").arg(fanout_channel(&self.prefix)).arg(fanout_payload(users, &delivery.json)).ignore();
+        } else {
+            for &u in users {
+                pipe.cmd("PUBLISH").arg(channel(&self.prefix, u)).arg(delivery.json.as_bytes()).ignore();
+            }
         }
         let mut conn = self.publisher.clone();
         pipe.query_async::<()>(&mut conn).await.map_err(|e| {
@@ -111,6 +153,7 @@ async fn subscriber(
     let mut backoff = Duration::from_millis(100);
     let user_of =
         |ch: &str| ch.strip_prefix(&*prefix).and_then(|c| c.strip_prefix("user:")).and_then(|u| u.parse().ok());
+    let fanout = fanout_channel(&prefix);
     loop {
         let connected = tokio::select! {
             _ = crate::state::until_stopped(&mut stop) => return,
@@ -143,7 +186,8 @@ async fn subscriber(
         };
         let (mut sink, mut stream) = pubsub.split();
         let mut subscribed: HashSet<i64> = hub.users().into_iter().collect();
-        let all: Vec<String> = subscribed.iter().map(|u| channel(&prefix, *u)).collect();
+        let mut all: Vec<String> = subscribed.iter().map(|u| channel(&prefix, *u)).collect();
+        all.push(fanout.clone());
         let mut ok = true;
         for chunk in all.chunks(RESUBSCRIBE_CHUNK) {
             if sink.subscribe(chunk).await.is_err() {
@@ -170,7 +214,15 @@ async fn subscriber(
                 _ = crate::state::until_stopped(&mut stop) => return,
                 msg = stream.next() => match msg {
                     Some(msg) => {
-                        if let (Some(user), Ok(payload)) = (user_of(msg.get_channel_name()), std::str::from_utf8(msg.get_payload_bytes())) {
+                        let name = msg.get_channel_name();
+                        if name == fanout {
+                            if let Some((users, json)) = parse_fanout(msg.get_payload_bytes()) {
+                                // Parsed once for every listed user this node holds (none: nothing to do).
+                                if users.iter().any(|u| hub.has_user(*u)) {
+                                    hub.deliver_many(&users, &Delivery::from_json(json));
+                                }
+                            }
+                        } else if let (Some(user), Ok(payload)) = (user_of(name), std::str::from_utf8(msg.get_payload_bytes())) {
                             hub.deliver(user, &Delivery::from_json(payload));
                         }
                     }
@@ -203,5 +255,25 @@ async fn subscriber(
                 },
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fanout_payload_reads_back_as_its_recipients_and_frame() {
+        let payload = fanout_payload(&[3, 17, 400], r#"{"type":"message","x":"a\nb"}"#);
+        let (users, json) = parse_fanout(&payload).unwrap();
+        assert_eq!(users, vec![3, 17, 400]);
+        assert_eq!(json, r#"{"type":"message","x":"a\nb"}"#);
+    }
+
+    #[test]
+    fn a_malformed_fanout_payload_delivers_nothing() {
+        assert!(parse_fanout(b"no newline").is_none());
+        assert!(parse_fanout(b"1,x,3\n{}").is_none());
+        assert!(parse_fanout(b"\n{}").is_none());
     }
 }

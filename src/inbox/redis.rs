@@ -1,6 +1,11 @@
 //! The Redis-streams inbox of cluster mode: a capped stream per user (`<prefix>inbox:<id>`) holding the recent
-//! messages addressed to them, read in one XRANGE; any conversation the stream does not cover gaplessly is read
-//! from the database instead.
+//! direct messages addressed to them, and a capped stream per group conversation (`<prefix>inbox:g:<id>`) holding
+//! the group's recent messages; a read is one pipelined round trip (the user's stream plus the tail of each
+//! wanted group's stream); any conversation the streams do not cover gaplessly is read from the database instead.
+//!
+//! A group message is written once, not once per member: for a 500-member group that is one XADD instead of
+//! 500, and a member's view of the group is the group's stream from their cursor (membership is checked before
+//! a read: the caller's wants only name conversations the user may see, from where they may see them).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -35,15 +40,39 @@ impl RedisInbox {
         format!("{}inbox:{user}", self.prefix)
     }
 
-    async fn hot(&self, user: i64) -> anyhow::Result<BTreeMap<String, Vec<MessageRecord>>> {
+    /// The hot stream of a group conversation (`g:<id>`).
+    fn group_key(&self, conversation_id: &str) -> String {
+        format!("{}inbox:{conversation_id}", self.prefix)
+    }
+
+    /// The hot copies for `user`'s wants, by conversation: the user's own stream, and for each wanted group the
+    /// newest entries of its stream (enough to reach back to the want's cursor when the stream still holds it).
+    async fn hot(&self, user: i64, wants: &[Want]) -> anyhow::Result<BTreeMap<String, Vec<MessageRecord>>> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("XRANGE").arg(self.key(user)).arg("-").arg("+");
+        let groups: Vec<&Want> = wants.iter().filter(|w| is_group(&w.conversation_id)).collect();
+        for w in &groups {
+            // Entries land in about seq order; a little slack covers messages committed since the heads were read.
+            let count = (w.upto - w.after).clamp(0, STREAM_LEN as i64) + 32;
+            pipe.cmd("XREVRANGE").arg(self.group_key(&w.conversation_id)).arg("+").arg("-").arg("COUNT").arg(count);
+        }
         let mut conn = self.conn.clone();
-        let reply: StreamRangeReply =
-            redis::cmd("XRANGE").arg(self.key(user)).arg("-").arg("+").query_async(&mut conn).await?;
+        let replies: Vec<StreamRangeReply> = pipe.query_async(&mut conn).await?;
         let mut by_conversation: BTreeMap<String, Vec<MessageRecord>> = BTreeMap::new();
-        for entry in reply.ids {
-            let Some(redis::Value::BulkString(bytes)) = entry.map.get("m") else { continue };
-            if let Ok(m) = serde_json::from_slice::<MessageRecord>(bytes) {
-                by_conversation.entry(m.conversation_id.clone()).or_default().push(m);
+        for (i, reply) in replies.into_iter().enumerate() {
+            // The user's stream may only contribute direct conversations; a group's stream only its own.
+            let only = if i == 0 { None } else { Some(groups[i - 1].conversation_id.as_str()) };
+            for entry in reply.ids {
+                let Some(redis::Value::BulkString(bytes)) = entry.map.get("m") else { continue };
+                if let Ok(m) = serde_json::from_slice::<MessageRecord>(bytes) {
+                    let fits = match only {
+                        None => !is_group(&m.conversation_id),
+                        Some(c) => m.conversation_id == c,
+                    };
+                    if fits {
+                        by_conversation.entry(m.conversation_id.clone()).or_default().push(m);
+                    }
+                }
             }
         }
         for run in by_conversation.values_mut() {
@@ -52,6 +81,10 @@ impl RedisInbox {
         }
         Ok(by_conversation)
     }
+}
+
+fn is_group(conversation_id: &str) -> bool {
+    conversation_id.starts_with("g:")
 }
 
 /// The stream's messages of `w`, if they are exactly `after+1 ..= upto` (or the first `limit` of them).
@@ -68,11 +101,15 @@ fn covered(run: Option<&Vec<MessageRecord>>, w: &Want, limit: usize) -> Option<V
 impl Inbox for RedisInbox {
     async fn append(&self, users: &[i64], message: &MessageRecord) {
         let Ok(json) = serde_json::to_vec(message) else { return };
+        let keys: Vec<String> = if message.group_id.is_some() {
+            vec![self.group_key(&message.conversation_id)]
+        } else {
+            users.iter().map(|&u| self.key(u)).collect()
+        };
         let mut pipe = redis::pipe();
-        for &u in users {
-            let key = self.key(u);
-            pipe.cmd("XADD").arg(&key).arg("MAXLEN").arg("~").arg(STREAM_LEN).arg("*").arg("m").arg(&json).ignore();
-            pipe.cmd("EXPIRE").arg(&key).arg(STREAM_TTL.as_secs()).ignore();
+        for key in &keys {
+            pipe.cmd("XADD").arg(key).arg("MAXLEN").arg("~").arg(STREAM_LEN).arg("*").arg("m").arg(&json).ignore();
+            pipe.cmd("EXPIRE").arg(key).arg(STREAM_TTL.as_secs()).ignore();
         }
         let mut conn = self.conn.clone();
         if let Err(e) = pipe.query_async::<()>(&mut conn).await {
@@ -82,7 +119,7 @@ impl Inbox for RedisInbox {
     }
 
     async fn read(&self, user: i64, wants: &[Want], limit: usize) -> anyhow::Result<Vec<MessageRecord>> {
-        let hot = match self.hot(user).await {
+        let hot = match self.hot(user, wants).await {
             Ok(h) => h,
             Err(e) => {
                 self.metrics.bus_errors.inc();

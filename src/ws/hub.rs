@@ -209,8 +209,20 @@ impl Hub {
     /// Membership news takes effect here, before queueing, so a removed member's sessions drop the group's
     /// messages still waiting in their queues.
     pub fn deliver(&self, user_id: i64, delivery: &Arc<Delivery>) {
+        self.deliver_many(&[user_id], delivery);
+    }
+
+    /// [`Hub::deliver`] to each of `user_ids` that has sockets here, under one look at the hub.
+    pub fn deliver_many(&self, user_ids: &[i64], delivery: &Arc<Delivery>) {
         let users = self.inner.users.read().unwrap_or_else(|e| e.into_inner());
-        let Some(list) = users.get(&user_id) else { return };
+        for user_id in user_ids {
+            if let Some(list) = users.get(user_id) {
+                self.deliver_to(*user_id, list, delivery);
+            }
+        }
+    }
+
+    fn deliver_to(&self, user_id: i64, list: &[SessionEntry], delivery: &Arc<Delivery>) {
         for entry in list {
             let mut revoked = entry.revoked.lock().unwrap_or_else(|e| e.into_inner());
             match &delivery.membership {
