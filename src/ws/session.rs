@@ -3,11 +3,13 @@
 //!
 //! Ordering and completeness per conversation rest on `seq`: the session remembers the highest seq written to
 //! this socket (`sent`); a live message is written only if it is the next one, skipped if already written, and
-//! otherwise (a gap: a lost publish, a race between publishers) the session catches up from the inbox. Catch-up
+//! otherwise held for up to [`GAP_GRACE`] while the missing ones arrive (two senders' publishes can overtake each
+//! other); a gap still open after that (a lost publish) makes the session catch up from the inbox. Catch-up
 //! goes out as `sync` batches of at most [`SYNC_BATCH`]; while more remain, the next batch waits for the client's
 //! acks of the last one.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -26,6 +28,15 @@ use crate::state::AppState;
 pub const SYNC_BATCH: usize = 100;
 /// A socket that cannot take a frame for this long is given up on (its client stopped reading).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a live message that arrived ahead of its turn waits for the ones before it. Publishes of concurrent
+/// sends to one conversation overtake each other by well under a millisecond; a gap still open after this is a
+/// lost publish and is filled from the inbox.
+const GAP_GRACE: Duration = Duration::from_millis(50);
+/// Most queued frames written before one flush: enough to turn a burst into a few writes, few enough that a
+/// long queue still lets the session read its socket in between.
+const WRITE_BATCH: usize = 32;
+/// Most live messages held back waiting for a gap (all conversations): beyond this, catching up is cheaper.
+const MAX_EARLY: usize = 64;
 
 struct Session {
     state: AppState,
@@ -41,6 +52,10 @@ struct Session {
     must_answer: bool,
     /// A `sync` batch with `more` is out: the next one waits until these seqs are acked.
     awaiting: Option<HashMap<String, i64>>,
+    /// Live messages that arrived ahead of their turn, by conversation and seq.
+    early: HashMap<String, BTreeMap<i64, Arc<Delivery>>>,
+    /// When the oldest of `early` stops waiting and the session catches up instead.
+    gap_deadline: Option<Instant>,
 }
 
 enum Flow {
@@ -61,6 +76,8 @@ pub async fn run(state: AppState, user_id: i64, device: String, mut socket: WebS
         behind: true,
         must_answer: true,
         awaiting: None,
+        early: HashMap::new(),
+        gap_deadline: None,
     };
     let close = session.serve(&mut socket, &mut registration).await;
     if let Some((code, reason)) = close {
@@ -108,8 +125,13 @@ impl Session {
                     return None;
                 }
             }
+            let gap_at = self.gap_deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             let flow = tokio::select! {
                 _ = crate::state::until_stopped(&mut stop) => Flow::Close(CloseCode::Restart, "server restart"),
+                _ = tokio::time::sleep_until(gap_at), if self.gap_deadline.is_some() => {
+                    self.behind = true;
+                    Flow::Continue
+                }
                 _ = reg.evicted.notified() => Flow::Close(CloseCode::Again, "slow consumer"),
                 _ = tokio::time::sleep_until(idle_deadline) => Flow::Close(CloseCode::Away, "idle timeout"),
                 _ = ticker.tick() => match timeout(WRITE_TIMEOUT, socket.send(WsMessage::Ping(Vec::new()))).await {
@@ -117,13 +139,29 @@ impl Session {
                     _ => return None,
                 },
                 out = reg.rx.recv() => match out {
-                    Some(Outbound::Deliver(d)) => match self.deliver(socket, &d, &reg.revoked).await {
-                        Ok(()) => Flow::Continue,
-                        Err(()) => return None,
-                    },
-                    Some(Outbound::Resync) => {
-                        self.behind = true;
-                        Flow::Continue
+                    Some(first) => {
+                        // Whatever else is already queued goes out with it, in one flush (one write to the
+                        // socket instead of one per frame when a busy group or a burst fills the queue).
+                        let mut next = Some(first);
+                        let mut taken = 0;
+                        while let Some(out) = next.take() {
+                            match out {
+                                Outbound::Deliver(d) => {
+                                    if self.deliver(socket, &d, &reg.revoked).await.is_err() {
+                                        return None;
+                                    }
+                                }
+                                Outbound::Resync => self.behind = true,
+                            }
+                            taken += 1;
+                            if taken < WRITE_BATCH {
+                                next = reg.rx.try_recv().ok();
+                            }
+                        }
+                        match timeout(WRITE_TIMEOUT, socket.flush()).await {
+                            Ok(Ok(())) => Flow::Continue,
+                            _ => return None,
+                        }
                     }
                     None => return None,
                 },
@@ -162,6 +200,14 @@ impl Session {
         }
     }
 
+    /// Queues a frame in the socket's write buffer; [`Session::deliver`]'s caller flushes.
+    async fn feed(&mut self, socket: &mut WebSocketStream, text: String) -> Result<(), ()> {
+        match timeout(WRITE_TIMEOUT, socket.feed(WsMessage::Text(text))).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(()),
+        }
+    }
+
     async fn error(&mut self, socket: &mut WebSocketStream, code: &str, message: &str) -> Flow {
         match self.write(socket, ServerFrame::error(code, message).to_json()).await {
             Ok(()) => Flow::Continue,
@@ -183,33 +229,69 @@ impl Session {
         }
     }
 
-    /// Writes a queued delivery; a `message` goes out only as the next seq of its conversation, and a group
-    /// message only while the group is not revoked for this user.
-    async fn deliver(&mut self, socket: &mut WebSocketStream, d: &Delivery, revoked: &Revoked) -> Result<(), ()> {
-        if let Some(g) = d.group_id {
-            if revoked.lock().unwrap_or_else(|e| e.into_inner()).contains(&g) {
-                return Ok(());
-            }
+    /// Writes (without flushing) a queued delivery; a `message` goes out only as the next seq of its conversation (one that arrives
+    /// early waits in `early`), and a group message only while the group is not revoked for this user.
+    async fn deliver(&mut self, socket: &mut WebSocketStream, d: &Arc<Delivery>, revoked: &Revoked) -> Result<(), ()> {
+        let is_revoked =
+            |d: &Delivery| d.group_id.is_some_and(|g| revoked.lock().unwrap_or_else(|e| e.into_inner()).contains(&g));
+        if is_revoked(d) {
+            return Ok(());
         }
         let Some(meta) = &d.message else {
-            return self.write(socket, d.json.to_string()).await;
+            return self.feed(socket, d.json.to_string()).await;
         };
-        let sent = self.sent.get(&meta.conversation_id).copied().unwrap_or(0);
+        let conversation = &meta.conversation_id;
+        let mut sent = self.sent.get(conversation).copied().unwrap_or(0);
         if meta.seq <= sent {
             return Ok(());
         }
-        if meta.seq == sent + 1 {
-            self.write(socket, d.json.to_string()).await?;
-            self.sent.insert(meta.conversation_id.clone(), meta.seq);
-            self.observe("live", &[&meta.created_at]);
-        } else {
-            self.behind = true;
+        if meta.seq > sent + 1 {
+            let held: usize = self.early.values().map(BTreeMap::len).sum();
+            if held >= MAX_EARLY {
+                self.behind = true;
+            } else {
+                self.early.entry(conversation.clone()).or_default().insert(meta.seq, d.clone());
+                self.gap_deadline.get_or_insert_with(|| Instant::now() + GAP_GRACE);
+            }
+            return Ok(());
+        }
+        self.feed(socket, d.json.to_string()).await?;
+        sent = meta.seq;
+        self.observe("live", &[&meta.created_at]);
+        // The ones that were waiting for this one.
+        if let Some(mut waiting) = self.early.remove(conversation) {
+            while let Some(entry) = waiting.first_entry() {
+                let next = entry.get().clone();
+                let seq = *entry.key();
+                if seq > sent + 1 {
+                    break;
+                }
+                entry.remove();
+                if seq <= sent || is_revoked(&next) {
+                    continue;
+                }
+                self.feed(socket, next.json.to_string()).await?;
+                sent = seq;
+                if let Some(m) = &next.message {
+                    self.observe("live", &[&m.created_at]);
+                }
+            }
+            if !waiting.is_empty() {
+                self.early.insert(conversation.clone(), waiting);
+            }
+        }
+        self.sent.insert(conversation.clone(), sent);
+        if self.early.is_empty() {
+            self.gap_deadline = None;
         }
         Ok(())
     }
 
     /// Sends the next batch of what the device is missing, by the store's conversation heads.
     async fn catch_up(&mut self, socket: &mut WebSocketStream) -> Result<(), ()> {
+        // Whatever was held back is read again from the inbox with the rest.
+        self.early.clear();
+        self.gap_deadline = None;
         let heads = match self.state.messaging.heads(self.user_id).await {
             Ok(h) => h,
             Err(e) => {
