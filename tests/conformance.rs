@@ -85,6 +85,13 @@ async fn users(stores: &Stores, n: usize) -> Vec<i64> {
             .unwrap();
         ids.push(u.id);
     }
+    // Everyone befriends everyone: direct messages are only appended between friends.
+    for (i, &a) in ids.iter().enumerate() {
+        for &b in &ids[i + 1..] {
+            let r = stores.friends.create_request(a, b, "hi").await.unwrap();
+            stores.friends.accept_request(r.id).await.unwrap().unwrap();
+        }
+    }
     ids
 }
 

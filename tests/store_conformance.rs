@@ -24,6 +24,11 @@ async fn three(s: &Stores) -> (i64, i64, i64) {
     (ids[0], ids[1], ids[2])
 }
 
+async fn befriend(s: &Stores, a: i64, b: i64) {
+    let r = s.friends.create_request(a, b, "hi").await.unwrap();
+    s.friends.accept_request(r.id).await.unwrap().unwrap();
+}
+
 fn msg(conv: ConversationId, from: i64, to: Option<i64>, cid: Option<&str>) -> NewMessage {
     NewMessage {
         conversation_id: conv,
@@ -67,6 +72,11 @@ backend_tests! {
         let s = stores(&env).await;
         let (a, b, _) = three(&s).await;
         let conv = ConversationId::direct(a, b);
+        for cid in [None, Some("c0")] {
+            let refused = s.messages.append(msg(conv, a, Some(b), cid)).await;
+            assert!(matches!(refused, Err(StoreError::NotFriends)), "strangers cannot message: {refused:?}");
+        }
+        befriend(&s, a, b).await;
         let first = s.messages.append(msg(conv, a, Some(b), Some("c1"))).await.unwrap();
         assert!(first.created);
         assert_eq!(first.message.seq, 1);
@@ -135,6 +145,7 @@ backend_tests! {
         let env = TestEnv::new(backend).await;
         let s = stores(&env).await;
         let (a, b, c) = three(&s).await;
+        befriend(&s, a, b).await;
         let file = |key: &str| NewFile {
             uploader_id: a,
             storage_key: key.into(),

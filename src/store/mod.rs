@@ -21,6 +21,9 @@ pub enum StoreError {
     /// The file a message refers to is gone (or is not the sender's).
     #[error("the file is not available")]
     FileGone,
+    /// The sender and recipient of a direct message are not (or no longer) friends.
+    #[error("not friends")]
+    NotFriends,
     /// The sender is not (or no longer) a member of the group it sends to.
     #[error("not a member of the group")]
     NotMember,
@@ -159,6 +162,13 @@ pub struct NewMessage {
     pub body: Option<String>,
     pub file_id: Option<i64>,
     pub client_msg_id: Option<String>,
+}
+
+impl NewMessage {
+    /// A direct message without a file: the common case, which some backends append in a single statement.
+    pub fn is_plain_direct(&self) -> bool {
+        self.to_user_id.is_some() && self.group_id.is_none() && self.file_id.is_none()
+    }
 }
 
 /// The outcome of [`MessageStore::append`].

@@ -56,7 +56,37 @@ super::sql::impl_sql_stores!(
     PgStore,
     sqlx::Postgres,
     ids = "SELECT value::bigint FROM jsonb_array_elements_text($1::jsonb)",
-    texts = "SELECT value FROM jsonb_array_elements_text($1::jsonb)"
+    texts = "SELECT value FROM jsonb_array_elements_text($1::jsonb)",
+    direct = Some(DIRECT_SQL)
+);
+
+/// A direct text message in one statement: the friendship check and the client_msg_id check gate the seq
+/// allocation (so a refused send allocates nothing), then the message and both parties' conversation rows. The
+/// sender has read up to their own message. Parameters: conversation, from, to, low, high, kind, body,
+/// client_msg_id, now.
+const DIRECT_SQL: &str = concat!(
+    "WITH ok AS (
+        SELECT 1 FROM friendships WHERE user_id = $2 AND friend_id = $3
+          AND NOT EXISTS (SELECT 1 FROM messages WHERE from_user_id = $2 AND client_msg_id = $8)
+    ), conv AS (
+        INSERT INTO conversations (id, kind, group_id, user_low, user_high, last_seq, created_at, updated_at)
+        SELECT $1, 'direct', NULL, $4, $5, 1, $9, $9 FROM ok
+        ON CONFLICT (id) DO UPDATE SET last_seq = conversations.last_seq + 1, updated_at = $9
+        RETURNING last_seq
+    ), msg AS (
+        INSERT INTO messages (conversation_id, seq, from_user_id, to_user_id, group_id, kind, body, file_id,
+                              client_msg_id, created_at)
+        SELECT $1, last_seq, $2, $3, NULL, $6, $7, NULL, $8, $9 FROM conv
+        RETURNING ",
+    super::sql::message_columns!(),
+    "
+    ), parties AS (
+        INSERT INTO user_conversations (user_id, conversation_id, read_seq, visible_from_seq)
+        SELECT $2, $1, last_seq, 0 FROM conv UNION ALL SELECT $3, $1, 0, 0 FROM conv
+        ON CONFLICT (user_id, conversation_id) DO UPDATE
+        SET read_seq = GREATEST(excluded.read_seq, user_conversations.read_seq)
+    )
+    SELECT * FROM msg"
 );
 
 #[async_trait]

@@ -31,7 +31,7 @@ macro_rules! request_columns {
 pub(crate) use {file_columns, message_columns, request_columns, user_columns};
 
 macro_rules! impl_sql_stores {
-    ($store:ty, $db:ty, ids = $ids:literal, texts = $texts:literal) => {
+    ($store:ty, $db:ty, ids = $ids:literal, texts = $texts:literal, direct = $direct:expr) => {
         #[async_trait::async_trait]
         impl $crate::store::UserStore for $store {
             async fn create_user(&self, new: $crate::store::NewUser) -> $crate::store::StoreResult<$crate::store::UserRecord> {
@@ -300,6 +300,17 @@ macro_rules! impl_sql_stores {
                     $crate::domain::ConversationId::Direct { low, high } => ("direct", None, Some(low), Some(high)),
                     $crate::domain::ConversationId::Group(g) => ("group", Some(g), None, None),
                 };
+                if let Some(to) = new.to_user_id {
+                    let friends: Option<(i64,)> =
+                        sqlx::query_as("SELECT user_id FROM friendships WHERE user_id = $1 AND friend_id = $2")
+                            .bind(new.from_user_id)
+                            .bind(to)
+                            .fetch_optional(&mut **tx)
+                            .await?;
+                    if friends.is_none() {
+                        return Err($crate::store::StoreError::NotFriends);
+                    }
+                }
                 let (seq,): (i64,) = sqlx::query_as(
                     "INSERT INTO conversations (id, kind, group_id, user_low, user_high, last_seq, created_at, updated_at)
                      VALUES ($1, $2, $3, $4, $5, 1, $6, $6)
@@ -395,6 +406,76 @@ macro_rules! impl_sql_stores {
                 batch: &[$crate::store::NewMessage],
             ) -> Vec<$crate::store::StoreResult<($crate::store::MessageRecord, Vec<i64>)>> {
                 let now = $crate::store::now();
+                let direct: Option<&'static str> = $direct;
+                if let (Some(sql), [new]) = (direct, batch) {
+                    if new.is_plain_direct() {
+                        // A lone direct message (light load): one autocommitted statement, one round trip.
+                        let mut conn = match self.writer().acquire().await {
+                            Ok(c) => c,
+                            Err(e) => return vec![Err(e.into())],
+                        };
+                        return vec![Self::insert_direct(&mut *conn, sql, new, now).await];
+                    }
+                }
+                if direct.is_some() && batch.iter().any(|m| m.is_plain_direct()) {
+                    // Optimistic: direct messages without savepoints. Their statement allocates no seq unless it
+                    // succeeds whole, and fails only in a rare race (two sends with one client_msg_id in
+                    // different batches); then nothing is committed and the batch runs again the careful way.
+                    if let Some(results) = self.run_batch(batch, now, true).await {
+                        return results;
+                    }
+                }
+                self.run_batch(batch, now, false).await.unwrap_or_else(|| {
+                    batch.iter().map(|_| Err($crate::store::StoreError::Db(sqlx::Error::Protocol("batch failed".into())))).collect()
+                })
+            }
+
+            /// The single statement for a direct text message on backends that have one (`direct`): friendship
+            /// check, seq allocation, insert and both parties' conversation rows at once. No row back means not
+            /// friends, or a message with this client_msg_id already exists (the caller looks it up).
+            async fn insert_direct<'c, E>(
+                conn: E,
+                sql: &'static str,
+                new: &$crate::store::NewMessage,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<($crate::store::MessageRecord, Vec<i64>)>
+            where
+                E: sqlx::Executor<'c, Database = $db>,
+            {
+                let $crate::domain::ConversationId::Direct { low, high } = new.conversation_id else {
+                    return Err($crate::store::StoreError::Db(sqlx::Error::Protocol("not a direct message".into())));
+                };
+                let to = new.to_user_id.unwrap_or_default();
+                let row: Option<$crate::store::MessageRecord> = sqlx::query_as(sql)
+                    .bind(new.conversation_id.to_string())
+                    .bind(new.from_user_id)
+                    .bind(to)
+                    .bind(low)
+                    .bind(high)
+                    .bind(new.kind)
+                    .bind(&new.body)
+                    .bind(&new.client_msg_id)
+                    .bind(now)
+                    .fetch_optional(conn)
+                    .await
+                    .map_err($crate::store::StoreError::classify)?;
+                row.map(|m| (m, vec![high, low])).ok_or($crate::store::StoreError::NotFriends)
+            }
+
+            /// Appends a batch in one transaction (group commit: one durable commit for many sends). Messages are
+            /// taken in conversation-id order, so concurrent batches lock conversation rows in the same order and
+            /// cannot deadlock; within a conversation the arrival order is kept. In careful mode, a message that
+            /// can fail after its seq is allocated runs under a savepoint, whose rollback returns the seq, so every
+            /// conversation stays gapless whatever fails. In optimistic mode (`direct` backends), plain direct
+            /// messages run as one statement without a savepoint and any failure of theirs abandons the whole
+            /// transaction (`None`) for the caller to run it again carefully.
+            async fn run_batch(
+                &self,
+                batch: &[$crate::store::NewMessage],
+                now: chrono::DateTime<chrono::Utc>,
+                optimistic: bool,
+            ) -> Option<Vec<$crate::store::StoreResult<($crate::store::MessageRecord, Vec<i64>)>>> {
+                let direct: Option<&'static str> = $direct;
                 let mut order: Vec<usize> = (0..batch.len()).collect();
                 order.sort_by_cached_key(|&i| batch[i].conversation_id.to_string());
                 let mut results: Vec<Option<$crate::store::StoreResult<_>>> = (0..batch.len()).map(|_| None).collect();
@@ -402,11 +483,22 @@ macro_rules! impl_sql_stores {
                     Ok(tx) => tx,
                     Err(e) => {
                         let msg = e.to_string();
-                        return batch.iter().map(|_| Err($crate::store::StoreError::Db(sqlx::Error::Protocol(msg.clone())))).collect();
+                        return Some(batch.iter().map(|_| Err($crate::store::StoreError::Db(sqlx::Error::Protocol(msg.clone())))).collect());
                     }
                 };
                 for i in order {
                     let new = &batch[i];
+                    if let (true, Some(sql), true) = (optimistic, direct, new.is_plain_direct()) {
+                        match Self::insert_direct(&mut *tx, sql, new, now).await {
+                            // (A refusal wrote nothing and leaves the transaction usable.)
+                            r @ (Ok(_) | Err($crate::store::StoreError::NotFriends)) => results[i] = Some(r),
+                            Err(_) => {
+                                let _ = tx.rollback().await;
+                                return None;
+                            }
+                        }
+                        continue;
+                    }
                     let guarded = new.client_msg_id.is_some() || new.file_id.is_some() || new.group_id.is_some();
                     if guarded {
                         if let Err(e) = sqlx::query("SAVEPOINT one").execute(&mut *tx).await {
@@ -426,18 +518,18 @@ macro_rules! impl_sql_stores {
                 }
                 if let Err(e) = tx.commit().await {
                     let msg = e.to_string();
-                    return results
+                    return Some(results
                         .into_iter()
                         .map(|r| match r {
                             Some(Err(e)) => Err(e),
                             _ => Err($crate::store::StoreError::Db(sqlx::Error::Protocol(format!("commit failed: {msg}")))),
                         })
-                        .collect();
+                        .collect());
                 }
-                results
+                Some(results
                     .into_iter()
                     .map(|r| r.unwrap_or_else(|| Err($crate::store::StoreError::Db(sqlx::Error::Protocol("not run".into())))))
-                    .collect()
+                    .collect())
             }
         }
 
@@ -483,11 +575,6 @@ macro_rules! impl_sql_stores {
         impl $crate::store::MessageStore for $store {
             async fn append(&self, new: $crate::store::NewMessage) -> $crate::store::StoreResult<$crate::store::Appended> {
                 let repeat = |message| $crate::store::Appended { message, created: false, recipients: Vec::new() };
-                if let Some(cid) = &new.client_msg_id {
-                    if let Some(m) = self.message_by_client_id(new.from_user_id, cid).await? {
-                        return Ok(repeat(m));
-                    }
-                }
                 let inserted = match self.batcher() {
                     Some(b) => b.insert(new.clone()).await,
                     None => self.insert_batch(std::slice::from_ref(&new)).await.pop().unwrap_or_else(|| {
@@ -496,16 +583,16 @@ macro_rules! impl_sql_stores {
                 };
                 match inserted {
                     Ok((message, recipients)) => Ok($crate::store::Appended { message, created: true, recipients }),
-                    // A concurrent send with the same client_msg_id committed first; ours rolled back whole,
-                    // seq included, so the conversation stays gapless.
-                    Err($crate::store::StoreError::Conflict(c)) => match &new.client_msg_id {
+                    // A repeated client_msg_id (first sent earlier, or by a concurrent send that committed
+                    // first) returns the first message, whatever else changed since; the failed attempt rolled
+                    // back whole, seq included, so the conversation stays gapless.
+                    Err(e) => match &new.client_msg_id {
                         Some(cid) => match self.message_by_client_id(new.from_user_id, cid).await? {
                             Some(m) => Ok(repeat(m)),
-                            None => Err($crate::store::StoreError::Conflict(c)),
+                            None => Err(e),
                         },
-                        None => Err($crate::store::StoreError::Conflict(c)),
+                        None => Err(e),
                     },
-                    Err(e) => Err(e),
                 }
             }
 

@@ -64,7 +64,8 @@ super::sql::impl_sql_stores!(
     SqliteStore,
     sqlx::Sqlite,
     ids = "SELECT value FROM json_each($1)",
-    texts = "SELECT value FROM json_each($1)"
+    texts = "SELECT value FROM json_each($1)",
+    direct = None
 );
 
 #[async_trait]
