@@ -162,6 +162,7 @@ impl Application {
         let acceptor = TcpListener::bind(listen.to_string())
             .into_acceptor()
             .await
+            .map(NoDelay)
             .with_context(|| format!("binding {listen} (GOCHAT_LISTEN)"))?;
         let addr = acceptor
             .local_addr()
@@ -330,4 +331,26 @@ pub fn socket_capacity() -> usize {
         }
     }
     100_000
+}
+
+/// poem's TCP acceptor with `TCP_NODELAY` on every connection. Chat frames are small and each one is awaited by
+/// someone; with Nagle's algorithm a `sent` frame waits for the client's delayed ACK of the previous one
+/// (measured: 16 closed-loop senders were held to 1,000 msg/s, 16 ms per send, with 1.5 ms of real work).
+struct NoDelay(poem::listener::TcpAcceptor);
+
+impl Acceptor for NoDelay {
+    type Io = tokio::net::TcpStream;
+
+    fn local_addr(&self) -> Vec<poem::web::LocalAddr> {
+        self.0.local_addr()
+    }
+
+    async fn accept(
+        &mut self,
+    ) -> std::io::Result<(Self::Io, poem::web::LocalAddr, poem::web::RemoteAddr, poem::http::uri::Scheme)> {
+        let (io, local, remote, scheme) = self.0.accept().await?;
+        // Best effort: a socket that refuses the option still works, only slower.
+        let _ = io.set_nodelay(true);
+        Ok((io, local, remote, scheme))
+    }
 }
