@@ -21,6 +21,9 @@ pub enum StoreError {
     /// The file a message refers to is gone (or is not the sender's).
     #[error("the file is not available")]
     FileGone,
+    /// The sender already has a message with this client_msg_id (found before anything was written).
+    #[error("repeated client_msg_id")]
+    Repeated,
     /// The sender and recipient of a direct message are not (or no longer) friends.
     #[error("not friends")]
     NotFriends,

@@ -290,10 +290,14 @@ macro_rules! impl_sql_stores {
 
             /// Allocates the next seq (the conversation row stays locked until commit, which serialises appends
             /// to one conversation) and inserts the message, inside the caller's transaction.
+            /// One message inside a batch's transaction. With `check_repeat`, a repeated client_msg_id is found
+            /// before anything is written (`Repeated`), which is exact on a backend with a single writer; without
+            /// it, the unique index finds it and the caller's savepoint returns the allocated seq.
             async fn insert_one(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 new: &$crate::store::NewMessage,
                 now: chrono::DateTime<chrono::Utc>,
+                check_repeat: bool,
             ) -> $crate::store::StoreResult<($crate::store::MessageRecord, Vec<i64>)> {
                 let conversation_id = new.conversation_id.to_string();
                 let (kind, group_id, low, high) = match new.conversation_id {
@@ -301,14 +305,20 @@ macro_rules! impl_sql_stores {
                     $crate::domain::ConversationId::Group(g) => ("group", Some(g), None, None),
                 };
                 if let Some(to) = new.to_user_id {
-                    let friends: Option<(i64,)> =
-                        sqlx::query_as("SELECT user_id FROM friendships WHERE user_id = $1 AND friend_id = $2")
-                            .bind(new.from_user_id)
-                            .bind(to)
-                            .fetch_optional(&mut **tx)
-                            .await?;
-                    if friends.is_none() {
+                    let (friends, repeat): (i64, i64) = sqlx::query_as(
+                        "SELECT (SELECT COUNT(*) FROM friendships WHERE user_id = $1 AND friend_id = $2),
+                                (SELECT COUNT(*) FROM messages WHERE from_user_id = $1 AND client_msg_id = $3)",
+                    )
+                    .bind(new.from_user_id)
+                    .bind(to)
+                    .bind(if check_repeat { new.client_msg_id.as_deref() } else { None })
+                    .fetch_one(&mut **tx)
+                    .await?;
+                    if friends == 0 {
                         return Err($crate::store::StoreError::NotFriends);
+                    }
+                    if repeat != 0 {
+                        return Err($crate::store::StoreError::Repeated);
                     }
                 }
                 let (seq,): (i64,) = sqlx::query_as(
@@ -417,10 +427,11 @@ macro_rules! impl_sql_stores {
                         return vec![Self::insert_direct(&mut *conn, sql, new, now).await];
                     }
                 }
-                if direct.is_some() && batch.iter().any(|m| m.is_plain_direct()) {
-                    // Optimistic: direct messages without savepoints. Their statement allocates no seq unless it
-                    // succeeds whole, and fails only in a rare race (two sends with one client_msg_id in
-                    // different batches); then nothing is committed and the batch runs again the careful way.
+                if batch.iter().any(|m| m.is_plain_direct()) {
+                    // Optimistic: direct messages without savepoints. With a `direct` statement, it allocates no
+                    // seq unless it succeeds whole, and fails only in a rare race (two sends with one
+                    // client_msg_id in different batches); without one (SQLite, one writer), repeats are found
+                    // before writing. On any failure nothing is committed and the batch runs again carefully.
                     if let Some(results) = self.run_batch(batch, now, true).await {
                         return results;
                     }
@@ -488,10 +499,15 @@ macro_rules! impl_sql_stores {
                 };
                 for i in order {
                     let new = &batch[i];
-                    if let (true, Some(sql), true) = (optimistic, direct, new.is_plain_direct()) {
-                        match Self::insert_direct(&mut *tx, sql, new, now).await {
+                    if optimistic && new.is_plain_direct() {
+                        let r = match direct {
+                            Some(sql) => Self::insert_direct(&mut *tx, sql, new, now).await,
+                            None => Self::insert_one(&mut tx, new, now, true).await,
+                        };
+                        match r {
                             // (A refusal wrote nothing and leaves the transaction usable.)
                             r @ (Ok(_) | Err($crate::store::StoreError::NotFriends)) => results[i] = Some(r),
+                            r @ Err($crate::store::StoreError::Repeated) => results[i] = Some(r),
                             Err(_) => {
                                 let _ = tx.rollback().await;
                                 return None;
@@ -506,7 +522,7 @@ macro_rules! impl_sql_stores {
                             continue;
                         }
                     }
-                    let r = Self::insert_one(&mut tx, new, now).await;
+                    let r = Self::insert_one(&mut tx, new, now, false).await;
                     if guarded {
                         let end = if r.is_ok() { "RELEASE SAVEPOINT one" } else { "ROLLBACK TO SAVEPOINT one" };
                         let _ = sqlx::query(end).execute(&mut *tx).await;
