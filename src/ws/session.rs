@@ -121,7 +121,9 @@ impl Session {
         let mut idle_deadline = Instant::now() + idle;
         loop {
             if self.behind && self.awaiting.is_none() {
-                if let Err(()) = self.catch_up(socket).await {
+                // Boxed (here and for client frames below): the store and service futures inside are large, and
+                // held inline they would make every idle socket's task carry their space.
+                if let Err(()) = Box::pin(self.catch_up(socket)).await {
                     return None;
                 }
             }
@@ -168,7 +170,7 @@ impl Session {
                 incoming = socket.next() => {
                     idle_deadline = Instant::now() + idle;
                     match incoming {
-                        Some(Ok(WsMessage::Text(text))) => self.on_text(socket, &text).await,
+                        Some(Ok(WsMessage::Text(text))) => Box::pin(self.on_text(socket, &text)).await,
                         Some(Ok(WsMessage::Binary(_))) => {
                             self.error(socket, "binary_not_supported", "send JSON text frames").await
                         }
