@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::{MessageRecord, NewMessage, StoreError, StoreResult};
 
@@ -23,9 +23,11 @@ const MAX_BATCH: usize = 256;
 /// Sends waiting for a committer. Beyond this, senders wait (backpressure instead of unbounded memory).
 const QUEUE: usize = 4096;
 
-/// Feeds appends to `committers` tasks; a committer takes whatever is queued (up to [`MAX_BATCH`]) as one
-/// batch. Under light load a batch is a single message and nothing waits; under heavy load batches grow by
-/// themselves. The tasks end when the last handle is dropped.
+/// Feeds appends to at most `committers` concurrent transactions. One dispatcher task waits for a free committer
+/// slot, then takes whatever is queued (up to [`MAX_BATCH`]) as one batch and commits it on a task of its own.
+/// Under light load a batch is a single message and nothing waits; under heavy load batches grow by themselves
+/// while every slot is busy. No lock is held across an await: the queue has one reader, and the slots are a
+/// semaphore. The dispatcher ends when the last handle is dropped, after the batches in flight.
 #[derive(Clone)]
 pub(crate) struct Batcher {
     jobs: mpsc::Sender<Job>,
@@ -33,36 +35,32 @@ pub(crate) struct Batcher {
 
 impl Batcher {
     pub(crate) fn spawn<W: BatchWriter>(writer: W, committers: usize) -> Self {
-        let (jobs, rx) = mpsc::channel::<Job>(QUEUE);
-        let rx = Arc::new(Mutex::new(rx));
+        let (jobs, mut rx) = mpsc::channel::<Job>(QUEUE);
         let writer = Arc::new(writer);
-        for _ in 0..committers.max(1) {
-            let (rx, writer) = (rx.clone(), writer.clone());
-            tokio::spawn(async move {
-                loop {
-                    let mut batch: Vec<Job> = Vec::new();
-                    {
-                        let mut rx = rx.lock().await;
-                        match rx.recv().await {
-                            Some(job) => batch.push(job),
-                            None => return,
-                        }
-                        while batch.len() < MAX_BATCH {
-                            match rx.try_recv() {
-                                Ok(job) => batch.push(job),
-                                Err(_) => break,
-                            }
-                        }
+        let slots = Arc::new(Semaphore::new(committers.max(1)));
+        tokio::spawn(async move {
+            loop {
+                let Ok(slot) = slots.clone().acquire_owned().await else { return };
+                let Some(first) = rx.recv().await else { return };
+                let mut batch: Vec<Job> = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
                     }
+                }
+                let writer = writer.clone();
+                tokio::spawn(async move {
                     let (messages, replies): (Vec<NewMessage>, Vec<oneshot::Sender<Outcome>>) =
                         batch.into_iter().unzip();
                     let results = writer.insert_batch(&messages).await;
                     for (reply, result) in replies.into_iter().zip(results) {
                         let _ = reply.send(result);
                     }
-                }
-            });
-        }
+                    drop(slot);
+                });
+            }
+        });
         Self { jobs }
     }
 
