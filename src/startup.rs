@@ -157,7 +157,9 @@ impl Application {
             .at("/ws", crate::ws::gateway::gateway)
             .around(serve_index)
             .around(crate::api::middleware::observe)
-            .data(state.clone());
+            .data(state.clone())
+            // The sockets' shared handle to the same state (see `ws::session`).
+            .data(Arc::new(state.clone()));
 
         let acceptor = TcpListener::bind(listen.to_string())
             .into_acceptor()

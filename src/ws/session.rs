@@ -39,7 +39,9 @@ const WRITE_BATCH: usize = 32;
 const MAX_EARLY: usize = 64;
 
 struct Session {
-    state: AppState,
+    /// Shared, not cloned: a clone of the state is ~800 bytes inline plus what its parts copy, and every idle
+    /// socket carried two (sharing it measured 10.1 → 5.5 KiB RSS per idle socket).
+    state: Arc<AppState>,
     user_id: i64,
     device: String,
     /// Highest seq written to this socket, per conversation.
@@ -63,7 +65,7 @@ enum Flow {
     Close(CloseCode, &'static str),
 }
 
-pub async fn run(state: AppState, user_id: i64, device: String, mut socket: WebSocketStream) {
+pub async fn run(state: Arc<AppState>, user_id: i64, device: String, mut socket: WebSocketStream) {
     let mut registration = state.hub.register(user_id);
     // Live before catching up: anything published from here on reaches the queue, anything before is stored.
     state.bus.subscribe(user_id).await;
