@@ -186,3 +186,29 @@ async fn live_messages_that_overtake_each_other_reach_the_socket_in_seq_order_an
     let _: () = publish(vec![5]).query_async(&mut redis).await.unwrap();
     assert!(ws.recv_within(Duration::from_millis(400)).await.is_none(), "nothing is written past a gap");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_to_a_socket_on_the_sending_node_arrives_once_although_it_also_comes_back_over_redis() {
+    let env = TestEnv::new(Backend::Postgres).await;
+    let node = env.node().await;
+    let other = env.node().await;
+    let (a, ta) = node.user(&uniq("la")).await;
+    let (b, tb) = node.user(&uniq("lb")).await;
+    node.befriend((a, &ta), (b, &tb)).await;
+    let mut here = node.ws(&tb, "phone").await;
+    let mut there = other.ws(&tb, "laptop").await;
+    here.recv_type("sync").await;
+    there.recv_type("sync").await;
+    for i in 0..20 {
+        node.send_text(&ta, b, &format!("m{i}")).await;
+    }
+    for ws in [&mut here, &mut there] {
+        let mut got = Vec::new();
+        while let Some(f) = ws.recv_within(Duration::from_millis(500)).await {
+            if f["type"] == "message" {
+                got.push(f["message"].clone());
+            }
+        }
+        assert_eq!(seqs(&got), (1..=20).collect::<Vec<_>>(), "each message exactly once, in order");
+    }
+}

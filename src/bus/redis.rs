@@ -43,6 +43,7 @@ pub const FANOUT_MIN_USERS: usize = 8;
 
 pub struct RedisBus {
     prefix: Arc<str>,
+    hub: Hub,
     publisher: ConnectionManager,
     commands: mpsc::Sender<Command>,
     ready: Arc<AtomicBool>,
@@ -91,8 +92,9 @@ impl RedisBus {
         let (commands, rx) = mpsc::channel(COMMAND_QUEUE);
         let ready = Arc::new(AtomicBool::new(false));
         let prefix: Arc<str> = prefix.into();
-        let task = tokio::spawn(subscriber(client, prefix.clone(), hub, rx, ready.clone(), metrics.clone(), stop));
-        (RedisBus { prefix, publisher, commands, ready, metrics }, task)
+        let task =
+            tokio::spawn(subscriber(client, prefix.clone(), hub.clone(), rx, ready.clone(), metrics.clone(), stop));
+        (RedisBus { prefix, hub, publisher, commands, ready, metrics }, task)
     }
 }
 
@@ -101,6 +103,12 @@ impl Bus for RedisBus {
     async fn publish(&self, users: &[i64], delivery: &Arc<Delivery>) -> anyhow::Result<()> {
         if users.is_empty() {
             return Ok(());
+        }
+        // Messages reach this node's own sockets at once, without the round trip through Redis; the copy that
+        // comes back over the subscription is then a duplicate seq, which sessions skip. (Only messages: other
+        // frames carry no seq to deduplicate by.)
+        if delivery.message.is_some() {
+            self.hub.deliver_many(users, delivery);
         }
         let mut pipe = redis::pipe();
         if users.len() > FANOUT_MIN_USERS {
