@@ -226,7 +226,7 @@ async fn subscriber(
                         if name == fanout {
                             if let Some((users, json)) = parse_fanout(msg.get_payload_bytes()) {
                                 // Parsed once for every listed user this node holds (none: nothing to do).
-                                if users.iter().any(|u| hub.has_user(*u)) {
+                                if hub.has_any(&users) {
                                     hub.deliver_many(&users, &Delivery::from_json(json));
                                 }
                             }

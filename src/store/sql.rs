@@ -3,11 +3,11 @@
 //! A backend provides `writer()` (the pool writes go through) and `reader()`, and the one fragment where the
 //! dialects differ: how a JSON array parameter becomes a set of values (`ids` for integers, `texts` for strings).
 
-/// The columns each record type is read with, in its field order; one list per record, shared by every query.
 /// Cursor rows per upsert statement: 4 parameters each keeps a statement far below both databases' parameter
 /// limits (SQLite 32,766; Postgres 65,535).
 pub(crate) const ACK_ROWS_PER_STATEMENT: usize = 1000;
 
+/// The columns each record type is read with, in its field order; one list per record, shared by every query.
 macro_rules! user_columns {
     () => {
         "id, username, nickname, sex, password_hash, token_version, created_at"
@@ -288,11 +288,11 @@ macro_rules! impl_sql_stores {
                 Ok(last_seq)
             }
 
-            /// Allocates the next seq (the conversation row stays locked until commit, which serialises appends
-            /// to one conversation) and inserts the message, inside the caller's transaction.
-            /// One message inside a batch's transaction. With `check_repeat`, a repeated client_msg_id is found
-            /// before anything is written (`Repeated`), which is exact on a backend with a single writer; without
-            /// it, the unique index finds it and the caller's savepoint returns the allocated seq.
+            /// Checks a direct message's friendship, allocates the next seq (the conversation row stays locked until
+            /// commit, which serialises appends to one conversation) and inserts the message, inside the caller's
+            /// transaction. With `check_repeat`, a repeated client_msg_id is found before anything is written
+            /// (`Repeated`), which is exact on a backend with a single writer; without it, the unique index finds
+            /// it and the caller's savepoint returns the allocated seq.
             async fn insert_one(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 new: &$crate::store::NewMessage,
@@ -420,11 +420,7 @@ macro_rules! impl_sql_stores {
                 if let (Some(sql), [new]) = (direct, batch) {
                     if new.is_plain_direct() {
                         // A lone direct message (light load): one autocommitted statement, one round trip.
-                        let mut conn = match self.writer().acquire().await {
-                            Ok(c) => c,
-                            Err(e) => return vec![Err(e.into())],
-                        };
-                        return vec![Self::insert_direct(&mut *conn, sql, new, now).await];
+                        return vec![Self::insert_direct(self.writer(), sql, new, now).await];
                     }
                 }
                 if batch.iter().any(|m| m.is_plain_direct()) {
@@ -477,9 +473,10 @@ macro_rules! impl_sql_stores {
             /// taken in conversation-id order, so concurrent batches lock conversation rows in the same order and
             /// cannot deadlock; within a conversation the arrival order is kept. In careful mode, a message that
             /// can fail after its seq is allocated runs under a savepoint, whose rollback returns the seq, so every
-            /// conversation stays gapless whatever fails. In optimistic mode (`direct` backends), plain direct
-            /// messages run as one statement without a savepoint and any failure of theirs abandons the whole
-            /// transaction (`None`) for the caller to run it again carefully.
+            /// conversation stays gapless whatever fails. In optimistic mode, plain direct messages run without a
+            /// savepoint (as the backend's `direct` statement, or with repeats checked first) and any failure of
+            /// theirs other than a refusal abandons the whole transaction (`None`) for the caller to run it again
+            /// carefully.
             async fn run_batch(
                 &self,
                 batch: &[$crate::store::NewMessage],
@@ -506,8 +503,9 @@ macro_rules! impl_sql_stores {
                         };
                         match r {
                             // (A refusal wrote nothing and leaves the transaction usable.)
-                            r @ (Ok(_) | Err($crate::store::StoreError::NotFriends)) => results[i] = Some(r),
-                            r @ Err($crate::store::StoreError::Repeated) => results[i] = Some(r),
+                            r @ (Ok(_)
+                            | Err($crate::store::StoreError::NotFriends)
+                            | Err($crate::store::StoreError::Repeated)) => results[i] = Some(r),
                             Err(_) => {
                                 let _ = tx.rollback().await;
                                 return None;

@@ -196,6 +196,12 @@ impl Hub {
         self.inner.users.read().unwrap_or_else(|e| e.into_inner()).contains_key(&user_id)
     }
 
+    /// Whether any of `user_ids` has a socket here (one look at the hub for all of them).
+    pub fn has_any(&self, user_ids: &[i64]) -> bool {
+        let users = self.inner.users.read().unwrap_or_else(|e| e.into_inner());
+        user_ids.iter().any(|u| users.contains_key(u))
+    }
+
     /// Every user with a socket here.
     pub fn users(&self) -> Vec<i64> {
         self.inner.users.read().unwrap_or_else(|e| e.into_inner()).keys().copied().collect()

@@ -233,8 +233,9 @@ impl Session {
         }
     }
 
-    /// Writes (without flushing) a queued delivery; a `message` goes out only as the next seq of its conversation (one that arrives
-    /// early waits in `early`), and a group message only while the group is not revoked for this user.
+    /// Writes (without flushing) a queued delivery; a `message` goes out only as the next seq of its conversation
+    /// (one that arrives early waits in `early`), and a group message only while the group is not revoked for
+    /// this user.
     async fn deliver(&mut self, socket: &mut WebSocketStream, d: &Arc<Delivery>, revoked: &Revoked) -> Result<(), ()> {
         let is_revoked =
             |d: &Delivery| d.group_id.is_some_and(|g| revoked.lock().unwrap_or_else(|e| e.into_inner()).contains(&g));
@@ -265,12 +266,11 @@ impl Session {
         // The ones that were waiting for this one.
         if let Some(mut waiting) = self.early.remove(conversation) {
             while let Some(entry) = waiting.first_entry() {
-                let next = entry.get().clone();
                 let seq = *entry.key();
                 if seq > sent + 1 {
                     break;
                 }
-                entry.remove();
+                let next = entry.remove();
                 if seq <= sent || is_revoked(&next) {
                     continue;
                 }
