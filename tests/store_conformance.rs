@@ -110,6 +110,66 @@ backend_tests! {
         assert_eq!(s.messages.last_messages(std::slice::from_ref(&id)).await.unwrap()[0].seq, 5);
     }
 
+    async fn concurrent_direct_sends_committed_together_keep_every_conversation_gapless(backend) {
+        let env = TestEnv::new(backend).await;
+        let s = stores(&env).await;
+        let (a, b, c) = three(&s).await;
+        let d = s.users.create_user(new_user("dan")).await.unwrap().id;
+        befriend(&s, a, b).await;
+        befriend(&s, a, c).await;
+        let (ab, ac, ad) = (ConversationId::direct(a, b), ConversationId::direct(a, c), ConversationId::direct(a, d));
+        let stored = s.messages.append(msg(ab, a, Some(b), Some("dup"))).await.unwrap();
+        // Enqueued together, so the store commits them in shared batches: both directions of two
+        // conversations, a stranger and a resend of a stored client id; then the same with two sends of one
+        // new client id among them (which a batch statement cannot take; the store falls back).
+        let mut sends = Vec::new();
+        for i in 0..24 {
+            let (conv, from, to) = match i % 3 { 0 => (ab, a, b), 1 => (ab, b, a), _ => (ac, c, a) };
+            let mut m = msg(conv, from, Some(to), None);
+            m.body = Some(format!("m{i}"));
+            sends.push(m);
+        }
+        sends.insert(5, msg(ad, a, Some(d), None));
+        sends.insert(9, msg(ab, a, Some(b), Some("dup")));
+        let mut twins = sends.clone();
+        twins.insert(12, msg(ac, a, Some(c), Some("twin")));
+        twins.insert(13, msg(ac, a, Some(c), Some("twin")));
+        let mut results = futures_util::future::join_all(sends.into_iter().map(|m| s.messages.append(m))).await;
+        let second = futures_util::future::join_all(twins.into_iter().map(|m| s.messages.append(m))).await;
+        for r in [&results, &second] {
+            assert!(matches!(r[5], Err(StoreError::NotFriends)), "a stranger is refused: {:?}", r[5]);
+            let resent = r[9].as_ref().unwrap();
+            assert!(!resent.created && resent.message.id == stored.message.id, "a stored client id returns the first");
+        }
+        let (t1, t2) = (second[12].as_ref().unwrap(), second[13].as_ref().unwrap());
+        assert_eq!(t1.message.id, t2.message.id, "one client id, one message");
+        assert_eq!(u8::from(t1.created) + u8::from(t2.created), 1);
+        results.extend(second);
+        let created: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).filter(|r| r.created).collect();
+        assert_eq!(created.len(), 49, "24 new messages twice and one of the twins");
+        for (conv, expected) in [(ab, 33), (ac, 17)] {
+            let id = conv.to_string();
+            let all = s.messages.messages_between(&id, 0, i64::MAX, 100, false).await.unwrap();
+            assert_eq!(all.iter().map(|m| m.seq).collect::<Vec<_>>(), (1..=expected).collect::<Vec<_>>(), "{id} is gapless");
+            for r in created.iter().filter(|r| r.message.conversation_id == id) {
+                let row = all.iter().find(|m| m.seq == r.message.seq).unwrap();
+                assert_eq!((row.id, &row.body, row.from_user_id), (r.message.id, &r.message.body, r.message.from_user_id));
+                let mut recipients = r.recipients.clone();
+                recipients.sort();
+                let mut expect = vec![row.from_user_id, row.to_user_id.unwrap()];
+                expect.sort();
+                assert_eq!(recipients, expect);
+            }
+            // Each side's read cursor covers its own last message; the conversation lists the last seq.
+            for user in [a, if conv == ab { b } else { c }] {
+                let uc = s.messages.user_conversation(user, &id).await.unwrap().unwrap();
+                let own = all.iter().filter(|m| m.from_user_id == user).map(|m| m.seq).max().unwrap_or(0);
+                assert_eq!((uc.last_seq, uc.read_seq), (expected, own), "{id} for user {user}");
+            }
+        }
+        assert!(s.messages.messages_between(&ad.to_string(), 0, i64::MAX, 10, false).await.unwrap().is_empty());
+    }
+
     async fn group_membership_bounds_what_members_receive(backend) {
         let env = TestEnv::new(backend).await;
         let s = stores(&env).await;

@@ -67,6 +67,10 @@ enum Scenario {
         /// Messages per sender.
         #[arg(long, default_value_t = 20)]
         messages: usize,
+        /// Open loop: total group messages per second over all senders (latency below saturation). Without
+        /// it, each sender sends its next message when the last is accepted (closed loop: throughput).
+        #[arg(long)]
+        rate: Option<u64>,
     },
     /// Many authenticated sockets held open (answering heartbeats), spread over worker processes.
     Idle {
@@ -273,6 +277,46 @@ fn ack_frame(conversation_id: &str, seq: i64) -> Message {
     Message::Text(format!(r#"{{"type":"ack","conversation_id":"{conversation_id}","seq":{seq}}}"#).into())
 }
 
+/// Acks owed by one socket, as a client would send them: acks are cumulative, so after handling every frame
+/// that has already arrived, one ack per conversation (its highest seq) goes out, all in one write.
+#[derive(Default)]
+struct Acks(Vec<(String, i64)>);
+
+impl Acks {
+    fn add(&mut self, conversation_id: &str, seq: i64) {
+        match self.0.iter_mut().find(|(c, _)| c == conversation_id) {
+            Some(entry) => entry.1 = entry.1.max(seq),
+            None => self.0.push((conversation_id.to_string(), seq)),
+        }
+    }
+
+    async fn flush(&mut self, ws: &mut Ws) {
+        if self.0.is_empty() {
+            return;
+        }
+        for (c, seq) in self.0.drain(..) {
+            let _ = ws.feed(ack_frame(&c, seq)).await;
+        }
+        let _ = ws.flush().await;
+    }
+}
+
+/// Frames that have already arrived on `ws` (without waiting), at most [`READY_FRAMES`].
+fn ready_frames(ws: &mut Ws) -> Vec<Message> {
+    use futures_util::FutureExt;
+    let mut frames = Vec::new();
+    while frames.len() < READY_FRAMES {
+        match ws.next().now_or_never() {
+            Some(Some(Ok(m))) => frames.push(m),
+            _ => break,
+        }
+    }
+    frames
+}
+
+/// Frames handled before the acks for them go out: a burst's worth, so an ack is never held back for long.
+const READY_FRAMES: usize = 64;
+
 fn ts_of(text: &str) -> Option<u64> {
     text.strip_prefix("ts=")?.split(' ').next()?.parse().ok()
 }
@@ -285,7 +329,9 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Direct { pairs, seconds, rate, inflight } => {
             direct(&api, pairs, seconds, rate, inflight, &cli.pid).await?
         }
-        Scenario::Group { members, senders, messages } => group(&api, members, senders, messages, &cli.pid).await?,
+        Scenario::Group { members, senders, messages, rate } => {
+            group(&api, members, senders, messages, rate, &cli.pid).await?
+        }
         Scenario::Idle { sockets, users, hold_seconds, per_worker } => {
             held(&api, sockets, users, hold_seconds, per_worker, false, &cli.pid).await?
         }
@@ -343,25 +389,26 @@ async fn direct(
         let (samples, errors, delivered) = (samples.clone(), errors.clone(), delivered.clone());
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
+            let mut acks = Acks::default();
             while let Ok(Some(frame)) = tokio::time::timeout_at(drain.into(), ws.next()).await {
-                let Ok(Message::Text(t)) = frame else { continue };
-                let Some(frame) = Incoming::parse(&t) else { continue };
-                if frame.kind == "error" {
-                    errors.add(format!("recv:{}", frame.code.as_deref().unwrap_or("?")));
-                    continue;
-                }
-                let now = now_micros();
-                let mut acks = Vec::new();
-                for m in frame.into_messages() {
-                    if let Some(ts) = m.text.as_deref().and_then(ts_of) {
-                        mine.push(now.saturating_sub(ts));
-                        delivered.fetch_add(1, Ordering::Relaxed);
+                let Ok(first) = frame else { continue };
+                for frame in std::iter::once(first).chain(ready_frames(&mut ws)) {
+                    let Message::Text(t) = frame else { continue };
+                    let Some(frame) = Incoming::parse(&t) else { continue };
+                    if frame.kind == "error" {
+                        errors.add(format!("recv:{}", frame.code.as_deref().unwrap_or("?")));
+                        continue;
                     }
-                    acks.push(ack_frame(&m.conversation_id, m.seq));
+                    let now = now_micros();
+                    for m in frame.into_messages() {
+                        if let Some(ts) = m.text.as_deref().and_then(ts_of) {
+                            mine.push(now.saturating_sub(ts));
+                            delivered.fetch_add(1, Ordering::Relaxed);
+                        }
+                        acks.add(&m.conversation_id, m.seq);
+                    }
                 }
-                for a in acks {
-                    let _ = ws.send(a).await;
-                }
+                acks.flush(&mut ws).await;
             }
             samples.lock().unwrap().0.extend(mine);
         }));
@@ -452,8 +499,16 @@ async fn direct(
 /// Per group message: (sent at, deliveries so far, last delivery at), in microseconds.
 type Seen = (u64, usize, u64);
 
-/// Fan-out: every member online (spread over the nodes); `senders` members send `messages` each, closed loop.
-async fn group(api: &Arc<Api>, members: usize, senders: usize, messages: usize, pids: &[u32]) -> anyhow::Result<Value> {
+/// Fan-out: every member online (spread over the nodes); `senders` members send `messages` each, closed loop
+/// or at `rate` messages/s in all.
+async fn group(
+    api: &Arc<Api>,
+    members: usize,
+    senders: usize,
+    messages: usize,
+    rate: Option<u64>,
+    pids: &[u32],
+) -> anyhow::Result<Value> {
     let id = run_id();
     let users = api.users(&format!("{id}g"), members).await?;
     futures_util::stream::iter(1..members)
@@ -483,24 +538,25 @@ async fn group(api: &Arc<Api>, members: usize, senders: usize, messages: usize, 
             let mut got = 0;
             let mut mine = Vec::new();
             let mut firsts: Vec<(i64, u64, u64)> = Vec::new();
+            let mut acks = Acks::default();
             while got < total {
-                let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout_at(deadline.into(), ws.next()).await else {
+                let Ok(Some(Ok(first))) = tokio::time::timeout_at(deadline.into(), ws.next()).await else {
                     break;
                 };
-                let Some(frame) = Incoming::parse(&t) else { continue };
-                let now = now_micros();
-                let mut acks = Vec::new();
-                for m in frame.into_messages() {
-                    let Some(ts) = m.text.as_deref().and_then(ts_of) else { continue };
-                    got += 1;
-                    delivered.fetch_add(1, Ordering::Relaxed);
-                    mine.push(now.saturating_sub(ts));
-                    firsts.push((m.id, ts, now));
-                    acks.push(ack_frame(&m.conversation_id, m.seq));
+                for frame in std::iter::once(first).chain(ready_frames(&mut ws)) {
+                    let Message::Text(t) = frame else { continue };
+                    let Some(frame) = Incoming::parse(&t) else { continue };
+                    let now = now_micros();
+                    for m in frame.into_messages() {
+                        acks.add(&m.conversation_id, m.seq);
+                        let Some(ts) = m.text.as_deref().and_then(ts_of) else { continue };
+                        got += 1;
+                        delivered.fetch_add(1, Ordering::Relaxed);
+                        mine.push(now.saturating_sub(ts));
+                        firsts.push((m.id, ts, now));
+                    }
                 }
-                for a in acks {
-                    let _ = ws.send(a).await;
-                }
+                acks.flush(&mut ws).await;
             }
             samples.lock().unwrap().0.extend(mine);
             let mut s = seen.lock().unwrap();
@@ -516,10 +572,27 @@ async fn group(api: &Arc<Api>, members: usize, senders: usize, messages: usize, 
     let mut sends = Vec::new();
     for (s, sender) in users.iter().take(senders).enumerate() {
         let (api, token) = (api.clone(), sender.1.clone());
+        let interval = rate.map(|r| Duration::from_secs_f64(senders as f64 / r.max(1) as f64));
         sends.push(tokio::spawn(async move {
+            let mut posts = Vec::new();
             for k in 0..messages {
                 let body = json!({"group_id": gid, "type": "text", "text": format!("ts={} s={s} k={k}", now_micros())});
-                api.post(s, "/api/messages/send", Some(&token), body).await?;
+                match interval {
+                    None => api.post(s, "/api/messages/send", Some(&token), body).await.map(drop)?,
+                    Some(every) => {
+                        // Open loop: the next message leaves on schedule whether or not this one was accepted.
+                        let (api, token) = (api.clone(), token.clone());
+                        posts.push(tokio::spawn(async move {
+                            api.post(s, "/api/messages/send", Some(&token), body).await.map(drop)
+                        }));
+                        // (Senders are staggered over the interval, so messages are evenly spaced overall.)
+                        let at = started + every.mul_f64(k as f64 + 1.0 + s as f64 / senders as f64);
+                        tokio::time::sleep_until(at.into()).await;
+                    }
+                }
+            }
+            for p in posts {
+                p.await??;
             }
             anyhow::Ok(())
         }));
@@ -541,7 +614,7 @@ async fn group(api: &Arc<Api>, members: usize, senders: usize, messages: usize, 
     }
     let d = delivered.load(Ordering::Relaxed);
     Ok(json!({
-        "scenario": "group", "nodes": n, "members": members, "senders": senders, "messages": total,
+        "scenario": "group", "nodes": n, "members": members, "senders": senders, "messages": total, "rate": rate,
         "messages_reaching_every_member": complete,
         "deliveries": d, "deliveries_per_sec": d as f64 / elapsed, "seconds": elapsed,
         "latency_any_member": samples.lock().unwrap().summary(),

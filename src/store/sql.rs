@@ -555,7 +555,9 @@ macro_rules! impl_sql_stores {
                 // One multi-row upsert per chunk instead of a round trip per cursor: a busy group produces a
                 // cursor move per member per message. Keys are unique within a batch (the batcher keeps the
                 // highest seq per cursor), as one statement may not update a row twice.
-                let mut tx = self.writer().begin().await?;
+                // One statement (the usual case) commits by itself; more need a transaction around them.
+                let single = sorted.len() <= $crate::store::sql::ACK_ROWS_PER_STATEMENT;
+                let mut tx = if single { None } else { Some(self.writer().begin().await?) };
                 for chunk in sorted.chunks($crate::store::sql::ACK_ROWS_PER_STATEMENT) {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO delivery_cursors (user_id, device_id, conversation_id, delivered_seq) ",
@@ -568,9 +570,14 @@ macro_rules! impl_sql_stores {
                          DO UPDATE SET delivered_seq = excluded.delivered_seq
                          WHERE delivery_cursors.delivered_seq < excluded.delivered_seq",
                     );
-                    q.build().execute(&mut *tx).await?;
+                    match tx.as_mut() {
+                        Some(tx) => q.build().execute(&mut **tx).await?,
+                        None => q.build().execute(self.writer()).await?,
+                    };
                 }
-                tx.commit().await?;
+                if let Some(tx) = tx {
+                    tx.commit().await?;
+                }
                 Ok(())
             }
         }
