@@ -63,7 +63,8 @@ super::sql::impl_sql_stores!(
 
 /// A direct text message in one statement: the friendship check and the client_msg_id check gate the seq
 /// allocation (so a refused send allocates nothing), then the message and both parties' conversation rows. The
-/// sender has read up to their own message. Parameters: conversation, from, to, low, high, kind, body,
+/// sender has read up to their own message; the recipient's row is only created if missing (an update that
+/// changes nothing still writes a row version). Parameters: conversation, from, to, low, high, kind, body,
 /// client_msg_id, now.
 const DIRECT_SQL: &str = concat!(
     "WITH ok AS (
@@ -81,11 +82,15 @@ const DIRECT_SQL: &str = concat!(
         RETURNING ",
     super::sql::message_columns!(),
     "
-    ), parties AS (
+    ), sender AS (
         INSERT INTO user_conversations (user_id, conversation_id, read_seq, visible_from_seq)
-        SELECT $2, $1, last_seq, 0 FROM conv UNION ALL SELECT $3, $1, 0, 0 FROM conv
-        ON CONFLICT (user_id, conversation_id) DO UPDATE
-        SET read_seq = GREATEST(excluded.read_seq, user_conversations.read_seq)
+        SELECT $2, $1, last_seq, 0 FROM conv
+        ON CONFLICT (user_id, conversation_id) DO UPDATE SET read_seq = excluded.read_seq
+        WHERE user_conversations.read_seq < excluded.read_seq
+    ), recipient AS (
+        INSERT INTO user_conversations (user_id, conversation_id, read_seq, visible_from_seq)
+        SELECT $3, $1, 0, 0 FROM conv
+        ON CONFLICT (user_id, conversation_id) DO NOTHING
     )
     SELECT * FROM msg"
 );
@@ -168,7 +173,8 @@ async fn insert_direct_many(
 /// Messages are checked like a lone send (friendship; client_msg_id not yet stored); each conversation's seq
 /// moves once by the number of its accepted messages, which take the seqs in arrival order, so conversations
 /// stay gapless. Conversation rows are locked in id order (concurrent batches cannot deadlock), and a
-/// conversation's `user_conversations` rows are only written under its row lock. Two messages in one batch
+/// conversation's `user_conversations` rows are only written under its row lock; each row at most once (a
+/// sender's row moves to its last message, a recipient's is created if missing, unless it also sent). Two messages in one batch
 /// with one client_msg_id make the unique index refuse the whole statement (nothing is written); the caller
 /// then takes the careful path. Parameters: arrays conversation, from, to, low, high, kind, body,
 /// client_msg_id (one element per message), then now. Each row returned carries `ord`, the message's
@@ -200,14 +206,16 @@ const DIRECT_MANY_SQL: &str = concat!(
         RETURNING ",
     super::sql::message_columns!(),
     "
-    ), parties AS (
+    ), senders AS (
         INSERT INTO user_conversations (user_id, conversation_id, read_seq, visible_from_seq)
-        SELECT user_id, conv, max(read_seq), 0 FROM (
-            SELECT from_id AS user_id, conv, seq AS read_seq FROM planned
-            UNION ALL SELECT to_id, conv, 0 FROM planned
-        ) sides GROUP BY user_id, conv ORDER BY conv, user_id
-        ON CONFLICT (user_id, conversation_id) DO UPDATE
-        SET read_seq = GREATEST(excluded.read_seq, user_conversations.read_seq)
+        SELECT from_id, conv, max(seq), 0 FROM planned GROUP BY from_id, conv ORDER BY conv, from_id
+        ON CONFLICT (user_id, conversation_id) DO UPDATE SET read_seq = excluded.read_seq
+        WHERE user_conversations.read_seq < excluded.read_seq
+    ), recipients AS (
+        INSERT INTO user_conversations (user_id, conversation_id, read_seq, visible_from_seq)
+        SELECT DISTINCT to_id, conv, 0::int8, 0::int8 FROM planned p
+        WHERE NOT EXISTS (SELECT 1 FROM planned s WHERE s.from_id = p.to_id AND s.conv = p.conv)
+        ON CONFLICT (user_id, conversation_id) DO NOTHING
     )
     SELECT planned.ord, msg.* FROM msg JOIN planned ON planned.conv = msg.conversation_id AND planned.seq = msg.seq"
 );
