@@ -34,9 +34,15 @@ impl SqliteStore {
                 std::fs::create_dir_all(parent)?;
             }
         }
-        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(opts.clone()).await?;
+        // (In-process connections cannot go stale: no ping to their worker thread before each use.)
+        let writer =
+            SqlitePoolOptions::new().max_connections(1).test_before_acquire(false).connect_with(opts.clone()).await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
-        let reader = SqlitePoolOptions::new().max_connections(4).connect_with(opts.read_only(true)).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .test_before_acquire(false)
+            .connect_with(opts.read_only(true))
+            .await?;
         // One committer: SQLite has one writer anyway; batching is what turns many sends into one fsync.
         let plain = Self { writer: writer.clone(), reader: reader.clone(), batcher: None, acks: None };
         let batcher = Batcher::spawn(plain.clone(), 1);
