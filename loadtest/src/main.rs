@@ -356,7 +356,8 @@ fn run_id() -> String {
     format!("lt{:x}", now_micros() % 0xffffff)
 }
 
-/// 1:1 chat. Receivers ack every message; latency is measured from the sender's clock to the receiver's.
+/// 1:1 chat. Receivers ack what they get (cumulatively, once per burst); latency is measured from the sender's clock
+/// to the receiver's.
 async fn direct(
     api: &Arc<Api>,
     pairs: usize,
