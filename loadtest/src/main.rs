@@ -571,9 +571,10 @@ async fn group(
     eprintln!("{members} members online; sending");
     let started = Instant::now();
     let mut sends = Vec::new();
+    // Open loop: each sender's interval between messages.
+    let interval = rate.map(|r| Duration::from_secs_f64(senders as f64 / r.max(1) as f64));
     for (s, sender) in users.iter().take(senders).enumerate() {
         let (api, token) = (api.clone(), sender.1.clone());
-        let interval = rate.map(|r| Duration::from_secs_f64(senders as f64 / r.max(1) as f64));
         sends.push(tokio::spawn(async move {
             let mut posts = Vec::new();
             for k in 0..messages {
