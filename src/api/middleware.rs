@@ -78,6 +78,10 @@ pub async fn limit_by_ip<E: Endpoint>(next: E, req: Request) -> poem::Result<Res
     next.call(req).await.map(IntoResponse::into_response)
 }
 
+/// The largest refused body still read to its end before the 413 (see [`limit_body`]), and for how long at most.
+const DRAIN_MAX: u64 = 4 * 1024 * 1024;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Refuses a body over `LIMIT` bytes: at once with 413 when `Content-Length` says so, and otherwise (chunked
 /// bodies) by cutting the stream at the limit, which the body parser then reports as invalid.
 /// The upload endpoint is exempt: it streams and enforces its own limits as bytes arrive.
@@ -92,11 +96,21 @@ pub async fn limit_body<const LIMIT: usize, E: Endpoint>(next: E, mut req: Reque
         .and_then(|v| v.parse::<u64>().ok());
     match declared {
         Some(n) if n > LIMIT as u64 => {
+            // Read (and drop) a body of moderate size before answering: refusing it unread makes the server
+            // close a connection with unread data, the kernel resets it, and the client sees a reset instead
+            // of this 413. Larger bodies, or ones arriving too slowly, are refused at once.
+            if n <= DRAIN_MAX {
+                use tokio::io::AsyncReadExt;
+                let mut body = req.take_body().into_async_read();
+                let _ =
+                    tokio::time::timeout(DRAIN_TIME, tokio::io::copy(&mut (&mut body).take(n), &mut tokio::io::sink()))
+                        .await;
+            }
             return Err(AppError::payload_too_large(
                 "payload_too_large",
                 format!("the request body is {n} bytes; at most {LIMIT} are accepted"),
             )
-            .into())
+            .into());
         }
         Some(_) => {}
         None => {
