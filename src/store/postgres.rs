@@ -61,8 +61,15 @@ super::sql::impl_sql_stores!(
     sqlx::Postgres,
     ids = "SELECT value::bigint FROM jsonb_array_elements_text($1::jsonb)",
     texts = "SELECT value FROM jsonb_array_elements_text($1::jsonb)",
-    direct = Some(DIRECT_SQL)
+    direct = Some(DIRECT_SQL),
+    lazy_ack = Some(LAZY_COMMIT)
 );
+
+/// Makes the transaction of a delivered-cursor write commit without waiting for its WAL flush (the
+/// transaction-local `synchronous_commit = off`; the write lands with the next flush, within 200 ms). A cursor
+/// lost to a crash in that window only means those messages are delivered again, which at-least-once allows and
+/// clients deduplicate; messages, seqs and read cursors keep fully durable commits.
+const LAZY_COMMIT: &str = "(SELECT set_config('synchronous_commit', 'off', true)) = 'off'";
 
 /// A direct text message in one statement: the friendship check and the client_msg_id check gate the seq
 /// allocation (so a refused send allocates nothing), then the message and both parties' conversation rows. The

@@ -71,7 +71,8 @@ super::sql::impl_sql_stores!(
     sqlx::Sqlite,
     ids = "SELECT value FROM json_each($1)",
     texts = "SELECT value FROM json_each($1)",
-    direct = None
+    direct = None,
+    lazy_ack = None
 );
 
 #[async_trait]
