@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 
 use super::{MessageRecord, NewMessage, StoreError, StoreResult};
 
@@ -20,13 +20,18 @@ pub(crate) trait BatchWriter: Send + Sync + 'static {
 /// Most messages in one transaction: large enough to amortise the commit, small enough that one batch does not
 /// hold conversation rows locked for long.
 const MAX_BATCH: usize = 256;
+/// A batch smaller than this waits for more sends while another batch is committing (see [`Batcher`]).
+const MIN_COMPANY: usize = 4;
 /// Sends waiting for a committer. Beyond this, senders wait (backpressure instead of unbounded memory).
 const QUEUE: usize = 4096;
 
 /// Feeds appends to at most `committers` concurrent transactions. One dispatcher task waits for a free committer
 /// slot, then takes whatever is queued (up to [`MAX_BATCH`]) as one batch and commits it on a task of its own.
 /// Under light load a batch is a single message and nothing waits; under heavy load batches grow by themselves
-/// while every slot is busy. No lock is held across an await: the queue has one reader, and the slots are a
+/// while every slot is busy; and a batch of fewer than [`MIN_COMPANY`] sends found while another batch is
+/// committing waits for more, at most until that commit ends, instead of paying a whole commit for one message
+/// (1:1 closed loop, 16 senders, one node: lone-message commits 9,400 → 2,600 in 10 s, 5,360 → 6,160 msg/s;
+/// at 1,000 msg/s nothing is in flight and nothing waits: p50 0.8–1.0 ms, p99 3.3–4.7 ms). No lock is held across an await: the queue has one reader, and the slots are a
 /// semaphore. The dispatcher ends when the last handle is dropped, after the batches in flight.
 #[derive(Clone)]
 pub(crate) struct Batcher {
@@ -37,19 +42,41 @@ impl Batcher {
     pub(crate) fn spawn<W: BatchWriter>(writer: W, committers: usize) -> Self {
         let (jobs, mut rx) = mpsc::channel::<Job>(QUEUE);
         let writer = Arc::new(writer);
-        let slots = Arc::new(Semaphore::new(committers.max(1)));
+        let committers = committers.max(1);
+        let slots = Arc::new(Semaphore::new(committers));
+        let committed = Arc::new(Notify::new());
         tokio::spawn(async move {
             loop {
                 let Ok(slot) = slots.clone().acquire_owned().await else { return };
                 let Some(first) = rx.recv().await else { return };
                 let mut batch: Vec<Job> = vec![first];
-                while batch.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(job) => batch.push(job),
-                        Err(_) => break,
+                loop {
+                    while batch.len() < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(job) => batch.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                    // Too few to be worth a commit of their own while another batch is committing: wait for
+                    // company, at most until that commit ends. An idle store never waits.
+                    let busy = slots.available_permits() + 1 < committers;
+                    if batch.len() >= MIN_COMPANY || !busy {
+                        break;
+                    }
+                    let ended = committed.notified();
+                    tokio::select! {
+                        job = rx.recv() => match job {
+                            Some(job) => batch.push(job),
+                            None => break,
+                        },
+                        _ = ended => {}
+                    }
+                    if slots.available_permits() + 1 >= committers && rx.is_empty() {
+                        break;
                     }
                 }
                 let writer = writer.clone();
+                let committed = committed.clone();
                 tokio::spawn(async move {
                     let (messages, replies): (Vec<NewMessage>, Vec<oneshot::Sender<Outcome>>) =
                         batch.into_iter().unzip();
@@ -58,6 +85,7 @@ impl Batcher {
                         let _ = reply.send(result);
                     }
                     drop(slot);
+                    committed.notify_waiters();
                 });
             }
         });
@@ -89,6 +117,12 @@ pub(crate) trait AckWriter: Send + Sync + 'static {
 /// Acks waiting to be written. An ack is a cursor move; when this many are queued, acking sessions wait.
 const ACK_QUEUE: usize = 16384;
 
+/// Shortest time between the starts of two cursor writes. Under load this turns a write per few acks into
+/// at most 200 writes a second, each carrying every cursor that moved meanwhile (the highest seq of each); an
+/// ack after a quiet spell is written at once. 5 ms is far below anything a reconnecting device could notice
+/// (a cursor not yet written only means a message is sent again).
+const ACK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// Writes delivered cursors in batches, keeping only the highest seq per cursor. Callers do not wait for the
 /// write: a lost ack (a crash before the batch commits) only means the device is sent those messages again,
 /// which the at-least-once contract allows and clients deduplicate.
@@ -103,6 +137,7 @@ impl AckBatcher {
         tokio::spawn(async move {
             let mut pending: std::collections::HashMap<AckKey, i64> = std::collections::HashMap::new();
             while let Some((k, s)) = rx.recv().await {
+                let started = tokio::time::Instant::now();
                 pending.insert(k, s);
                 while pending.len() < MAX_BATCH * 4 {
                     match rx.try_recv() {
@@ -117,6 +152,7 @@ impl AckBatcher {
                 if let Err(e) = writer.write_acks(&batch).await {
                     tracing::warn!(error = %e, acks = batch.len(), "writing delivered cursors failed; those messages may be sent again");
                 }
+                tokio::time::sleep_until(started + ACK_INTERVAL).await;
             }
         });
         Self { acks }
