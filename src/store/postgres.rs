@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use super::batch::{AckBatcher, BatchWriter, Batcher};
+use super::batch::{AckBatcher, AckKey, AckWriter, BatchWriter, Batcher};
 use super::{MessageRecord, NewMessage, StoreError, StoreHealth, StoreResult};
 
 /// A Postgres connection pool; every node of a cluster shares the database behind it.
@@ -36,7 +36,7 @@ impl PgStore {
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let plain = Self { pool: pool.clone(), batcher: None, acks: None };
         let batcher = Batcher::spawn(PgBatches(plain.clone()), COMMITTERS);
-        let acks = AckBatcher::spawn(plain);
+        let acks = AckBatcher::spawn(PgAcks(pool.clone()));
         Ok(Self { pool, batcher: Some(batcher), acks: Some(acks) })
     }
 
@@ -61,15 +61,41 @@ super::sql::impl_sql_stores!(
     sqlx::Postgres,
     ids = "SELECT value::bigint FROM jsonb_array_elements_text($1::jsonb)",
     texts = "SELECT value FROM jsonb_array_elements_text($1::jsonb)",
-    direct = Some(DIRECT_SQL),
-    lazy_ack = Some(LAZY_COMMIT)
+    direct = Some(DIRECT_SQL)
 );
 
-/// Makes the transaction of a delivered-cursor write commit without waiting for its WAL flush (the
-/// transaction-local `synchronous_commit = off`; the write lands with the next flush, within 200 ms). A cursor
-/// lost to a crash in that window only means those messages are delivered again, which at-least-once allows and
-/// clients deduplicate; messages, seqs and read cursors keep fully durable commits.
-const LAZY_COMMIT: &str = "(SELECT set_config('synchronous_commit', 'off', true)) = 'off'";
+/// Moves many delivered cursors in one statement that is prepared once (arrays in, whatever their length: a
+/// multi-row VALUES list is new SQL text for every batch size, parsed and planned again each time), and commits
+/// without waiting for its WAL flush: the transaction-local `synchronous_commit = off` (the write lands with the
+/// next flush, within 200 ms). A cursor lost to a crash in that window only means those messages are delivered
+/// again, which at-least-once allows and clients deduplicate; messages, seqs and read cursors keep fully durable
+/// commits. Rows go in key order, so concurrent writers from several nodes lock them in the same order.
+const ACKS_SQL: &str = "INSERT INTO delivery_cursors (user_id, device_id, conversation_id, delivered_seq)
+    SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::int8[])
+    WHERE (SELECT set_config('synchronous_commit', 'off', true)) = 'off'
+    ON CONFLICT (user_id, device_id, conversation_id)
+    DO UPDATE SET delivered_seq = excluded.delivered_seq
+    WHERE delivery_cursors.delivered_seq < excluded.delivered_seq";
+
+struct PgAcks(PgPool);
+
+#[async_trait]
+impl AckWriter for PgAcks {
+    async fn write_acks(&self, acks: &[(AckKey, i64)]) -> StoreResult<()> {
+        let mut sorted: Vec<&(AckKey, i64)> = acks.iter().collect();
+        sorted.sort_by(|a, b| {
+            (a.0.user, &a.0.device, &a.0.conversation).cmp(&(b.0.user, &b.0.device, &b.0.conversation))
+        });
+        sqlx::query(ACKS_SQL)
+            .bind(sorted.iter().map(|(k, _)| k.user).collect::<Vec<i64>>())
+            .bind(sorted.iter().map(|(k, _)| k.device.as_str()).collect::<Vec<&str>>())
+            .bind(sorted.iter().map(|(k, _)| k.conversation.as_str()).collect::<Vec<&str>>())
+            .bind(sorted.iter().map(|(_, s)| *s).collect::<Vec<i64>>())
+            .execute(&self.0)
+            .await?;
+        Ok(())
+    }
+}
 
 /// A direct text message in one statement: the friendship check and the client_msg_id check gate the seq
 /// allocation (so a refused send allocates nothing), then the message and both parties' conversation rows. The

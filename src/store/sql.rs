@@ -31,7 +31,7 @@ macro_rules! request_columns {
 pub(crate) use {file_columns, message_columns, request_columns, user_columns};
 
 macro_rules! impl_sql_stores {
-    ($store:ty, $db:ty, ids = $ids:literal, texts = $texts:literal, direct = $direct:expr, lazy_ack = $lazy_ack:expr) => {
+    ($store:ty, $db:ty, ids = $ids:literal, texts = $texts:literal, direct = $direct:expr) => {
         #[async_trait::async_trait]
         impl $crate::store::UserStore for $store {
             async fn create_user(&self, new: $crate::store::NewUser) -> $crate::store::StoreResult<$crate::store::UserRecord> {
@@ -559,19 +559,12 @@ macro_rules! impl_sql_stores {
                 let single = sorted.len() <= $crate::store::sql::ACK_ROWS_PER_STATEMENT;
                 let mut tx = if single { None } else { Some(self.writer().begin().await?) };
                 for chunk in sorted.chunks($crate::store::sql::ACK_ROWS_PER_STATEMENT) {
-                    let lazy: Option<&'static str> = $lazy_ack;
                     let mut q = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO delivery_cursors (user_id, device_id, conversation_id, delivered_seq) ",
                     );
-                    if lazy.is_some() {
-                        q.push("SELECT * FROM (");
-                    }
                     q.push_values(chunk, |mut row, (k, seq)| {
                         row.push_bind(k.user).push_bind(&k.device).push_bind(&k.conversation).push_bind(*seq);
                     });
-                    if let Some(lazy) = lazy {
-                        q.push(") AS v (user_id, device_id, conversation_id, delivered_seq) WHERE ").push(lazy);
-                    }
                     q.push(
                         " ON CONFLICT (user_id, device_id, conversation_id)
                          DO UPDATE SET delivered_seq = excluded.delivered_seq

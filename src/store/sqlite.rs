@@ -71,8 +71,7 @@ super::sql::impl_sql_stores!(
     sqlx::Sqlite,
     ids = "SELECT value FROM json_each($1)",
     texts = "SELECT value FROM json_each($1)",
-    direct = None,
-    lazy_ack = None
+    direct = None
 );
 
 #[async_trait]
