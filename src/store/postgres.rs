@@ -35,7 +35,7 @@ impl PgStore {
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let plain = Self { pool: pool.clone(), batcher: None, acks: None };
-        let batcher = Batcher::spawn(PgBatches(plain.clone()), COMMITTERS);
+        let batcher = Batcher::spawn(PgBatches(plain), COMMITTERS);
         let acks = AckBatcher::spawn(PgAcks(pool.clone()));
         Ok(Self { pool, batcher: Some(batcher), acks: Some(acks) })
     }
@@ -69,7 +69,7 @@ super::sql::impl_sql_stores!(
 /// without waiting for its WAL flush: the transaction-local `synchronous_commit = off` (the write lands with the
 /// next flush, within 200 ms). A cursor lost to a crash in that window only means those messages are delivered
 /// again, which at-least-once allows and clients deduplicate; messages, seqs and read cursors keep fully durable
-/// commits. Rows go in key order, so concurrent writers from several nodes lock them in the same order.
+/// commits. Rows go in [`AckKey`] order.
 const ACKS_SQL: &str = "INSERT INTO delivery_cursors (user_id, device_id, conversation_id, delivered_seq)
     SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::int8[])
     WHERE (SELECT set_config('synchronous_commit', 'off', true)) = 'off'
@@ -83,9 +83,7 @@ struct PgAcks(PgPool);
 impl AckWriter for PgAcks {
     async fn write_acks(&self, acks: &[(AckKey, i64)]) -> StoreResult<()> {
         let mut sorted: Vec<&(AckKey, i64)> = acks.iter().collect();
-        sorted.sort_by(|a, b| {
-            (a.0.user, &a.0.device, &a.0.conversation).cmp(&(b.0.user, &b.0.device, &b.0.conversation))
-        });
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
         sqlx::query(ACKS_SQL)
             .bind(sorted.iter().map(|(k, _)| k.user).collect::<Vec<i64>>())
             .bind(sorted.iter().map(|(k, _)| k.device.as_str()).collect::<Vec<&str>>())

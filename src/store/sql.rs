@@ -551,7 +551,7 @@ macro_rules! impl_sql_stores {
         impl $crate::store::batch::AckWriter for $store {
             async fn write_acks(&self, acks: &[($crate::store::batch::AckKey, i64)]) -> $crate::store::StoreResult<()> {
                 let mut sorted: Vec<&($crate::store::batch::AckKey, i64)> = acks.iter().collect();
-                sorted.sort_by(|a, b| (a.0.user, &a.0.device, &a.0.conversation).cmp(&(b.0.user, &b.0.device, &b.0.conversation)));
+                sorted.sort_by(|a, b| a.0.cmp(&b.0));
                 // One multi-row upsert per chunk instead of a round trip per cursor: a busy group produces a
                 // cursor move per member per message. Keys are unique within a batch (the batcher keeps the
                 // highest seq per cursor), as one statement may not update a row twice.
