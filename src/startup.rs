@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use crate::bus::{MemoryBus, RedisBus, SharedBus};
+use crate::bus::{MemoryBus, RedisBus, RedisWriter, SharedBus};
 use crate::config::Config;
 use crate::inbox::{DatabaseInbox, RedisInbox, SharedInbox};
 use crate::media::{LocalMedia, S3Media, SharedMedia};
@@ -89,16 +89,17 @@ impl Application {
                 let conn = ConnectionManager::new_with_config(client.clone(), manager_config)
                     .await
                     .context("connecting to Redis (GOCHAT_REDIS_URL)")?;
+                let writer = RedisWriter::start(conn.clone(), metrics.clone());
                 let (bus, task) = RedisBus::start(
                     client,
-                    conn.clone(),
+                    writer.clone(),
                     &config.redis_prefix,
                     hub.clone(),
                     metrics.clone(),
                     stop_rx.clone(),
                 );
                 background.push(task);
-                let inbox = RedisInbox::new(conn, &config.redis_prefix, db_inbox, metrics.clone());
+                let inbox = RedisInbox::new(conn, writer, &config.redis_prefix, db_inbox, metrics.clone());
                 (Arc::new(bus), Arc::new(inbox))
             }
             None => (Arc::new(MemoryBus::new(hub.clone())), Arc::new(db_inbox)),
@@ -210,6 +211,9 @@ impl Application {
     /// Serves until [`ShutdownHandle::shutdown`] is called and in-flight work has drained.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let result = self.server.await.context("server task")?;
+        // What the last requests published (and their inbox copies, on the same queue) leaves before the node
+        // goes; a Redis that does not answer in time only costs those deliveries their live path.
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.state.bus.flush()).await;
         let _ = self.stop.send(true);
         for task in self.background {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{Backend, TestEnv};
 use futures_util::StreamExt;
-use gochat::bus::{Bus, MemoryBus, RedisBus};
+use gochat::bus::{Bus, MemoryBus, RedisBus, RedisWriter};
 use gochat::config::S3Config;
 use gochat::domain::frame::ServerFrame;
 use gochat::domain::ConversationId;
@@ -31,7 +31,8 @@ async fn bus_for(env: &TestEnv) -> (Arc<dyn Bus>, Hub, watch::Sender<bool>) {
         Backend::Postgres => {
             let client = redis::Client::open(common::redis_url()).unwrap();
             let conn = redis::aio::ConnectionManager::new(client.clone()).await.unwrap();
-            let (bus, _task) = RedisBus::start(client, conn, &env.redis_prefix, hub.clone(), metrics, stop_rx);
+            let writer = RedisWriter::start(conn, metrics.clone());
+            let (bus, _task) = RedisBus::start(client, writer, &env.redis_prefix, hub.clone(), metrics, stop_rx);
             Arc::new(bus)
         }
     };
@@ -57,7 +58,8 @@ async fn inbox_for(env: &TestEnv, stores: &Stores) -> Arc<dyn Inbox> {
         Backend::Postgres => {
             let client = redis::Client::open(common::redis_url()).unwrap();
             let conn = redis::aio::ConnectionManager::new(client).await.unwrap();
-            Arc::new(RedisInbox::new(conn, &env.redis_prefix, db, Metrics::new()))
+            let writer = RedisWriter::start(conn.clone(), Metrics::new());
+            Arc::new(RedisInbox::new(conn, writer, &env.redis_prefix, db, Metrics::new()))
         }
     }
 }
@@ -182,6 +184,27 @@ backend_tests! {
         assert!(next(&mut outsider.rx).await.is_none(), "not a user who is not listed");
     }
 
+    async fn deliveries_arrive_in_the_order_they_were_published_and_a_flush_waits_for_them(backend) {
+        // Publishes are queued and pipelined (Redis); whatever their batching, one user sees them in publish
+        // order, per-user channels and the fan-out channel alike, and a flush returns only after they all left.
+        let env = TestEnv::new(backend).await;
+        let (bus, hub, _stop) = bus_for(&env).await;
+        let mut session = hub.register(42);
+        bus.subscribe(42).await;
+        let crowd: Vec<i64> = (40..60).collect();
+        for i in 0..200 {
+            let frame = ServerFrame::Typing { conversation_id: format!("g:{i}"), user_id: 1 };
+            let to = if i % 3 == 0 { &crowd[..] } else { &[42][..] };
+            bus.publish(to, &Delivery::from_frame(&frame)).await.unwrap();
+        }
+        bus.flush().await;
+        for i in 0..200 {
+            let got = next(&mut session.rx).await.unwrap_or_else(|| panic!("delivery {i} never arrived"));
+            assert!(got.contains(&format!(r#""conversation_id":"g:{i}""#)), "delivery {i} out of order: {got}");
+        }
+        assert!(next(&mut session.rx).await.is_none(), "each exactly once");
+    }
+
     async fn the_inbox_serves_group_messages_gaplessly_and_loses_none_without_its_hot_copy(backend) {
         let env = TestEnv::new(backend).await;
         let stores = Stores::open(&env.database_url, 4).await.unwrap();
@@ -203,7 +226,14 @@ backend_tests! {
         // A direct message to the same user rides along in the same read.
         let d = stores.messages.append(text(u[0], u[1], "direct")).await.unwrap();
         inbox.append(&d.recipients, &d.message).await;
+        inbox.flush().await;
         let cid = conversation.to_string();
+        if env.is_cluster() {
+            // Flushed: the hot copy holds the group's messages once (one stream for the group, not one per member).
+            let mut r = env.redis().await;
+            let len: usize = redis::cmd("XLEN").arg(format!("{}inbox:{cid}", env.redis_prefix)).query_async(&mut r).await.unwrap();
+            assert_eq!(len, 25);
+        }
         let wants = [
             Want { conversation_id: cid.clone(), after: 10, upto: 25 },
             Want { conversation_id: ConversationId::direct(u[0], u[1]).to_string(), after: 0, upto: 1 },
@@ -231,6 +261,7 @@ backend_tests! {
             let m = stores.messages.append(text(from, to, &format!("m{i}"))).await.unwrap();
             inbox.append(&m.recipients, &m.message).await;
         }
+        inbox.flush().await;
         let ab = ConversationId::direct(a, b).to_string();
         let cb = ConversationId::direct(c, b).to_string();
         let wants = vec![
@@ -263,6 +294,7 @@ backend_tests! {
                 inbox.append(&m.recipients, &m.message).await;
             }
         }
+        inbox.flush().await;
         let want = [Want { conversation_id: ConversationId::direct(u[0], u[1]).to_string(), after: 0, upto: 12 }];
         let got = inbox.read(u[1], &want, 100).await.unwrap();
         assert_eq!(got.iter().map(|m| m.seq).collect::<Vec<_>>(), (1..=12).collect::<Vec<_>>());

@@ -2,6 +2,7 @@
 
 mod memory;
 mod redis;
+mod writer;
 
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use async_trait::async_trait;
 
 pub use self::memory::MemoryBus;
 pub use self::redis::RedisBus;
+pub use self::writer::RedisWriter;
 use crate::ws::hub::Delivery;
 
 /// Publishes deliveries by user id and feeds this node's hub with those for its users.
@@ -18,13 +20,17 @@ use crate::ws::hub::Delivery;
 /// session that sees a gap, or is told to resync after a bus reconnect, catches up from the inbox.
 #[async_trait]
 pub trait Bus: Send + Sync {
-    /// Publishes one delivery to every listed user, in one round trip.
+    /// Publishes one delivery to every listed user. May return before the delivery has left this node (Redis
+    /// publishes are queued and pipelined); deliveries leave in the order they were published.
     async fn publish(&self, users: &[i64], delivery: &Arc<Delivery>) -> anyhow::Result<()>;
     /// Makes sure this node receives `user_id`'s deliveries; returns once the subscription is live (or the bus
     /// is down, in which case the reconnect resubscribes and resyncs).
     async fn subscribe(&self, user_id: i64);
     /// This node may no longer need `user_id`'s deliveries (its last socket here closed).
     fn release(&self, user_id: i64);
+    /// Returns once every delivery published before this call has left this node (or failed to). Used when a
+    /// node stops, so that what it accepted last is not left in its queue.
+    async fn flush(&self) {}
     /// False while the bus is disconnected.
     fn is_ready(&self) -> bool;
     fn name(&self) -> &'static str;

@@ -1,8 +1,8 @@
 //! The Redis bus of cluster mode: one pub/sub channel per user (`<prefix>user:<id>`), plus one channel every node
 //! listens to (`<prefix>fanout`) for deliveries to many users at once (group messages and group events). Each
 //! node keeps one subscriber connection multiplexing the channels of the users with a socket on it and the fan-out
-//! channel, and publishes through one shared multiplexed connection, pipelining a fan-out into a single round
-//! trip.
+//! channel, and publishes through the node's [`RedisWriter`], which pipelines whatever publishes and inbox appends
+//! have gathered into one round trip.
 //!
 //! Why the fan-out channel: with one channel per user, a message to a 500-member group is 500 PUBLISHes and 500
 //! copies to parse on the receiving nodes. On the fan-out channel it is one PUBLISH carrying the recipient list;
@@ -10,6 +10,11 @@
 //! which costs a cluster of N nodes N copies instead of one per member: the right trade while groups are larger
 //! than the cluster. All channels arrive on one subscriber connection, and Redis delivers a connection's messages
 //! in publish order, so a `group_removed` and the group's next message cannot swap places.
+//!
+//! A node hands the messages it publishes to its own sockets at once (see [`RedisBus::publish`]) and marks the
+//! published copy with its tag (`@<tag>` on a first line), so when that copy comes back over its subscription it is
+//! dropped unread instead of being parsed and queued on every local recipient's socket only to be skipped there
+//! as a repeated seq (for a 500-member group, 500 wasted session wake-ups per message).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,11 +23,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use redis::aio::ConnectionManager;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::Bus;
+use super::{Bus, RedisWriter};
 use crate::metrics::Metrics;
 use crate::ws::hub::{Delivery, Hub};
 
@@ -43,11 +47,12 @@ pub const FANOUT_MIN_USERS: usize = 8;
 
 pub struct RedisBus {
     prefix: Arc<str>,
+    /// This node's tag on the messages it already delivered to its own sockets (random per start).
+    tag: Arc<str>,
     hub: Hub,
-    publisher: ConnectionManager,
+    writer: RedisWriter,
     commands: mpsc::Sender<Command>,
     ready: Arc<AtomicBool>,
-    metrics: Metrics,
 }
 
 fn channel(prefix: &str, user_id: i64) -> String {
@@ -58,10 +63,19 @@ fn fanout_channel(prefix: &str) -> String {
     format!("{prefix}fanout")
 }
 
-/// The fan-out channel's payload: the recipients' ids, comma-separated, a newline, then the frame's JSON.
-fn fanout_payload(users: &[i64], json: &str) -> Vec<u8> {
+/// The first line of a payload whose message the publishing node already handed to its own sockets.
+fn origin_line(tag: &str) -> String {
+    format!("@{tag}\n")
+}
+
+/// The fan-out channel's payload: optionally the origin line, then the recipients' ids, comma-separated, a
+/// newline, then the frame's JSON.
+fn fanout_payload(origin: Option<&str>, users: &[i64], json: &str) -> Vec<u8> {
     use std::io::Write;
-    let mut out = Vec::with_capacity(users.len() * 8 + json.len() + 1);
+    let mut out = Vec::with_capacity(users.len() * 8 + json.len() + 24);
+    if let Some(tag) = origin {
+        out.extend_from_slice(origin_line(tag).as_bytes());
+    }
     for (i, u) in users.iter().enumerate() {
         let _ = write!(out, "{}{u}", if i == 0 { "" } else { "," });
     }
@@ -70,7 +84,32 @@ fn fanout_payload(users: &[i64], json: &str) -> Vec<u8> {
     out
 }
 
-/// Reads a fan-out payload back; `None` for anything malformed (then nothing is delivered from it).
+/// A per-user channel's payload: optionally the origin line, then the frame's JSON.
+fn user_payload(origin: Option<&str>, json: &str) -> Vec<u8> {
+    let mut out = origin.map(origin_line).unwrap_or_default().into_bytes();
+    out.extend_from_slice(json.as_bytes());
+    out
+}
+
+fn publish(channel: &str, payload: &[u8]) -> redis::Cmd {
+    let mut cmd = redis::cmd("PUBLISH");
+    cmd.arg(channel).arg(payload);
+    cmd
+}
+
+/// Splits off the origin line, if there is one: `(origin tag, rest)`.
+fn split_origin(payload: &[u8]) -> (Option<&[u8]>, &[u8]) {
+    if payload.first() != Some(&b'@') {
+        return (None, payload);
+    }
+    match payload.iter().position(|&b| b == b'\n') {
+        Some(end) => (Some(&payload[1..end]), &payload[end + 1..]),
+        None => (None, payload),
+    }
+}
+
+/// Reads a fan-out payload (after its origin line) back; `None` for anything malformed (then nothing is
+/// delivered from it).
 fn parse_fanout(payload: &[u8]) -> Option<(Vec<i64>, &str)> {
     let split = payload.iter().position(|&b| b == b'\n')?;
     let ids = std::str::from_utf8(&payload[..split]).ok()?;
@@ -80,10 +119,10 @@ fn parse_fanout(payload: &[u8]) -> Option<(Vec<i64>, &str)> {
 }
 
 impl RedisBus {
-    /// Starts the subscriber task (ended by `stop`); `publisher` is the node's shared Redis connection.
+    /// Starts the subscriber task (ended by `stop`); publishes go out through `writer`.
     pub fn start(
         client: redis::Client,
-        publisher: ConnectionManager,
+        writer: RedisWriter,
         prefix: &str,
         hub: Hub,
         metrics: Metrics,
@@ -92,9 +131,18 @@ impl RedisBus {
         let (commands, rx) = mpsc::channel(COMMAND_QUEUE);
         let ready = Arc::new(AtomicBool::new(false));
         let prefix: Arc<str> = prefix.into();
-        let task =
-            tokio::spawn(subscriber(client, prefix.clone(), hub.clone(), rx, ready.clone(), metrics.clone(), stop));
-        (RedisBus { prefix, hub, publisher, commands, ready, metrics }, task)
+        let tag: Arc<str> = format!("{:016x}", rand::random::<u64>()).into();
+        let task = tokio::spawn(subscriber(
+            client,
+            prefix.clone(),
+            tag.clone(),
+            hub.clone(),
+            rx,
+            ready.clone(),
+            metrics,
+            stop,
+        ));
+        (RedisBus { prefix, tag, hub, writer, commands, ready }, task)
     }
 }
 
@@ -104,25 +152,23 @@ impl Bus for RedisBus {
         if users.is_empty() {
             return Ok(());
         }
-        // Messages reach this node's own sockets at once, without the round trip through Redis; the copy that
-        // comes back over the subscription is then a duplicate seq, which sessions skip. (Only messages: other
-        // frames carry no seq to deduplicate by.)
-        if delivery.message.is_some() {
+        // Messages reach this node's own sockets at once, without the round trip through Redis, and their
+        // published copy carries this node's tag so that it is dropped when it comes back. (Only messages: other
+        // frames go the one way, through Redis, to every node alike.)
+        let origin = if delivery.message.is_some() {
             self.hub.deliver_many(users, delivery);
-        }
-        let mut pipe = redis::pipe();
-        if users.len() > FANOUT_MIN_USERS {
-            pipe.cmd("PUBLISH").arg(fanout_channel(&self.prefix)).arg(fanout_payload(users, &delivery.json)).ignore();
+            Some(&*self.tag)
         } else {
-            for &u in users {
-                pipe.cmd("PUBLISH").arg(channel(&self.prefix, u)).arg(delivery.json.as_bytes()).ignore();
-            }
-        }
-        let mut conn = self.publisher.clone();
-        pipe.query_async::<()>(&mut conn).await.map_err(|e| {
-            self.metrics.bus_errors.inc();
-            anyhow::Error::new(e).context("publishing to Redis")
-        })
+            None
+        };
+        let commands = if users.len() > FANOUT_MIN_USERS {
+            vec![publish(&fanout_channel(&self.prefix), &fanout_payload(origin, users, &delivery.json))]
+        } else {
+            let payload = user_payload(origin, &delivery.json);
+            users.iter().map(|&u| publish(&channel(&self.prefix, u), &payload)).collect()
+        };
+        self.writer.write(commands).await;
+        Ok(())
     }
 
     async fn subscribe(&self, user_id: i64) {
@@ -137,6 +183,10 @@ impl Bus for RedisBus {
         let _ = self.commands.try_send(Command::Release(user_id));
     }
 
+    async fn flush(&self) {
+        self.writer.flush().await;
+    }
+
     fn is_ready(&self) -> bool {
         self.ready.load(Ordering::SeqCst)
     }
@@ -148,9 +198,11 @@ impl Bus for RedisBus {
 
 /// The subscriber connection's life: connect, subscribe every local user, feed the hub; on loss, mark the bus
 /// not ready, reconnect with backoff, resubscribe and tell every session to resync.
+#[allow(clippy::too_many_arguments)]
 async fn subscriber(
     client: redis::Client,
     prefix: Arc<str>,
+    tag: Arc<str>,
     hub: Hub,
     mut commands: mpsc::Receiver<Command>,
     ready: Arc<AtomicBool>,
@@ -222,16 +274,21 @@ async fn subscriber(
                 _ = crate::state::until_stopped(&mut stop) => return,
                 msg = stream.next() => match msg {
                     Some(msg) => {
+                        let (origin, payload) = split_origin(msg.get_payload_bytes());
+                        if origin == Some(tag.as_bytes()) {
+                            // Already handed to this node's sockets when it was published here.
+                            continue;
+                        }
                         let name = msg.get_channel_name();
                         if name == fanout {
-                            if let Some((users, json)) = parse_fanout(msg.get_payload_bytes()) {
+                            if let Some((users, json)) = parse_fanout(payload) {
                                 // Parsed once for every listed user this node holds (none: nothing to do).
                                 if hub.has_any(&users) {
                                     hub.deliver_many(&users, &Delivery::from_json(json));
                                 }
                             }
-                        } else if let (Some(user), Ok(payload)) = (user_of(name), std::str::from_utf8(msg.get_payload_bytes())) {
-                            hub.deliver(user, &Delivery::from_json(payload));
+                        } else if let (Some(user), Ok(json)) = (user_of(name), std::str::from_utf8(payload)) {
+                            hub.deliver(user, &Delivery::from_json(json));
                         }
                     }
                     None => {
@@ -271,11 +328,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_fanout_payload_reads_back_as_its_recipients_and_frame() {
-        let payload = fanout_payload(&[3, 17, 400], r#"{"type":"message","x":"a\nb"}"#);
-        let (users, json) = parse_fanout(&payload).unwrap();
+    fn a_fanout_payload_reads_back_as_its_origin_recipients_and_frame() {
+        let payload = fanout_payload(Some("00ab"), &[3, 17, 400], r#"{"type":"message","x":"a\nb"}"#);
+        let (origin, rest) = split_origin(&payload);
+        assert_eq!(origin, Some(&b"00ab"[..]));
+        let (users, json) = parse_fanout(rest).unwrap();
         assert_eq!(users, vec![3, 17, 400]);
         assert_eq!(json, r#"{"type":"message","x":"a\nb"}"#);
+        let plain = fanout_payload(None, &[5], "{}");
+        assert_eq!(split_origin(&plain), (None, &plain[..]));
+        assert_eq!(parse_fanout(&plain).unwrap(), (vec![5], "{}"));
+    }
+
+    #[test]
+    fn a_user_payload_reads_back_as_its_origin_and_frame() {
+        let payload = user_payload(Some("ff01"), r#"{"type":"pong"}"#);
+        assert_eq!(split_origin(&payload), (Some(&b"ff01"[..]), &br#"{"type":"pong"}"#[..]));
+        let plain = user_payload(None, r#"{"type":"pong"}"#);
+        assert_eq!(split_origin(&plain), (None, &br#"{"type":"pong"}"#[..]));
     }
 
     #[test]
@@ -283,5 +353,6 @@ mod tests {
         assert!(parse_fanout(b"no newline").is_none());
         assert!(parse_fanout(b"1,x,3\n{}").is_none());
         assert!(parse_fanout(b"\n{}").is_none());
+        assert_eq!(split_origin(b"@no newline"), (None, &b"@no newline"[..]));
     }
 }

@@ -25,11 +25,14 @@ pub struct Want {
 /// copy that was trimmed, expired, wiped or never written only makes a read fall back to the database.
 #[async_trait]
 pub trait Inbox: Send + Sync {
-    /// Adds a freshly stored message to each listed user's hot copy (best effort).
+    /// Adds a freshly stored message to each listed user's hot copy (best effort; may return before the copy is
+    /// written, but a copy is queued ahead of any publish issued after this returns).
     async fn append(&self, users: &[i64], message: &MessageRecord);
     /// The messages after each want's cursor, up to its `upto`, oldest first, at most `limit` in all. Within a
     /// conversation the result is a gapless run starting right after the cursor.
     async fn read(&self, user: i64, wants: &[Want], limit: usize) -> anyhow::Result<Vec<MessageRecord>>;
+    /// Returns once every append made before this call is in the hot copy (or failed to get there).
+    async fn flush(&self) {}
     fn name(&self) -> &'static str;
 }
 

@@ -15,6 +15,7 @@ use redis::aio::ConnectionManager;
 use redis::streams::StreamRangeReply;
 
 use super::{merge, DatabaseInbox, Inbox, Want};
+use crate::bus::RedisWriter;
 use crate::metrics::Metrics;
 use crate::store::MessageRecord;
 
@@ -25,15 +26,23 @@ const STREAM_LEN: usize = 1000;
 const STREAM_TTL: Duration = Duration::from_secs(7 * 86400);
 
 pub struct RedisInbox {
+    /// For reads; appends go out through `writer`, ahead of the publishes queued after them.
     conn: ConnectionManager,
+    writer: RedisWriter,
     prefix: String,
     db: DatabaseInbox,
     metrics: Metrics,
 }
 
 impl RedisInbox {
-    pub fn new(conn: ConnectionManager, prefix: &str, db: DatabaseInbox, metrics: Metrics) -> Self {
-        Self { conn, prefix: prefix.to_string(), db, metrics }
+    pub fn new(
+        conn: ConnectionManager,
+        writer: RedisWriter,
+        prefix: &str,
+        db: DatabaseInbox,
+        metrics: Metrics,
+    ) -> Self {
+        Self { conn, writer, prefix: prefix.to_string(), db, metrics }
     }
 
     fn key(&self, user: i64) -> String {
@@ -106,16 +115,15 @@ impl Inbox for RedisInbox {
         } else {
             users.iter().map(|&u| self.key(u)).collect()
         };
-        let mut pipe = redis::pipe();
+        let mut commands = Vec::with_capacity(keys.len() * 2);
         for key in &keys {
-            pipe.cmd("XADD").arg(key).arg("MAXLEN").arg("~").arg(STREAM_LEN).arg("*").arg("m").arg(&json).ignore();
-            pipe.cmd("EXPIRE").arg(key).arg(STREAM_TTL.as_secs()).ignore();
+            let mut xadd = redis::cmd("XADD");
+            xadd.arg(key).arg("MAXLEN").arg("~").arg(STREAM_LEN).arg("*").arg("m").arg(&json);
+            let mut expire = redis::cmd("EXPIRE");
+            expire.arg(key).arg(STREAM_TTL.as_secs());
+            commands.extend([xadd, expire]);
         }
-        let mut conn = self.conn.clone();
-        if let Err(e) = pipe.query_async::<()>(&mut conn).await {
-            self.metrics.bus_errors.inc();
-            tracing::warn!(error = %e, "inbox append failed; readers fall back to the database");
-        }
+        self.writer.write(commands).await;
     }
 
     async fn read(&self, user: i64, wants: &[Want], limit: usize) -> anyhow::Result<Vec<MessageRecord>> {
@@ -135,6 +143,10 @@ impl Inbox for RedisInbox {
             }
         }
         Ok(merge(all, limit))
+    }
+
+    async fn flush(&self) {
+        self.writer.flush().await;
     }
 
     fn name(&self) -> &'static str {

@@ -173,13 +173,11 @@ impl Messaging {
         let mut message = views::message(appended.message.clone());
         message.file = file.as_ref().map(Media::info);
         let delivery = Delivery::from_frame(&ServerFrame::Message { message: message.clone() });
-        // The inbox append and the publish go out together: one pipeline each, issued at once on the shared
-        // connection, so together they cost about one round trip however many recipients. (The inbox append is
-        // issued first; a publish that still overtakes it only sends a gap-seeing reader to the database.)
-        tokio::join!(
-            self.inbox.append(&appended.recipients, &appended.message),
-            self.events.publish_delivery(&appended.recipients, &delivery),
-        );
+        // Neither waits for Redis: both are queued on the node's one write pipeline, the inbox copy ahead of the
+        // publish (a reader who sees the publish and a gap finds the copy), and the sender's reply only waits for
+        // the commit above, which is what makes the message durable.
+        self.inbox.append(&appended.recipients, &appended.message).await;
+        self.events.publish_delivery(&appended.recipients, &delivery).await;
         Ok((message, true))
     }
 
