@@ -170,6 +170,77 @@ backend_tests! {
         assert!(s.messages.messages_between(&ad.to_string(), 0, i64::MAX, 10, false).await.unwrap().is_empty());
     }
 
+    async fn concurrent_group_sends_committed_together_keep_groups_gapless_and_reach_exactly_their_members(backend) {
+        let env = TestEnv::new(backend).await;
+        let s = stores(&env).await;
+        let (a, b, c) = three(&s).await;
+        let d = s.users.create_user(new_user("dan")).await.unwrap().id;
+        let g1 = s.groups.create_group("one", a, &[b, c]).await.unwrap().id;
+        let g2 = s.groups.create_group("two", a, &[b]).await.unwrap().id;
+        let (c1, c2) = (ConversationId::group(g1), ConversationId::group(g2));
+        let stored = s.messages.append(msg(c1, b, None, Some("dup"))).await.unwrap();
+        let sorted = |mut v: Vec<i64>| {
+            v.sort();
+            v
+        };
+        // Enqueued together, so the store commits them in shared batches: two groups, a non-member, a group
+        // that does not exist, a resend of a stored client id; then the same with two sends of one new client
+        // id among them (which a batch statement cannot take; the store falls back).
+        let mut sends = Vec::new();
+        for i in 0..30 {
+            let (conv, from) = match i % 5 { 0 => (c1, a), 1 => (c1, b), 2 => (c1, c), 3 => (c2, a), _ => (c2, b) };
+            let mut m = msg(conv, from, None, None);
+            m.body = Some(format!("m{i}"));
+            sends.push(m);
+        }
+        sends.insert(4, msg(c1, d, None, None));
+        sends.insert(8, msg(ConversationId::group(999_999), a, None, None));
+        sends.insert(11, msg(c1, b, None, Some("dup")));
+        let mut twins = sends.clone();
+        twins.insert(14, msg(c2, a, None, Some("twin")));
+        twins.insert(15, msg(c2, a, None, Some("twin")));
+        let mut results = futures_util::future::join_all(sends.into_iter().map(|m| s.messages.append(m))).await;
+        let second = futures_util::future::join_all(twins.into_iter().map(|m| s.messages.append(m))).await;
+        for r in [&results, &second] {
+            assert!(matches!(r[4], Err(StoreError::NotMember)), "a non-member is refused: {:?}", r[4]);
+            assert!(matches!(r[8], Err(StoreError::NotMember)), "an unknown group is refused: {:?}", r[8]);
+            let resent = r[11].as_ref().unwrap();
+            assert!(!resent.created && resent.message.id == stored.message.id, "a stored client id returns the first");
+        }
+        let (t1, t2) = (second[14].as_ref().unwrap(), second[15].as_ref().unwrap());
+        assert_eq!(t1.message.id, t2.message.id, "one client id, one message");
+        assert_eq!(u8::from(t1.created) + u8::from(t2.created), 1);
+        results.extend(second);
+        let created: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).filter(|r| r.created).collect();
+        assert_eq!(created.len(), 61, "30 new messages twice and one of the twins");
+        for (conv, expected, members) in [(c1, 37, vec![a, b, c]), (c2, 25, vec![a, b])] {
+            let id = conv.to_string();
+            let all = s.messages.messages_between(&id, 0, i64::MAX, 100, false).await.unwrap();
+            assert_eq!(all.iter().map(|m| m.seq).collect::<Vec<_>>(), (1..=expected).collect::<Vec<_>>(), "{id} is gapless");
+            for r in created.iter().filter(|r| r.message.conversation_id == id) {
+                let row = all.iter().find(|m| m.seq == r.message.seq).unwrap();
+                assert_eq!((row.id, &row.body, row.from_user_id), (r.message.id, &r.message.body, r.message.from_user_id));
+                assert_eq!(sorted(r.recipients.clone()), sorted(members.clone()), "{id}: the members are the recipients");
+            }
+            for user in &members {
+                let uc = s.messages.user_conversation(*user, &id).await.unwrap().unwrap();
+                let own = all.iter().filter(|m| m.from_user_id == *user).map(|m| m.seq).max().unwrap_or(0);
+                assert_eq!((uc.last_seq, uc.read_seq), (expected, own), "{id} for user {user}");
+            }
+        }
+        // Every membership change shows in the next send's recipients, however the store keeps member lists.
+        s.groups.add_members(g1, &[d], 10).await.unwrap();
+        let sent = s.messages.append(msg(c1, d, None, None)).await.unwrap();
+        assert_eq!((sent.message.seq, sorted(sent.recipients)), (38, vec![a, b, c, d]));
+        assert!(s.groups.remove_member(g1, b).await.unwrap());
+        assert!(matches!(s.messages.append(msg(c1, b, None, None)).await, Err(StoreError::NotMember)));
+        assert_eq!(sorted(s.messages.append(msg(c1, c, None, None)).await.unwrap().recipients), vec![a, c, d]);
+        s.groups.dissolve(g2).await.unwrap();
+        assert!(matches!(s.messages.append(msg(c2, a, None, None)).await, Err(StoreError::NotMember)));
+        let tail = s.messages.messages_between(&c1.to_string(), 0, i64::MAX, 100, false).await.unwrap();
+        assert_eq!(tail.last().unwrap().seq, 39, "refusals allocate no seq");
+    }
+
     async fn group_membership_bounds_what_members_receive(backend) {
         let env = TestEnv::new(backend).await;
         let s = stores(&env).await;

@@ -136,10 +136,9 @@ impl Messaging {
                 // Friendship is checked by the append itself, in the same transaction that allocates the seq.
                 (ConversationId::direct(from, to), Some(to), None)
             }
-            (None, Some(group)) => {
-                self.groups.check_sender(group, from).await?;
-                (ConversationId::group(group), None, Some(group))
-            }
+            // Membership is checked by the append itself, under the lock that orders it against membership
+            // changes (a refusal is then told apart as an unknown group or a non-member below).
+            (None, Some(group)) => (ConversationId::group(group), None, Some(group)),
             _ => return Err(AppError::invalid("invalid_recipient", "give exactly one of to_user_id and group_id")),
         };
         let new = NewMessage {
@@ -158,7 +157,11 @@ impl Messaging {
                 return Err(AppError::forbidden("not_friends", "you can only message your friends"))
             }
             Err(StoreError::NotMember) => {
-                return Err(AppError::forbidden("not_group_member", "you are not a member of this group"))
+                if let Some(group) = group_id {
+                    // 404 for an unknown or dissolved group, else 403.
+                    self.groups.check_sender(group, from).await?;
+                }
+                return Err(AppError::forbidden("not_group_member", "you are not a member of this group"));
             }
             Err(StoreError::FileGone) => {
                 return Err(AppError::not_found("file_not_found", "no such file among your uploads"))

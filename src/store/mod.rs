@@ -172,6 +172,11 @@ impl NewMessage {
     pub fn is_plain_direct(&self) -> bool {
         self.to_user_id.is_some() && self.group_id.is_none() && self.file_id.is_none()
     }
+
+    /// A group message without a file, which some backends append in batches of one statement.
+    pub fn is_plain_group(&self) -> bool {
+        self.group_id.is_some() && self.to_user_id.is_none() && self.file_id.is_none()
+    }
 }
 
 /// The outcome of [`MessageStore::append`].

@@ -16,6 +16,35 @@ pub struct PgStore {
     acks: Option<AckBatcher>,
 }
 
+/// The member lists of the groups this node sent to, each with the `members_version` it was read at. A send
+/// passes the version it holds and gets the list back only when the group's version moved (see
+/// [`GROUP_MANY_SQL`]).
+#[derive(Default)]
+struct MemberCache {
+    groups: std::collections::HashMap<i64, (i64, std::sync::Arc<[i64]>)>,
+    ids: usize,
+}
+
+/// Most member ids the cache holds (8 MB); past it the cache starts again empty, and sends read lists afresh.
+const MAX_CACHED_MEMBER_IDS: usize = 1_000_000;
+
+impl MemberCache {
+    fn get(&self, group: i64) -> Option<(i64, std::sync::Arc<[i64]>)> {
+        self.groups.get(&group).cloned()
+    }
+
+    fn put(&mut self, group: i64, version: i64, members: std::sync::Arc<[i64]>) {
+        if self.ids + members.len() > MAX_CACHED_MEMBER_IDS {
+            self.groups.clear();
+            self.ids = 0;
+        }
+        self.ids += members.len();
+        if let Some((_, old)) = self.groups.insert(group, (version, members)) {
+            self.ids -= old.len();
+        }
+    }
+}
+
 /// Concurrent group-commit transactions per node. Two: one batch fills while the other waits on its commit,
 /// and batches stay large (1:1 closed loop, 16 senders, one node: 1 → 4,320 msg/s, 2 → 4,350, 4 → 4,150,
 /// as more slots mean smaller batches and more statements for the same messages).
@@ -35,7 +64,7 @@ impl PgStore {
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let plain = Self { pool: pool.clone(), batcher: None, acks: None };
-        let batcher = Batcher::spawn(PgBatches(plain), COMMITTERS);
+        let batcher = Batcher::spawn(PgBatches { store: plain, members: Default::default() }, COMMITTERS);
         let acks = AckBatcher::spawn(PgAcks(pool.clone()));
         Ok(Self { pool, batcher: Some(batcher), acks: Some(acks) })
     }
@@ -129,31 +158,221 @@ const DIRECT_SQL: &str = concat!(
     SELECT * FROM msg"
 );
 
-/// Group commit on Postgres: a batch of plain direct messages (the common case under load) is one
-/// autocommitted statement, [`DIRECT_MANY_SQL`]; anything else goes through the generic batch path.
-struct PgBatches(PgStore);
+type Outcome = StoreResult<(MessageRecord, Vec<i64>)>;
+
+/// Group commit on Postgres. A batch is split by kind: its plain direct messages are one autocommitted statement
+/// ([`DIRECT_MANY_SQL`]), its plain group messages one short transaction ([`insert_group_many`]), and anything
+/// else (media messages) goes through the generic batch path. The parts run at once, each on its own
+/// connection; they touch disjoint conversation rows (`d:` and `g:`), each part locks its rows in id order,
+/// and so does the generic path, so they cannot deadlock.
+struct PgBatches {
+    store: PgStore,
+    members: std::sync::Mutex<MemberCache>,
+}
 
 #[async_trait]
 impl BatchWriter for PgBatches {
-    async fn insert_batch(&self, batch: &[NewMessage]) -> Vec<StoreResult<(MessageRecord, Vec<i64>)>> {
-        if batch.len() > 1 && batch.iter().all(NewMessage::is_plain_direct) {
-            match insert_direct_many(&self.0.pool, batch).await {
-                Ok(results) => return results,
-                // A repeated client_msg_id inside the batch (the unique index refused the statement, which
-                // wrote nothing), or a lost race: the generic path sorts it out message by message.
-                Err(e) => tracing::debug!(error = %e, size = batch.len(), "batched direct insert fell back"),
+    async fn insert_batch(&self, batch: &[NewMessage]) -> Vec<Outcome> {
+        let (mut direct, mut group, mut rest) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, m) in batch.iter().enumerate() {
+            if m.is_plain_direct() {
+                direct.push(i);
+            } else if m.is_plain_group() {
+                group.push(i);
+            } else {
+                rest.push(i);
             }
         }
-        self.0.insert_batch(batch).await
+        let pick = |part: &[usize]| part.iter().map(|&i| batch[i].clone()).collect::<Vec<NewMessage>>();
+        let (direct_batch, group_batch, rest_batch) = (pick(&direct), pick(&group), pick(&rest));
+        let (direct_results, group_results, rest_results) = tokio::join!(
+            async {
+                if direct_batch.len() > 1 {
+                    match insert_direct_many(&self.store.pool, &direct_batch).await {
+                        Ok(results) => return results,
+                        // A repeated client_msg_id inside the batch (the unique index refused the statement,
+                        // which wrote nothing), or a lost race: the generic path sorts it out message by message.
+                        Err(e) => {
+                            tracing::debug!(error = %e, size = direct_batch.len(), "batched direct insert fell back")
+                        }
+                    }
+                }
+                self.store.insert_batch(&direct_batch).await
+            },
+            async {
+                if !group_batch.is_empty() {
+                    match insert_group_many(&self.store.pool, &self.members, &group_batch).await {
+                        Ok(results) => return results,
+                        Err(e) => {
+                            tracing::debug!(error = %e, size = group_batch.len(), "batched group insert fell back")
+                        }
+                    }
+                }
+                self.store.insert_batch(&group_batch).await
+            },
+            self.store.insert_batch(&rest_batch),
+        );
+        let mut results: Vec<Option<Outcome>> = (0..batch.len()).map(|_| None).collect();
+        for (part, outcomes) in [(direct, direct_results), (group, group_results), (rest, rest_results)] {
+            for (i, outcome) in part.into_iter().zip(outcomes) {
+                results[i] = Some(outcome);
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(StoreError::Db(sqlx::Error::Protocol("batch result missing".into())))))
+            .collect()
     }
 }
 
+/// Appends a batch of plain group messages in one transaction of two statements: the first locks the batch's
+/// conversation rows (in id order, as membership changes and every other writer lock them), the second,
+/// [`GROUP_MANY_SQL`], does the rest under a snapshot taken after the locks are held, so the membership it
+/// checks and the members it returns as recipients are exactly those at the seqs it allocates. A message
+/// without a row back was refused (the sender is not a member, the group is dissolved, or its client_msg_id is
+/// already stored; the caller looks that up). `Err` only when nothing was committed (the caller may retry the
+/// batch another way); a failed commit answers every message with its error instead.
+async fn insert_group_many(
+    pool: &PgPool,
+    cache: &std::sync::Mutex<MemberCache>,
+    batch: &[NewMessage],
+) -> StoreResult<Vec<Outcome>> {
+    use sqlx::{FromRow, Row};
+    let n = batch.len();
+    // The member lists this node holds for the batch's groups, taken now: a list the statement does not send
+    // back is the one taken here, whatever the cache does meanwhile.
+    let held: std::collections::HashMap<i64, (i64, std::sync::Arc<[i64]>)> = {
+        let cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+        batch.iter().filter_map(|m| m.group_id).filter_map(|g| cache.get(g).map(|h| (g, h))).collect()
+    };
+    let known: Vec<i64> = batch.iter().map(|m| m.group_id.and_then(|g| held.get(&g)).map_or(-1, |h| h.0)).collect();
+    let mut conversations: Vec<String> = batch.iter().map(|m| m.conversation_id.to_string()).collect();
+    let (mut group, mut from, mut kind, mut body, mut cmid) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for m in batch {
+        group.push(m.group_id.unwrap_or_default());
+        from.push(m.from_user_id);
+        kind.push(m.kind);
+        body.push(m.body.as_deref());
+        cmid.push(m.client_msg_id.as_deref());
+    }
+    let mut tx = pool.begin().await?;
+    let mut locked = conversations.clone();
+    locked.sort();
+    locked.dedup();
+    sqlx::query("SELECT 1 FROM conversations WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
+        .bind(&locked)
+        .execute(&mut *tx)
+        .await?;
+    let rows = sqlx::query(GROUP_MANY_SQL)
+        .bind(std::mem::take(&mut conversations))
+        .bind(&group)
+        .bind(&from)
+        .bind(&kind)
+        .bind(&body)
+        .bind(&cmid)
+        .bind(super::now())
+        .bind(&known)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(StoreError::classify)?;
+    let mut results: Vec<Outcome> = (0..n).map(|_| Err(StoreError::NotMember)).collect();
+    let mut fresh: Vec<(i64, i64, std::sync::Arc<[i64]>)> = Vec::new();
+    for row in rows {
+        let ord: i64 = row.try_get("ord")?;
+        let version: i64 = row.try_get("members_version")?;
+        let listed: Option<Vec<i64>> = row.try_get("members")?;
+        let message = MessageRecord::from_row(&row)?;
+        let i = usize::try_from(ord - 1).ok().filter(|&i| i < n).ok_or_else(|| {
+            StoreError::Db(sqlx::Error::Protocol(format!("batched insert returned position {ord} of {n}")))
+        })?;
+        let group = message.group_id.unwrap_or_default();
+        let members: std::sync::Arc<[i64]> = match (listed, held.get(&group)) {
+            (Some(list), _) => {
+                let list: std::sync::Arc<[i64]> = list.into();
+                fresh.push((group, version, list.clone()));
+                list
+            }
+            (None, Some((v, list))) if *v == version => list.clone(),
+            _ => {
+                return Err(StoreError::Db(sqlx::Error::Protocol(format!(
+                    "group {group}: members at version {version} neither sent nor held"
+                ))))
+            }
+        };
+        results[i] = Ok((message, members.to_vec()));
+    }
+    if let Err(e) = tx.commit().await {
+        let msg = e.to_string();
+        return Ok((0..n).map(|_| Err(StoreError::Db(sqlx::Error::Protocol(msg.clone())))).collect());
+    }
+    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+    for (group, version, list) in fresh {
+        cache.put(group, version, list);
+    }
+    Ok(results)
+}
+
+/// The second statement of [`insert_group_many`], run while the batch's conversation rows are locked. Each
+/// message is checked like a lone send (the sender is a member, which a dissolved group has none of; the
+/// client_msg_id is not yet stored); each conversation's seq moves once by its number of accepted messages,
+/// which take the seqs in arrival order; each sender's read cursor moves to their last message. Each row
+/// returned carries `ord` (the message's 1-based position in the arrays), the group's `members_version`, and
+/// `members` (the group's members, the message's recipients) unless the caller already holds them: `known` is,
+/// per message, the version of the member list the caller holds (-1 for none), and when it equals the group's
+/// version `members` is NULL. Two messages in one batch with one client_msg_id make the unique index refuse the
+/// whole statement. Parameters: arrays conversation, group, from, kind, body, client_msg_id, then now, then the
+/// array known.
+const GROUP_MANY_SQL: &str = concat!(
+    "WITH input AS (
+        SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[], $8::int8[])
+               WITH ORDINALITY AS t(conv, group_id, from_id, kind, body, cmid, known, ord)
+    ), ok AS (
+        SELECT i.*, row_number() OVER (PARTITION BY i.conv ORDER BY i.ord) AS k
+        FROM input i
+        WHERE EXISTS (SELECT 1 FROM group_members g WHERE g.group_id = i.group_id AND g.user_id = i.from_id)
+          AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.from_user_id = i.from_id AND m.client_msg_id = i.cmid)
+    ), counts AS (
+        SELECT conv, min(group_id) AS group_id, min(known) AS known, count(*) AS n FROM ok GROUP BY conv
+    ), conv AS (
+        UPDATE conversations c SET last_seq = c.last_seq + counts.n, updated_at = $7
+        FROM counts WHERE c.id = counts.conv
+        RETURNING c.id, c.last_seq, c.members_version
+    ), planned AS (
+        SELECT ok.*, conv.last_seq - counts.n + ok.k AS seq
+        FROM ok JOIN counts ON counts.conv = ok.conv JOIN conv ON conv.id = ok.conv
+    ), msg AS (
+        INSERT INTO messages (conversation_id, seq, from_user_id, to_user_id, group_id, kind, body, file_id,
+                              client_msg_id, created_at)
+        SELECT conv, seq, from_id, NULL, group_id, kind, body, NULL, cmid, $7 FROM planned ORDER BY ord
+        RETURNING ",
+    super::sql::message_columns!(),
+    "
+    ), senders AS (
+        INSERT INTO user_conversations (user_id, conversation_id, read_seq, visible_from_seq)
+        SELECT from_id, conv, max(seq), 0 FROM planned GROUP BY from_id, conv ORDER BY conv, from_id
+        ON CONFLICT (user_id, conversation_id) DO UPDATE SET read_seq = excluded.read_seq
+        WHERE user_conversations.read_seq < excluded.read_seq
+    ), members AS (
+        SELECT counts.conv, conv.members_version,
+               CASE WHEN conv.members_version = counts.known THEN NULL
+                    ELSE (SELECT array_agg(g.user_id) FROM group_members g WHERE g.group_id = counts.group_id)
+               END AS members
+        FROM counts JOIN conv ON conv.id = counts.conv
+    )
+    SELECT planned.ord, members.members_version, members.members, msg.*
+    FROM msg JOIN planned ON planned.conv = msg.conversation_id AND planned.seq = msg.seq
+             JOIN members ON members.conv = planned.conv"
+);
+
 /// Runs [`DIRECT_MANY_SQL`] for a batch of plain direct messages. A message without a row back was refused
 /// (not friends, or its client_msg_id is already stored; the caller looks that up), exactly as for a lone send.
-async fn insert_direct_many(
-    pool: &PgPool,
-    batch: &[NewMessage],
-) -> StoreResult<Vec<StoreResult<(MessageRecord, Vec<i64>)>>> {
+async fn insert_direct_many(pool: &PgPool, batch: &[NewMessage]) -> StoreResult<Vec<Outcome>> {
     use sqlx::{FromRow, Row};
     let n = batch.len();
     let (mut conv, mut from, mut to, mut low, mut high) = (
@@ -190,8 +409,7 @@ async fn insert_direct_many(
         .fetch_all(pool)
         .await
         .map_err(StoreError::classify)?;
-    let mut results: Vec<StoreResult<(MessageRecord, Vec<i64>)>> =
-        (0..n).map(|_| Err(StoreError::NotFriends)).collect();
+    let mut results: Vec<Outcome> = (0..n).map(|_| Err(StoreError::NotFriends)).collect();
     for row in rows {
         let ord: i64 = row.try_get("ord")?;
         let message = MessageRecord::from_row(&row)?;

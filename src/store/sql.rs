@@ -273,15 +273,16 @@ macro_rules! impl_sql_stores {
                 .await?)
             }
 
-            /// Locks a conversation's row until the transaction ends and returns its last seq. Every group send
-            /// locks the same row when it allocates a seq, so membership changes made under this lock are ordered
-            /// against sends: a message goes exactly to the members at its seq.
-            async fn lock_conversation(
+            /// For a membership change: locks a group conversation's row until the transaction ends, bumps its
+            /// `members_version`, and returns its last seq. Every group send locks the same row when it allocates
+            /// a seq, so membership changes made under this lock are ordered against sends: a message goes exactly
+            /// to the members at its seq. (A node that caches a group's members by version sees the bump.)
+            async fn lock_for_membership_change(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 conversation_id: &str,
             ) -> $crate::store::StoreResult<i64> {
                 let (last_seq,): (i64,) =
-                    sqlx::query_as("UPDATE conversations SET updated_at = updated_at WHERE id = $1 RETURNING last_seq")
+                    sqlx::query_as("UPDATE conversations SET members_version = members_version + 1 WHERE id = $1 RETURNING last_seq")
                         .bind(conversation_id)
                         .fetch_one(&mut **tx)
                         .await?;
@@ -321,6 +322,31 @@ macro_rules! impl_sql_stores {
                         return Err($crate::store::StoreError::Repeated);
                     }
                 }
+                // A group message: lock the group's conversation row first (membership changes lock it too), so
+                // the members read next are the members at the seq allocated after. An unknown group has no row,
+                // and a dissolved one no members: both are refused before anything is allocated.
+                let members: Option<Vec<i64>> = match group_id {
+                    Some(g) => {
+                        let locked: Option<(i64,)> =
+                            sqlx::query_as("UPDATE conversations SET updated_at = updated_at WHERE id = $1 RETURNING last_seq")
+                                .bind(&conversation_id)
+                                .fetch_optional(&mut **tx)
+                                .await?;
+                        if locked.is_none() {
+                            return Err($crate::store::StoreError::NotMember);
+                        }
+                        let members: Vec<(i64,)> = sqlx::query_as("SELECT user_id FROM group_members WHERE group_id = $1")
+                            .bind(g)
+                            .fetch_all(&mut **tx)
+                            .await?;
+                        let members: Vec<i64> = members.into_iter().map(|m| m.0).collect();
+                        if !members.contains(&new.from_user_id) {
+                            return Err($crate::store::StoreError::NotMember);
+                        }
+                        Some(members)
+                    }
+                    None => None,
+                };
                 let (seq,): (i64,) = sqlx::query_as(
                     "INSERT INTO conversations (id, kind, group_id, user_low, user_high, last_seq, created_at, updated_at)
                      VALUES ($1, $2, $3, $4, $5, 1, $6, $6)
@@ -351,19 +377,8 @@ macro_rules! impl_sql_stores {
                         return Err($crate::store::StoreError::FileGone);
                     }
                 }
-                // The members at this seq (the row lock above orders this against membership changes).
-                let recipients: Vec<i64> = match group_id {
-                    Some(g) => {
-                        let members: Vec<(i64,)> = sqlx::query_as("SELECT user_id FROM group_members WHERE group_id = $1")
-                            .bind(g)
-                            .fetch_all(&mut **tx)
-                            .await?;
-                        let members: Vec<i64> = members.into_iter().map(|m| m.0).collect();
-                        if !members.contains(&new.from_user_id) {
-                            return Err($crate::store::StoreError::NotMember);
-                        }
-                        members
-                    }
+                let recipients: Vec<i64> = match members {
+                    Some(members) => members,
                     None => vec![high.unwrap_or_default(), low.unwrap_or_default()],
                 };
                 let msg: $crate::store::MessageRecord = sqlx::query_as(
@@ -415,6 +430,9 @@ macro_rules! impl_sql_stores {
                 &self,
                 batch: &[$crate::store::NewMessage],
             ) -> Vec<$crate::store::StoreResult<($crate::store::MessageRecord, Vec<i64>)>> {
+                if batch.is_empty() {
+                    return Vec::new();
+                }
                 let now = $crate::store::now();
                 let direct: Option<&'static str> = $direct;
                 if let (Some(sql), [new]) = (direct, batch) {
@@ -820,7 +838,7 @@ macro_rules! impl_sql_stores {
                 let now = $crate::store::now();
                 let conversation = format!("g:{group}");
                 let mut tx = self.writer().begin().await?;
-                let last_seq = Self::lock_conversation(&mut tx, &conversation).await?;
+                let last_seq = Self::lock_for_membership_change(&mut tx, &conversation).await?;
                 let added: Vec<(i64,)> = sqlx::query_as(concat!(
                     "INSERT INTO group_members (group_id, user_id, role, joined_seq, joined_at)
                      SELECT $2, ids.value, 'member', $3, $4 FROM (",
@@ -861,7 +879,7 @@ macro_rules! impl_sql_stores {
             async fn remove_member(&self, group: i64, user: i64) -> $crate::store::StoreResult<bool> {
                 let conversation = format!("g:{group}");
                 let mut tx = self.writer().begin().await?;
-                let last_seq = Self::lock_conversation(&mut tx, &conversation).await?;
+                let last_seq = Self::lock_for_membership_change(&mut tx, &conversation).await?;
                 let gone: Option<(i64,)> =
                     sqlx::query_as("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2 RETURNING joined_seq")
                         .bind(group)
@@ -918,7 +936,7 @@ macro_rules! impl_sql_stores {
             async fn dissolve(&self, group: i64) -> $crate::store::StoreResult<Vec<i64>> {
                 let conversation = format!("g:{group}");
                 let mut tx = self.writer().begin().await?;
-                Self::lock_conversation(&mut tx, &conversation).await?;
+                Self::lock_for_membership_change(&mut tx, &conversation).await?;
                 sqlx::query("UPDATE chat_groups SET dissolved_at = $2 WHERE id = $1 AND dissolved_at IS NULL")
                     .bind(group)
                     .bind($crate::store::now())
