@@ -227,7 +227,10 @@ async fn connect(base: &str, token: &str, device: &str, source: Option<IpAddr>) 
     }
     let stream = socket.connect(addr).await?;
     stream.set_nodelay(true)?;
-    let (mut ws, _) = tokio_tungstenite::client_async(ws_url, stream).await?;
+    // A small read buffer, like the server's: tungstenite zero-fills the free part of its read buffer before every
+    // read, and with the default 128 KiB that memset was 15% of the generator's CPU under group fan-out.
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(8 * 1024);
+    let (mut ws, _) = tokio_tungstenite::client_async_with_config(ws_url, stream, Some(config)).await?;
     match tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
         Ok(Some(Ok(Message::Text(t)))) if t.contains("\"hello\"") => Ok(ws),
         other => bail!("no hello: {other:?}"),
@@ -498,10 +501,38 @@ async fn direct(
 }
 
 /// Per group message: (sent at, deliveries so far, last delivery at), in microseconds.
-type Seen = (u64, usize, u64);
+type Reach = (u64, usize, u64);
 
-/// Fan-out: every member online (spread over the nodes); `senders` members send `messages` each, closed loop
-/// or at `rate` messages/s in all.
+/// What one socket has of each conversation: everything up to a seq, and the few seqs past it that came ahead of
+/// their turn (a `sent` frame can overtake earlier messages); the server writes the rest in seq order.
+#[derive(Default)]
+struct Seen(HashMap<String, (i64, Vec<i64>)>);
+
+impl Seen {
+    /// Whether this message is new to the socket (and remember it).
+    fn first_time(&mut self, conversation_id: &str, seq: i64) -> bool {
+        if !self.0.contains_key(conversation_id) {
+            self.0.insert(conversation_id.to_string(), (0, Vec::new()));
+        }
+        let Some((upto, ahead)) = self.0.get_mut(conversation_id) else { return false };
+        if seq <= *upto || ahead.contains(&seq) {
+            return false;
+        }
+        if seq == *upto + 1 {
+            *upto = seq;
+            while let Some(i) = ahead.iter().position(|s| *s == *upto + 1) {
+                *upto = ahead.swap_remove(i);
+            }
+        } else {
+            ahead.push(seq);
+        }
+        true
+    }
+}
+
+/// Fan-out: every member online (spread over the nodes); `senders` members send `messages` each over their
+/// WebSocket (as the web client does), closed loop or at `rate` messages/s in all. A sender's device has its own
+/// message when the `sent` frame arrives, which counts as its delivery; `latency_accepted` is that round trip.
 async fn group(
     api: &Arc<Api>,
     members: usize,
@@ -527,37 +558,107 @@ async fn group(
     let gid = g["id"].as_i64().context("group id")?;
     let n = api.urls.len();
     let total = senders * messages;
-    let seen: Arc<Mutex<HashMap<i64, Seen>>> = Arc::default();
+    let seen: Arc<Mutex<HashMap<i64, Reach>>> = Arc::default();
     let samples = Arc::new(Mutex::new(Samples::default()));
     let delivered = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(120);
-    let mut readers = Vec::new();
+    let accept = Arc::new(Mutex::new(Samples::default()));
+    let errors = Arc::new(Errors::default());
+    // Open loop: each sender's interval between messages; senders are staggered over it, so messages are evenly
+    // spaced overall.
+    let interval = rate.map(|r| Duration::from_secs_f64(senders as f64 / r.max(1) as f64));
+    let (start, started_rx) = tokio::sync::watch::channel(None::<Instant>);
+    let sends_done = Arc::new(Mutex::new(None::<Instant>));
+    let mut tasks = Vec::new();
     for (i, u) in users.iter().enumerate() {
         let mut ws = connect(&api.urls[i % n], &u.1, "bench", None).await?;
-        let (seen, samples, delivered) = (seen.clone(), samples.clone(), delivered.clone());
-        readers.push(tokio::spawn(async move {
+        let (seen, samples, delivered, accept) = (seen.clone(), samples.clone(), delivered.clone(), accept.clone());
+        let (mut started_rx, sends_done, errors) = (started_rx.clone(), sends_done.clone(), errors.clone());
+        // The first `senders` members also send, over the same socket, as the web client does.
+        let sender = (i < senders).then_some(i);
+        tasks.push(tokio::spawn(async move {
             let mut got = 0;
             let mut mine = Vec::new();
             let mut firsts: Vec<(i64, u64, u64)> = Vec::new();
             let mut acks = Acks::default();
-            while got < total {
-                let Ok(Some(Ok(first))) = tokio::time::timeout_at(deadline.into(), ws.next()).await else {
-                    break;
-                };
-                for frame in std::iter::once(first).chain(ready_frames(&mut ws)) {
-                    let Message::Text(t) = frame else { continue };
-                    let Some(frame) = Incoming::parse(&t) else { continue };
-                    let now = now_micros();
-                    for m in frame.into_messages() {
-                        acks.add(&m.conversation_id, m.seq);
-                        let Some(ts) = m.text.as_deref().and_then(ts_of) else { continue };
-                        got += 1;
-                        delivered.fetch_add(1, Ordering::Relaxed);
-                        mine.push(now.saturating_sub(ts));
-                        firsts.push((m.id, ts, now));
+            let mut have = Seen::default();
+            // Sending: the next message's number and when it may leave (None: waiting for the start, or, in a
+            // closed loop, for the last one's `sent`).
+            let (mut k, mut next_at, mut accepted) = (0, None::<Instant>, 0);
+            let started = loop {
+                if let Some(at) = *started_rx.borrow_and_update() {
+                    break at;
+                }
+                if started_rx.changed().await.is_err() {
+                    return;
+                }
+            };
+            if let Some(s) = sender {
+                next_at = Some(match interval {
+                    Some(every) => started + every.mul_f64(s as f64 / senders as f64),
+                    None => started,
+                });
+            }
+            while got < total || sender.is_some_and(|_| accepted < messages) {
+                let send_at = next_at.unwrap_or(deadline);
+                tokio::select! {
+                    _ = tokio::time::sleep_until(send_at.into()), if next_at.is_some() && k < messages => {
+                        let s = sender.unwrap_or_default();
+                        let frame = json!({"type": "send", "message": {"group_id": gid, "type": "text",
+                            "text": format!("ts={} s={s} k={k}", now_micros())}});
+                        if ws.send(Message::Text(frame.to_string().into())).await.is_err() {
+                            break;
+                        }
+                        k += 1;
+                        next_at = interval.map(|every| started + every.mul_f64(k as f64 + s as f64 / senders as f64));
+                    }
+                    frame = tokio::time::timeout_at(deadline.into(), ws.next()) => {
+                        let Ok(Some(Ok(first))) = frame else { break };
+                        for frame in std::iter::once(first).chain(ready_frames(&mut ws)) {
+                            let Message::Text(t) = frame else { continue };
+                            let Some(frame) = Incoming::parse(&t) else { continue };
+                            let now = now_micros();
+                            if frame.kind == "error" {
+                                errors.add(format!("recv:{}", frame.code.as_deref().unwrap_or("?")));
+                                if interval.is_none() && sender.is_some() {
+                                    next_at = Some(Instant::now());
+                                }
+                                continue;
+                            }
+                            let own = frame.kind == "sent";
+                            let messages_in = if own { frame.message.into_iter().collect() } else { frame.into_messages() };
+                            for m in messages_in {
+                                // A client keeps each message once (delivery is at-least-once).
+                                if !have.first_time(&m.conversation_id, m.seq) {
+                                    continue;
+                                }
+                                // Acks are cumulative: a `sent` frame can be ahead of messages still on their way,
+                                // so only received messages are acked.
+                                if !own {
+                                    acks.add(&m.conversation_id, m.seq);
+                                }
+                                let Some(ts) = m.text.as_deref().and_then(ts_of) else { continue };
+                                // A `sent` frame is the sender's device getting its own message, accepted (durable).
+                                if own {
+                                    accepted += 1;
+                                    accept.lock().unwrap().0.push(now.saturating_sub(ts));
+                                    if interval.is_none() {
+                                        next_at = Some(Instant::now());
+                                    }
+                                    if accepted == messages {
+                                        let mut done = sends_done.lock().unwrap();
+                                        *done = Some(done.map_or(Instant::now(), |d| d.max(Instant::now())));
+                                    }
+                                }
+                                got += 1;
+                                delivered.fetch_add(1, Ordering::Relaxed);
+                                mine.push(now.saturating_sub(ts));
+                                firsts.push((m.id, ts, now));
+                            }
+                        }
+                        acks.flush(&mut ws).await;
                     }
                 }
-                acks.flush(&mut ws).await;
             }
             samples.lock().unwrap().0.extend(mine);
             let mut s = seen.lock().unwrap();
@@ -570,41 +671,12 @@ async fn group(
     }
     eprintln!("{members} members online; sending");
     let started = Instant::now();
-    let mut sends = Vec::new();
-    // Open loop: each sender's interval between messages.
-    let interval = rate.map(|r| Duration::from_secs_f64(senders as f64 / r.max(1) as f64));
-    for (s, sender) in users.iter().take(senders).enumerate() {
-        let (api, token) = (api.clone(), sender.1.clone());
-        sends.push(tokio::spawn(async move {
-            let mut posts = Vec::new();
-            for k in 0..messages {
-                let body = json!({"group_id": gid, "type": "text", "text": format!("ts={} s={s} k={k}", now_micros())});
-                match interval {
-                    None => api.post(s, "/api/messages/send", Some(&token), body).await.map(drop)?,
-                    Some(every) => {
-                        // Open loop: the next message leaves on schedule whether or not this one was accepted.
-                        let (api, token) = (api.clone(), token.clone());
-                        posts.push(tokio::spawn(async move {
-                            api.post(s, "/api/messages/send", Some(&token), body).await.map(drop)
-                        }));
-                        // (Senders are staggered over the interval, so messages are evenly spaced overall.)
-                        let at = started + every.mul_f64(k as f64 + 1.0 + s as f64 / senders as f64);
-                        tokio::time::sleep_until(at.into()).await;
-                    }
-                }
-            }
-            for p in posts {
-                p.await??;
-            }
-            anyhow::Ok(())
-        }));
+    let _ = start.send(Some(started));
+    for t in tasks {
+        let _ = t.await;
     }
-    for s in sends {
-        s.await??;
-    }
-    for r in readers {
-        let _ = r.await;
-    }
+    // Every send accepted: how long the senders took, apart from the fan-out still under way.
+    let send_seconds = sends_done.lock().unwrap().map_or(0.0, |d| (d - started).as_secs_f64());
     let elapsed = started.elapsed().as_secs_f64();
     let mut to_last = Samples::default();
     let mut complete = 0;
@@ -619,6 +691,8 @@ async fn group(
         "scenario": "group", "nodes": n, "members": members, "senders": senders, "messages": total, "rate": rate,
         "messages_reaching_every_member": complete,
         "deliveries": d, "deliveries_per_sec": d as f64 / elapsed, "seconds": elapsed,
+        "send_seconds": send_seconds, "accepted_per_sec": total as f64 / send_seconds,
+        "latency_accepted": accept.lock().unwrap().summary(), "errors": errors.to_json(),
         "latency_any_member": samples.lock().unwrap().summary(),
         "latency_to_last_member": to_last.summary(),
         "server_rss_kib": rss_kib(pids),
