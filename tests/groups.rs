@@ -274,27 +274,35 @@ backend_tests! {
         let mut x_ws = node.ws(&x.1, "d").await;
         x_ws.recv_type("sync").await;
 
+        // Messages keep coming for as long as X's membership churns (so every period has messages in it).
+        let churning = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let sender = {
-            let (node, a) = (node.clone(), a.clone());
+            let (node, a, churning) = (node.clone(), a.clone(), churning.clone());
             tokio::spawn(async move {
-                for i in 0..150 {
+                for i in 0..5000 {
+                    if !churning.load(std::sync::atomic::Ordering::SeqCst) {
+                        break;
+                    }
                     let r = send_group(&node, &a.1, gid, &format!("r{i}")).await;
                     assert_eq!(r.status, StatusCode::CREATED);
                 }
             })
         };
         let churn = {
-            let (node, owner, x) = (node.clone(), owner.clone(), x.clone());
+            let (node, owner, x, churning) = (node.clone(), owner.clone(), x.clone(), churning.clone());
             tokio::spawn(async move {
                 for _ in 0..15 {
                     node.post(&format!("/api/groups/{gid}/members"), Some(&owner.1), json!({"user_ids": [x.0]})).await;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    // Long enough for live messages to reach X: a socket's queued deliveries wait up to 20 ms
+                    // after a write (write coalescing), and a removal drops whatever is still queued.
+                    tokio::time::sleep(Duration::from_millis(40)).await;
                     node.delete(&format!("/api/groups/{gid}/members/{}", x.0), &owner.1).await;
                 }
+                churning.store(false, std::sync::atomic::Ordering::SeqCst);
             })
         };
-        sender.await.unwrap();
         churn.await.unwrap();
+        sender.await.unwrap();
         // Everything X's socket wrote must fall inside one of X's membership periods.
         let mut received = Vec::new();
         while let Some(f) = x_ws.recv_within(Duration::from_millis(700)).await {
