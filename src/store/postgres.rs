@@ -163,8 +163,9 @@ type Outcome = StoreResult<(MessageRecord, Vec<i64>)>;
 /// Group commit on Postgres. A batch is split by kind: its plain direct messages are one autocommitted statement
 /// ([`DIRECT_MANY_SQL`]), its plain group messages one short transaction ([`insert_group_many`]), and anything
 /// else (media messages) goes through the generic batch path. The parts run at once, each on its own
-/// connection; they touch disjoint conversation rows (`d:` and `g:`), each part locks its rows in id order,
-/// and so does the generic path, so they cannot deadlock.
+/// connection. The direct and group parts touch disjoint rows (`d:` and `g:`); the generic part may share a
+/// conversation with either, but every part locks its rows in id order, so two parts that meet on a row commit one
+/// after the other and never deadlock.
 struct PgBatches {
     store: PgStore,
     members: std::sync::Mutex<MemberCache>,
@@ -246,7 +247,7 @@ async fn insert_group_many(
         batch.iter().filter_map(|m| m.group_id).filter_map(|g| cache.get(g).map(|h| (g, h))).collect()
     };
     let known: Vec<i64> = batch.iter().map(|m| m.group_id.and_then(|g| held.get(&g)).map_or(-1, |h| h.0)).collect();
-    let mut conversations: Vec<String> = batch.iter().map(|m| m.conversation_id.to_string()).collect();
+    let conversations: Vec<String> = batch.iter().map(|m| m.conversation_id.to_string()).collect();
     let (mut group, mut from, mut kind, mut body, mut cmid) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -270,7 +271,7 @@ async fn insert_group_many(
         .execute(&mut *tx)
         .await?;
     let rows = sqlx::query(GROUP_MANY_SQL)
-        .bind(std::mem::take(&mut conversations))
+        .bind(conversations)
         .bind(&group)
         .bind(&from)
         .bind(&kind)
