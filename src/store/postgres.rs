@@ -124,6 +124,30 @@ impl AckWriter for PgAcks {
     }
 }
 
+/// Shared by the batch statements ([`DIRECT_MANY_SQL`], [`GROUP_MANY_SQL`]): the seq each accepted message
+/// takes (its conversation's new `last_seq`, less the conversation's count of accepted messages, plus the message's
+/// place `k` among them).
+macro_rules! planned_cte {
+    () => {
+        "planned AS (
+        SELECT ok.*, conv.last_seq - counts.n + ok.k AS seq
+        FROM ok JOIN counts ON counts.conv = ok.conv JOIN conv ON conv.id = ok.conv
+    )"
+    };
+}
+
+/// Shared by the batch statements: each sender's read cursor moves to their last message of the batch in each
+/// conversation (rows in conversation order, like every other lock taken).
+macro_rules! senders_cte {
+    () => {
+        "senders AS (
+        INSERT INTO user_conversations (user_id, conversation_id, read_seq, visible_from_seq)
+        SELECT from_id, conv, max(seq), 0 FROM planned GROUP BY from_id, conv ORDER BY conv, from_id
+        ON CONFLICT (user_id, conversation_id) DO UPDATE SET read_seq = excluded.read_seq
+        WHERE user_conversations.read_seq < excluded.read_seq"
+    };
+}
+
 /// A direct text message in one statement: the friendship check and the client_msg_id check gate the seq
 /// allocation (so a refused send allocates nothing), then the message and both parties' conversation rows. The
 /// sender has read up to their own message; the recipient's row is only created if missing (an update that
@@ -344,21 +368,18 @@ const GROUP_MANY_SQL: &str = concat!(
         UPDATE conversations c SET last_seq = c.last_seq + counts.n, updated_at = $7
         FROM counts WHERE c.id = counts.conv
         RETURNING c.id, c.last_seq, c.members_version
-    ), planned AS (
-        SELECT ok.*, conv.last_seq - counts.n + ok.k AS seq
-        FROM ok JOIN counts ON counts.conv = ok.conv JOIN conv ON conv.id = ok.conv
-    ), msg AS (
+    ), ",
+    planned_cte!(),
+    ", msg AS (
         INSERT INTO messages (conversation_id, seq, from_user_id, to_user_id, group_id, kind, body, file_id,
                               client_msg_id, created_at)
         SELECT conv, seq, from_id, NULL, group_id, kind, body, NULL, cmid, $7 FROM planned ORDER BY ord
         RETURNING ",
     super::sql::message_columns!(),
     "
-    ), senders AS (
-        INSERT INTO user_conversations (user_id, conversation_id, read_seq, visible_from_seq)
-        SELECT from_id, conv, max(seq), 0 FROM planned GROUP BY from_id, conv ORDER BY conv, from_id
-        ON CONFLICT (user_id, conversation_id) DO UPDATE SET read_seq = excluded.read_seq
-        WHERE user_conversations.read_seq < excluded.read_seq
+    ), ",
+    senders_cte!(),
+    "
     ), members AS (
         SELECT counts.conv, conv.members_version,
                CASE WHEN conv.members_version = counts.known THEN NULL
@@ -449,21 +470,18 @@ const DIRECT_MANY_SQL: &str = concat!(
         SELECT conv, 'direct', NULL, low, high, n, $9, $9 FROM counts ORDER BY conv
         ON CONFLICT (id) DO UPDATE SET last_seq = conversations.last_seq + excluded.last_seq, updated_at = $9
         RETURNING id, last_seq
-    ), planned AS (
-        SELECT ok.*, conv.last_seq - counts.n + ok.k AS seq
-        FROM ok JOIN counts ON counts.conv = ok.conv JOIN conv ON conv.id = ok.conv
-    ), msg AS (
+    ), ",
+    planned_cte!(),
+    ", msg AS (
         INSERT INTO messages (conversation_id, seq, from_user_id, to_user_id, group_id, kind, body, file_id,
                               client_msg_id, created_at)
         SELECT conv, seq, from_id, to_id, NULL, kind, body, NULL, cmid, $9 FROM planned ORDER BY ord
         RETURNING ",
     super::sql::message_columns!(),
     "
-    ), senders AS (
-        INSERT INTO user_conversations (user_id, conversation_id, read_seq, visible_from_seq)
-        SELECT from_id, conv, max(seq), 0 FROM planned GROUP BY from_id, conv ORDER BY conv, from_id
-        ON CONFLICT (user_id, conversation_id) DO UPDATE SET read_seq = excluded.read_seq
-        WHERE user_conversations.read_seq < excluded.read_seq
+    ), ",
+    senders_cte!(),
+    "
     ), recipients AS (
         INSERT INTO user_conversations (user_id, conversation_id, read_seq, visible_from_seq)
         SELECT DISTINCT to_id, conv, 0::int8, 0::int8 FROM planned p
