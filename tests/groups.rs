@@ -264,6 +264,71 @@ backend_tests! {
         }
     }
 
+    async fn a_member_acking_its_own_sends_like_the_web_client_gets_no_errors_and_loses_nothing_on_reconnect(backend) {
+        // While other messages are still on their way to B's socket, B's own send comes back at once in its `sent`
+        // frame; the web client acks that seq (cumulatively). That must not be an error, and must not move B's
+        // cursor past the messages B has not been sent yet: B drops its socket right after and gets them by sync.
+        let env = TestEnv::new(backend).await;
+        let node = Arc::new(env.node().await);
+        let u = circle(&node, 3).await;
+        let (owner, a, b) = (u[0].clone(), u[1].clone(), u[2].clone());
+        let g = node.post("/api/groups", Some(&owner.1), json!({"name": "Busy", "member_ids": [a.0, b.0]})).await;
+        let gid = g.body["id"].as_i64().unwrap();
+        let conv = format!("g:{gid}");
+        let mut b_ws = node.ws(&b.1, "web").await;
+        b_ws.recv_type("sync").await;
+        let flood = {
+            let (node, a) = (node.clone(), a.clone());
+            tokio::spawn(async move {
+                for i in 0..120 {
+                    assert_eq!(send_group(&node, &a.1, gid, &format!("a{i}")).await.status, StatusCode::CREATED);
+                }
+            })
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..30 {
+            b_ws.send(json!({"type": "send", "message": {"group_id": gid, "type": "text", "text": format!("b{i}")}})).await;
+            loop {
+                let f = b_ws.recv().await;
+                let got: Vec<i64> = match f["type"].as_str() {
+                    Some("message") | Some("sent") => vec![f["message"]["seq"].as_i64().unwrap()],
+                    Some("sync") => seqs(f["messages"].as_array().unwrap()),
+                    Some("error") => panic!("B got an error frame: {f}"),
+                    _ => continue,
+                };
+                // As web/app.js does: every message, sync batch and sent frame is acked at its highest seq.
+                b_ws.ack(&conv, *got.iter().max().unwrap()).await;
+                seen.extend(got);
+                if f["type"] == "sent" {
+                    break;
+                }
+            }
+        }
+        drop(b_ws);
+        flood.await.unwrap();
+        let total = 150;
+        let mut again = node.ws(&b.1, "web").await;
+        loop {
+            let f = again.recv().await;
+            match f["type"].as_str() {
+                Some("sync") => {
+                    let batch = seqs(f["messages"].as_array().unwrap());
+                    if let Some(last) = batch.iter().max() {
+                        again.ack(&conv, *last).await;
+                    }
+                    seen.extend(batch);
+                    if f["more"] == false {
+                        break;
+                    }
+                }
+                Some("error") => panic!("B got an error frame: {f}"),
+                _ => {}
+            }
+        }
+        let missing: Vec<i64> = (1..=total).filter(|s| !seen.contains(s)).collect();
+        assert!(missing.is_empty(), "B never got {missing:?}");
+    }
+
     async fn membership_races_never_deliver_to_a_non_member(backend) {
         let env = TestEnv::new(backend).await;
         let node = Arc::new(env.node().await);
