@@ -19,9 +19,8 @@ impl MemoryBus {
 
 #[async_trait]
 impl Bus for MemoryBus {
-    async fn publish(&self, users: &[i64], delivery: &Arc<Delivery>) -> anyhow::Result<()> {
+    async fn publish(&self, users: &[i64], delivery: &Arc<Delivery>) {
         self.hub.deliver_many(users, delivery);
-        Ok(())
     }
     async fn subscribe(&self, _user_id: i64) {}
     fn release(&self, _user_id: i64) {}

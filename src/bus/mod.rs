@@ -21,8 +21,9 @@ use crate::ws::hub::Delivery;
 #[async_trait]
 pub trait Bus: Send + Sync {
     /// Publishes one delivery to every listed user. May return before the delivery has left this node (Redis
-    /// publishes are queued and pipelined); deliveries leave in the order they were published.
-    async fn publish(&self, users: &[i64], delivery: &Arc<Delivery>) -> anyhow::Result<()>;
+    /// publishes are queued and pipelined); deliveries leave in the order they were published. Nothing is reported
+    /// back: a publish that fails is counted and logged where it fails, and is at-most-once anyway.
+    async fn publish(&self, users: &[i64], delivery: &Arc<Delivery>);
     /// Makes sure this node receives `user_id`'s deliveries; returns once the subscription is live (or the bus
     /// is down, in which case the reconnect resubscribes and resyncs).
     async fn subscribe(&self, user_id: i64);
