@@ -660,6 +660,13 @@ async fn group(
                     }
                 }
             }
+            // Out of the loop before everything arrived: the deadline passed or the socket closed.
+            if got < total {
+                errors.add("incomplete:member_missed_messages");
+            }
+            if sender.is_some() && accepted < messages {
+                errors.add("incomplete:sends_unanswered");
+            }
             samples.lock().unwrap().0.extend(mine);
             let mut s = seen.lock().unwrap();
             for (id, ts, at) in firsts {
