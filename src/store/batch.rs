@@ -193,3 +193,128 @@ impl AckBatcher {
         self.acks.send((key, seq)).await.map_err(|_| StoreError::Db(sqlx::Error::PoolClosed))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The batching policy, with a writer whose commits end when the test says so. The runtime is
+    //! single-threaded: spawned senders and the dispatcher run only while the test awaits, in the order they were
+    //! woken, so which sends make up which batch is decided by the test's steps, not by timing.
+
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::domain::ConversationId;
+
+    /// Records each batch's size as it starts committing, then holds the commit until released.
+    struct GatedWriter {
+        started: Arc<Mutex<Vec<usize>>>,
+        release: Arc<Semaphore>,
+    }
+
+    #[async_trait]
+    impl BatchWriter for GatedWriter {
+        async fn insert_batch(&self, batch: &[NewMessage]) -> Vec<Outcome> {
+            self.started.lock().unwrap().push(batch.len());
+            self.release.acquire().await.expect("gate open").forget();
+            batch.iter().map(|_| Err(StoreError::NotFriends)).collect()
+        }
+
+        fn gathers_until_commit(&self, message: &NewMessage) -> bool {
+            message.is_plain_direct()
+        }
+    }
+
+    fn direct(n: i64) -> NewMessage {
+        NewMessage {
+            conversation_id: ConversationId::Direct { low: 1, high: 2 },
+            from_user_id: 1,
+            to_user_id: Some(2),
+            group_id: None,
+            kind: "text",
+            body: Some(format!("m{n}")),
+            file_id: None,
+            client_msg_id: None,
+        }
+    }
+
+    fn group(n: i64) -> NewMessage {
+        NewMessage { conversation_id: ConversationId::Group(7), to_user_id: None, group_id: Some(7), ..direct(n) }
+    }
+
+    /// Sends each message from a task of its own, then lets every task and the dispatcher run.
+    async fn send(batcher: &Batcher, messages: Vec<NewMessage>) -> Vec<tokio::task::JoinHandle<Outcome>> {
+        let handles = messages
+            .into_iter()
+            .map(|m| {
+                let b = batcher.clone();
+                tokio::spawn(async move { b.insert(m).await })
+            })
+            .collect();
+        settle().await;
+        handles
+    }
+
+    async fn settle() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    /// Starts a batcher with two slots and puts a batch of four in the first one, held: batches are forming.
+    async fn forming(
+        first: Vec<NewMessage>,
+    ) -> (Batcher, Arc<Mutex<Vec<usize>>>, Arc<Semaphore>, Vec<tokio::task::JoinHandle<Outcome>>) {
+        let started = Arc::new(Mutex::new(Vec::new()));
+        let release = Arc::new(Semaphore::new(0));
+        let batcher = Batcher::spawn(GatedWriter { started: started.clone(), release: release.clone() }, 2);
+        let held = send(&batcher, first).await;
+        assert_eq!(*started.lock().unwrap(), vec![4], "the first four sends make one batch");
+        (batcher, started, release, held)
+    }
+
+    #[tokio::test]
+    async fn direct_sends_arriving_while_a_forming_batch_commits_wait_for_that_commit_and_leave_as_one_batch() {
+        let (batcher, started, release, mut all) = forming((0..4).map(direct).collect()).await;
+        all.extend(send(&batcher, (4..10).map(direct).collect()).await);
+        all.extend(send(&batcher, (10..12).map(direct).collect()).await);
+        assert_eq!(*started.lock().unwrap(), vec![4], "nothing else starts while the first batch commits");
+        release.add_permits(1);
+        settle().await;
+        assert_eq!(*started.lock().unwrap(), vec![4, 8], "the eight waiting sends leave together");
+        release.add_permits(1);
+        for h in all {
+            assert!(matches!(h.await.unwrap(), Err(StoreError::NotFriends)), "every send gets its own answer");
+        }
+    }
+
+    #[tokio::test]
+    async fn group_sends_arriving_while_a_forming_batch_commits_leave_once_there_are_four() {
+        let (batcher, started, release, mut all) = forming((0..4).map(group).collect()).await;
+        all.extend(send(&batcher, (4..10).map(group).collect()).await);
+        assert_eq!(*started.lock().unwrap(), vec![4, 6], "the second batch overlaps the first commit");
+        all.extend(send(&batcher, (10..12).map(group).collect()).await);
+        release.add_permits(1);
+        settle().await;
+        assert_eq!(*started.lock().unwrap(), vec![4, 6], "two sends wait for company while another batch commits");
+        release.add_permits(1);
+        settle().await;
+        assert_eq!(*started.lock().unwrap(), vec![4, 6, 2], "and leave when no other batch is committing");
+        release.add_permits(1);
+        for h in all {
+            assert!(matches!(h.await.unwrap(), Err(StoreError::NotFriends)), "every send gets its own answer");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lone_send_under_light_load_does_not_wait_for_a_commit_in_flight() {
+        let started = Arc::new(Mutex::new(Vec::new()));
+        let release = Arc::new(Semaphore::new(0));
+        let batcher = Batcher::spawn(GatedWriter { started: started.clone(), release: release.clone() }, 2);
+        let mut all = send(&batcher, vec![direct(0)]).await;
+        all.extend(send(&batcher, vec![direct(1)]).await);
+        assert_eq!(*started.lock().unwrap(), vec![1, 1], "the second send takes the free slot at once");
+        release.add_permits(2);
+        for h in all {
+            assert!(h.await.unwrap().is_err());
+        }
+    }
+}
