@@ -44,7 +44,8 @@ const QUEUE: usize = 4096;
 /// waiting for the commit, 212 µs and 7,610 msg/s, faster in 8 of the 9 pairs. Group messages leave at 4: their
 /// transaction takes four round trips, and overlapping them with the other commit's kept sends accepted within
 /// p99 16–34 ms at 400 group messages/s, where waiting gave 19–414 ms.) No lock is held across an await: the
-/// queue has one reader, and the slots are a semaphore. The dispatcher ends when the last handle is dropped, after the batches in flight.
+/// queue has one reader, and the slots are a semaphore. The dispatcher ends when the last handle is dropped,
+/// after the batches in flight.
 #[derive(Clone)]
 pub(crate) struct Batcher {
     jobs: mpsc::Sender<Job>,
