@@ -1,43 +1,60 @@
 #!/usr/bin/env bash
 # Side by side, in one run, on the same Postgres and Redis: the Socket.IO peer (../shared/peers/sio: a node with
-# @socket.io/redis-adapter and Postgres persistence) and one GoChat node in cluster mode, both driven by a 1:1
-# closed-loop workload of 16 senders; prints both results and the ratio.
+# @socket.io/redis-adapter and Postgres persistence) and one GoChat node in cluster mode, both driven by the same
+# 1:1 closed-loop workload at each sender count in SENDERS (default "16 32 64"), the two systems taking turns
+# row by row (this VM's speed drifts, so each row's ratio compares runs made seconds apart); prints every row,
+# each row's ratio, and the ratio of each system's best row (its throughput once saturated).
 #   loadtest/compare-sio.sh postgres://postgres@127.0.0.1:5432/postgres redis://127.0.0.1:6379/ [seconds]
-# Workloads: the peer's own throughput.js (16 HTTP senders, 50 receivers, no auth, no acks) against
-# gochat-loadgen direct (16 authenticated WebSocket senders to 16 friends, each message acked by its receiver).
+# Workloads: the peer's own throughput.js (S HTTP senders, 50 receivers, no auth, no acks) against
+# gochat-loadgen direct (S authenticated WebSocket senders to S friends, each message acked by its receiver).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 admin=${1:?postgres admin URL}; redis=${2:?redis URL}; secs=${3:-10}
+senders=${SENDERS:-16 32 64}
 peer_src=${SIO_PEER_DIR:-../shared/peers/sio}
 work=$(mktemp -d "${TMPDIR:-/tmp}/gochat-compare.XXXXXX")
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
 
+# Fresh databases for both, every run.
 base=${admin%/*}
-psql "$admin" -qc "CREATE DATABASE sio_peer" 2>/dev/null || true
-psql "$admin" -qc "CREATE DATABASE gochat_compare" 2>/dev/null || true
+for db in sio_peer gochat_compare; do
+  psql "$admin" -qc "DROP DATABASE IF EXISTS $db" && psql "$admin" -qc "CREATE DATABASE $db"
+done
 
 cp -r "$peer_src" "$work/sio"
 (cd "$work/sio" && npm install --no-audit --no-fund --silent)
 PORT=3001 PGURL="$base/sio_peer" REDIS_URL="$redis" node "$work/sio/server.js" >"$work/sio.log" 2>&1 &
 pids+=($!); sio_pid=$!
-sleep 2
-sio=$(cd "$work/sio" && node throughput.js 50 16 "$secs" http://127.0.0.1:3001)
-sio_rss=$(grep VmRSS /proc/$sio_pid/status | awk '{print $2}')
-kill "$sio_pid"
 
 cargo build --release -q -p gochat -p gochat-loadgen
 eval "$(loadtest/cluster.sh 1 "$base/gochat_compare" "$redis" | tail -2)"
 pids+=(${PIDS//,/ })
-gochat=$(target/release/gochat-loadgen --json --url "$URLS" --pid "$PIDS" direct --pairs 16 --inflight 1 --seconds "$secs")
+sleep 2
 
-python3 - "$sio" "$gochat" "$sio_rss" <<'PY'
+for s in $senders; do
+  (cd "$work/sio" && node throughput.js 50 "$s" "$secs" http://127.0.0.1:3001) >"$work/sio-$s.json"
+  grep VmRSS /proc/$sio_pid/status | awk '{print $2}' >"$work/sio-$s.rss"
+  target/release/gochat-loadgen --json --url "$URLS" --pid "$PIDS" direct --pairs "$s" --inflight 1 \
+    --seconds "$secs" >"$work/gochat-$s.json"
+done
+
+python3 - "$work" $senders <<'PY'
 import json, sys
-sio, go, sio_rss = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3])
-print("socket.io peer:", json.dumps(sio), f"rss {sio_rss} KiB")
-lat = go["latency"]
-print("gochat:        ", json.dumps({"msgs_per_s": round(go["delivered_per_sec"]), "p50_ms": lat["p50_ms"],
-      "p99_ms": lat["p99_ms"], "errors": go["errors"], "rss_kib": go["server_rss_kib"]}))
-print(f"ratio (gochat / socket.io): throughput {go['delivered_per_sec'] / max(1, sio['send_per_s']):.2f}x, "
-      f"p99 {lat['p99_ms'] / max(0.001, float(sio['p99_ms'])):.2f}x")
+work, counts = sys.argv[1], sys.argv[2:]
+best_sio = best_go = 0
+print(f"{'senders':>7} | {'socket.io msg/s':>15} {'p50':>6} {'p99':>6} {'RSS MiB':>7} | "
+      f"{'gochat msg/s':>12} {'p50':>6} {'p99':>6} {'RSS MiB':>7} | ratio msg/s, p99")
+for s in counts:
+    sio = json.load(open(f"{work}/sio-{s}.json"))
+    rss = int(open(f"{work}/sio-{s}.rss").read()) / 1024
+    go = json.load(open(f"{work}/gochat-{s}.json"))
+    lat, go_rate, sio_rate = go["latency"], go["delivered_per_sec"], sio["send_per_s"]
+    best_sio, best_go = max(best_sio, sio_rate), max(best_go, go_rate)
+    errors = "" if not (go["errors"] or sio["errors"]) else f"  errors: gochat {go['errors']}, socket.io {sio['errors']}"
+    print(f"{s:>7} | {sio_rate:>15,} {float(sio['p50_ms']):>6.1f} {float(sio['p99_ms']):>6.1f} {rss:>7.0f} | "
+          f"{round(go_rate):>12,} {lat['p50_ms']:>6.1f} {lat['p99_ms']:>6.1f} {go['server_rss_kib']['peak'] / 1024:>7.0f} | "
+          f"{go_rate / max(1, sio_rate):.2f}x, {lat['p99_ms'] / max(0.001, float(sio['p99_ms'])):.2f}x{errors}")
+print(f"best of each (saturated): socket.io {best_sio:,} msg/s, gochat {round(best_go):,} msg/s -> "
+      f"{best_go / max(1, best_sio):.2f}x")
 PY
