@@ -259,6 +259,9 @@ struct InMessage<'a> {
     seq: i64,
     #[serde(borrow)]
     text: Option<std::borrow::Cow<'a, str>>,
+    /// When the server stored it (RFC 3339, UTC).
+    #[serde(default, borrow)]
+    created_at: Option<std::borrow::Cow<'a, str>>,
 }
 
 impl<'a> Incoming<'a> {
@@ -324,6 +327,25 @@ fn ts_of(text: &str) -> Option<u64> {
     text.strip_prefix("ts=")?.split(' ').next()?.parse().ok()
 }
 
+/// Microseconds since the epoch of a UTC RFC 3339 time as the server writes it (`2026-11-28T23:36:38.123456Z`).
+fn micros_of_rfc3339(t: &str) -> Option<u64> {
+    let t = t.strip_suffix('Z').or_else(|| t.strip_suffix("+00:00"))?;
+    let (date, time) = t.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|x| x.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    let mut h = hms.splitn(3, ':').map(|x| x.parse::<i64>().ok());
+    let (hh, mm, ss) = (h.next()??, h.next()??, h.next()??);
+    let micros: i64 = format!("{frac:0<6}").get(..6)?.parse().ok()?;
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    u64::try_from(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000) + micros).ok()
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -376,7 +398,7 @@ async fn direct(
         api.befriend(&users[i], &users[i + pairs]).await?;
     }
     let n = api.urls.len();
-    let samples = Arc::new(Mutex::new(Samples::default()));
+    let samples = Arc::new(Mutex::new((Samples::default(), Samples::default(), Samples::default())));
     let errors = Arc::new(Errors::default());
     let delivered = Arc::new(AtomicU64::new(0));
     let accepted = Arc::new(AtomicU64::new(0));
@@ -392,7 +414,7 @@ async fn direct(
         let mut ws = connect(&api.urls[i % n], &receiver.1, "bench", None).await?;
         let (samples, errors, delivered) = (samples.clone(), errors.clone(), delivered.clone());
         tasks.push(tokio::spawn(async move {
-            let mut mine = Vec::new();
+            let (mut mine, mut to_server, mut from_server) = (Vec::new(), Vec::new(), Vec::new());
             let mut acks = Acks::default();
             while let Ok(Some(frame)) = tokio::time::timeout_at(drain.into(), ws.next()).await {
                 let Ok(first) = frame else { continue };
@@ -407,6 +429,10 @@ async fn direct(
                     for m in frame.into_messages() {
                         if let Some(ts) = m.text.as_deref().and_then(ts_of) {
                             mine.push(now.saturating_sub(ts));
+                            if let Some(stored) = m.created_at.as_deref().and_then(micros_of_rfc3339) {
+                                to_server.push(stored.saturating_sub(ts));
+                                from_server.push(now.saturating_sub(stored));
+                            }
                             delivered.fetch_add(1, Ordering::Relaxed);
                         }
                         acks.add(&m.conversation_id, m.seq);
@@ -414,7 +440,10 @@ async fn direct(
                 }
                 acks.flush(&mut ws).await;
             }
-            samples.lock().unwrap().0.extend(mine);
+            let mut samples = samples.lock().unwrap();
+            samples.0 .0.extend(mine);
+            samples.1 .0.extend(to_server);
+            samples.2 .0.extend(from_server);
         }));
     }
     let per_sender_interval = rate.map(|r| Duration::from_secs_f64(pairs as f64 / r.max(1) as f64));
@@ -494,7 +523,11 @@ async fn direct(
         "sent": sent.load(Ordering::Relaxed), "accepted": accepted.load(Ordering::Relaxed), "delivered": d,
         "accepted_per_sec": accepted.load(Ordering::Relaxed) as f64 / elapsed,
         "delivered_per_sec": d as f64 / elapsed,
-        "latency": samples.lock().unwrap().summary(),
+        "latency": samples.lock().unwrap().0.summary(),
+        // The two legs, split at the time the server stored the message (its `created_at`, taken as the
+        // message's statement starts): where a tail comes from.
+        "latency_to_stored": samples.lock().unwrap().1.summary(),
+        "latency_stored_to_recipient": samples.lock().unwrap().2.summary(),
         "errors": errors.to_json(),
         "server_rss_kib": {"before": rss_before, "peak": rss_kib(pids).map(|_| rss_peak.load(Ordering::Relaxed))},
     }))
@@ -887,4 +920,18 @@ async fn worker(
         "index": index, "connected": connected, "failed": sockets - connected, "connect_seconds": connect_seconds,
         "reconnected": reconnected, "reconnect_seconds": reconnect_seconds, "errors": errors.to_json(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::micros_of_rfc3339;
+
+    #[test]
+    fn server_times_parse_to_microseconds_since_the_epoch() {
+        assert_eq!(micros_of_rfc3339("2026-11-28T23:36:38.123456Z"), Some(1_795_908_998_123_456));
+        assert_eq!(micros_of_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(micros_of_rfc3339("2024-02-29T12:00:00.5+00:00"), Some(1_709_208_000_500_000));
+        assert_eq!(micros_of_rfc3339("2024-02-29T12:00:00.5+02:00"), None);
+        assert_eq!(micros_of_rfc3339("yesterday"), None);
+    }
 }
