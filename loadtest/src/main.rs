@@ -406,12 +406,20 @@ async fn direct(
     let rss_before = rss_kib(pids);
 
     // Receivers on node i % n, senders on node (i + 1) % n: with two nodes every message crosses the bus.
-    let mut tasks = Vec::new();
-    let end = Instant::now() + Duration::from_secs(seconds);
-    let drain = end + Duration::from_secs(5);
+    // Every socket is open before the clock starts, so the send phase is `seconds` of sending.
+    let mut receivers = Vec::with_capacity(pairs);
+    let mut senders = Vec::with_capacity(pairs);
     for i in 0..pairs {
-        let receiver = &users[i + pairs];
-        let mut ws = connect(&api.urls[i % n], &receiver.1, "bench", None).await?;
+        receivers.push(connect(&api.urls[i % n], &users[i + pairs].1, "bench", None).await?);
+    }
+    for (i, sender) in users.iter().take(pairs).enumerate() {
+        senders.push(connect(&api.urls[(i + 1) % n], &sender.1, "bench", None).await?);
+    }
+    let mut tasks = Vec::new();
+    let started = Instant::now();
+    let end = started + Duration::from_secs(seconds);
+    let drain = end + Duration::from_secs(5);
+    for mut ws in receivers {
         let (samples, errors, delivered) = (samples.clone(), errors.clone(), delivered.clone());
         tasks.push(tokio::spawn(async move {
             let (mut mine, mut to_server, mut from_server) = (Vec::new(), Vec::new(), Vec::new());
@@ -448,11 +456,8 @@ async fn direct(
     }
     let per_sender_interval = rate.map(|r| Duration::from_secs_f64(pairs as f64 / r.max(1) as f64));
     eprintln!("{pairs} pairs online; sending");
-    let started = Instant::now();
-    for i in 0..pairs {
-        let sender = users[i].clone();
+    for (i, ws) in senders.into_iter().enumerate() {
         let to = users[i + pairs].0;
-        let ws = connect(&api.urls[(i + 1) % n], &sender.1, "bench", None).await?;
         let (errors, accepted, sent) = (errors.clone(), accepted.clone(), sent.clone());
         tasks.push(tokio::spawn(async move {
             let (mut tx, mut rx) = ws.split();
