@@ -134,6 +134,15 @@ impl Samples {
     }
 }
 
+/// A 1:1 run's latencies, end to end and split at the time the server stored the message (its `created_at`,
+/// taken as the storing statement starts): which leg a tail comes from.
+#[derive(Default)]
+struct DirectSamples {
+    end_to_end: Samples,
+    to_stored: Samples,
+    stored_to_recipient: Samples,
+}
+
 #[derive(Default)]
 struct Errors(Mutex<BTreeMap<String, u64>>);
 
@@ -398,7 +407,7 @@ async fn direct(
         api.befriend(&users[i], &users[i + pairs]).await?;
     }
     let n = api.urls.len();
-    let samples = Arc::new(Mutex::new((Samples::default(), Samples::default(), Samples::default())));
+    let samples = Arc::new(Mutex::new(DirectSamples::default()));
     let errors = Arc::new(Errors::default());
     let delivered = Arc::new(AtomicU64::new(0));
     let accepted = Arc::new(AtomicU64::new(0));
@@ -449,9 +458,9 @@ async fn direct(
                 acks.flush(&mut ws).await;
             }
             let mut samples = samples.lock().unwrap();
-            samples.0 .0.extend(mine);
-            samples.1 .0.extend(to_server);
-            samples.2 .0.extend(from_server);
+            samples.end_to_end.0.extend(mine);
+            samples.to_stored.0.extend(to_server);
+            samples.stored_to_recipient.0.extend(from_server);
         }));
     }
     let per_sender_interval = rate.map(|r| Duration::from_secs_f64(pairs as f64 / r.max(1) as f64));
@@ -521,6 +530,7 @@ async fn direct(
     let _ = sampler.await;
     let elapsed = (end - started).as_secs_f64();
     let d = delivered.load(Ordering::Relaxed);
+    let mut samples = samples.lock().unwrap();
     Ok(json!({
         "scenario": "direct", "nodes": api.urls.len(), "pairs": pairs, "seconds": seconds,
         "mode": match rate { Some(r) => format!("open loop {r} msg/s"), None => format!("closed loop, {inflight} in flight per sender") },
@@ -528,11 +538,9 @@ async fn direct(
         "sent": sent.load(Ordering::Relaxed), "accepted": accepted.load(Ordering::Relaxed), "delivered": d,
         "accepted_per_sec": accepted.load(Ordering::Relaxed) as f64 / elapsed,
         "delivered_per_sec": d as f64 / elapsed,
-        "latency": samples.lock().unwrap().0.summary(),
-        // The two legs, split at the time the server stored the message (its `created_at`, taken as the
-        // message's statement starts): where a tail comes from.
-        "latency_to_stored": samples.lock().unwrap().1.summary(),
-        "latency_stored_to_recipient": samples.lock().unwrap().2.summary(),
+        "latency": samples.end_to_end.summary(),
+        "latency_to_stored": samples.to_stored.summary(),
+        "latency_stored_to_recipient": samples.stored_to_recipient.summary(),
         "errors": errors.to_json(),
         "server_rss_kib": {"before": rss_before, "peak": rss_kib(pids).map(|_| rss_peak.load(Ordering::Relaxed))},
     }))
