@@ -73,6 +73,10 @@ pub struct Config {
     pub upload_rate_per_min: u32,
     /// Upload volume allowed per user per hour, in MiB.
     pub upload_mib_per_hour: u32,
+    /// Messages a user may send per second, REST and WebSocket together (twice as many in a burst).
+    pub send_rate_per_sec: u32,
+    /// Frames a WebSocket client may send per second (twice as many in a burst).
+    pub ws_frame_rate_per_sec: u32,
 }
 
 /// The recognised keys, as environment variables; a TOML file uses the same names, either verbatim or lower-case
@@ -103,6 +107,8 @@ pub const KEYS: &[&str] = &[
     "GOCHAT_MAX_CONNECTIONS",
     "GOCHAT_UPLOAD_TTL",
     "GOCHAT_UPLOAD_RATE_PER_MIN",
+    "GOCHAT_SEND_RATE",
+    "GOCHAT_WS_FRAME_RATE",
     "GOCHAT_UPLOAD_MIB_PER_HOUR",
 ];
 
@@ -251,6 +257,8 @@ impl Config {
                 2048,
                 1..=10_000_000,
             )?,
+            send_rate_per_sec: number(get("GOCHAT_SEND_RATE"), "GOCHAT_SEND_RATE", 20, 1..=10_000_000)?,
+            ws_frame_rate_per_sec: number(get("GOCHAT_WS_FRAME_RATE"), "GOCHAT_WS_FRAME_RATE", 100, 1..=10_000_000)?,
         })
     }
 

@@ -9,6 +9,7 @@ pub mod error;
 pub mod inbox;
 pub mod media;
 pub mod metrics;
+pub mod private_fs;
 pub mod service;
 pub mod startup;
 pub mod state;

@@ -64,20 +64,22 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 impl Application {
     /// Connects every backend, applies migrations and binds the listener; serving starts at once.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
+        // Only the node's user may read what it keeps there (database, media, secrets).
+        crate::private_fs::create_dir(&config.data_dir)
+            .with_context(|| format!("creating the data dir {} (GOCHAT_DATA_DIR)", config.data_dir.display()))?;
         let stores = Stores::open(&config.database_url, config.db_pool_size)
             .await
             .with_context(|| format!("opening the database (GOCHAT_DATABASE_URL, {})", backend_name(&config)))?;
         let secret = jwt_secret(&config)?;
         let metrics = Metrics::new();
-        let limits = RateLimits::new(config.auth_rate_per_ip, config.auth_rate_per_username);
+        let limits = RateLimits::new(config.auth_rate_per_ip, config.auth_rate_per_username, config.send_rate_per_sec);
         let tokens = TokenService::new(secret.as_bytes(), config.token_ttl, stores.users.clone());
-        let accounts = Accounts::new(stores.users.clone(), PasswordHasherPool::new(), tokens, limits.clone());
         let listen = config.listen;
         let grace = config.shutdown_grace;
         let (stop, stop_rx) = watch::channel(false);
         let mut background = Vec::new();
 
-        let hub = Hub::new(metrics.clone());
+        let hub = Hub::new(metrics.clone(), tokens.versions().clone());
         let db_inbox = DatabaseInbox::new(stores.messages.clone());
         let (bus, inbox): (SharedBus, SharedInbox) = match &config.redis_url {
             Some(url) => {
@@ -121,10 +123,12 @@ impl Application {
         )
         .with_context(|| format!("creating {}/tmp (GOCHAT_DATA_DIR)", config.data_dir.display()))?;
         let events = Events::new(bus.clone());
+        let accounts =
+            Accounts::new(stores.users.clone(), PasswordHasherPool::new(), tokens, limits.clone(), events.clone());
         let friends = Friends::new(stores.users.clone(), stores.friends.clone(), events.clone());
         let groups =
             Groups::new(stores.groups.clone(), stores.friends.clone(), events.clone(), config.max_group_members);
-        let messaging = Messaging::new(stores.clone(), groups.clone(), events, inbox, metrics.clone());
+        let messaging = Messaging::new(stores.clone(), groups.clone(), events, inbox, metrics.clone(), limits.clone());
         let socket_capacity = match config.max_connections {
             Some(n) => n as usize,
             None => socket_capacity(),
@@ -141,6 +145,7 @@ impl Application {
             metrics,
             hub,
             bus,
+            routes: Arc::new(crate::api::routes::RouteTable::from_spec(&crate::api::spec_json())),
             socket_capacity,
             draining: Default::default(),
             stop: stop_rx.clone(),
@@ -248,7 +253,7 @@ fn jwt_secret(config: &Config) -> anyhow::Result<Arc<String>> {
             return Ok(Arc::new(s));
         }
     }
-    std::fs::create_dir_all(&config.data_dir)
+    crate::private_fs::create_dir(&config.data_dir)
         .with_context(|| format!("creating the data dir {} (GOCHAT_DATA_DIR)", config.data_dir.display()))?;
     let secret: String = (0..48).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
     write_private(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
@@ -258,14 +263,7 @@ fn jwt_secret(config: &Config) -> anyhow::Result<Arc<String>> {
 
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    opts.open(path)?.write_all(contents.as_bytes())
+    crate::private_fs::file_options().open(path)?.write_all(contents.as_bytes())
 }
 
 /// Every minute, drops rate-limit buckets that are full again. Ends with the node.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use crate::api::routes::RouteTable;
 use crate::bus::SharedBus;
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub hub: Hub,
     pub bus: SharedBus,
+    /// The route templates (metrics labels, `Allow` headers).
+    pub routes: Arc<RouteTable>,
     /// Most sockets this node accepts (configured, or derived from its open-file limit).
     pub socket_capacity: usize,
     pub(crate) draining: Arc<AtomicBool>,

@@ -24,7 +24,7 @@ use tokio::sync::watch;
 /// The bus of the backend set, its hub, and what keeps it running.
 async fn bus_for(env: &TestEnv) -> (Arc<dyn Bus>, Hub, watch::Sender<bool>) {
     let metrics = Metrics::new();
-    let hub = Hub::new(metrics.clone());
+    let hub = Hub::new(metrics.clone(), gochat::service::auth::TokenVersions::default());
     let (stop, stop_rx) = watch::channel(false);
     let bus: Arc<dyn Bus> = match env.backend {
         Backend::Sqlite => Arc::new(MemoryBus::new(hub.clone())),
@@ -144,9 +144,9 @@ backend_tests! {
     async fn the_bus_delivers_to_subscribed_users_only_and_each_of_their_sessions(backend) {
         let env = TestEnv::new(backend).await;
         let (bus, hub, _stop) = bus_for(&env).await;
-        let mut phone = hub.register(7);
-        let mut laptop = hub.register(7);
-        let mut other = hub.register(9);
+        let mut phone = hub.register(7, 0);
+        let mut laptop = hub.register(7, 0);
+        let mut other = hub.register(9, 0);
         bus.subscribe(7).await;
         bus.subscribe(9).await;
         let frame = ServerFrame::FriendRemoved { user_id: 1 };
@@ -169,8 +169,8 @@ backend_tests! {
         let env = TestEnv::new(backend).await;
         let (bus, hub, _stop) = bus_for(&env).await;
         let listed: Vec<i64> = (100..140).collect();
-        let mut held: Vec<_> = [100, 117, 139].iter().map(|&u| hub.register(u)).collect();
-        let mut outsider = hub.register(5);
+        let mut held: Vec<_> = [100, 117, 139].iter().map(|&u| hub.register(u, 0)).collect();
+        let mut outsider = hub.register(5, 0);
         for r in &held {
             bus.subscribe(r.user_id).await;
         }
@@ -189,7 +189,7 @@ backend_tests! {
         // order, per-user channels and the fan-out channel alike, and a flush returns only after they all left.
         let env = TestEnv::new(backend).await;
         let (bus, hub, _stop) = bus_for(&env).await;
-        let mut session = hub.register(42);
+        let mut session = hub.register(42, 0);
         bus.subscribe(42).await;
         let crowd: Vec<i64> = (40..60).collect();
         for i in 0..200 {

@@ -151,10 +151,11 @@ backend_tests! {
         a_ws.recv_type("sync").await;
         b_ws.recv_type("sync").await;
 
+        // Someone who never belonged cannot tell the group from one that does not exist.
         let r = send_group(&node, &outsider.1, gid, "let me in").await;
-        assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "not_group_member"));
+        assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "group_not_found"));
         let r = node.get(&format!("/api/messages/history?conversation_id={conv}"), &outsider.1).await;
-        assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "not_group_member"));
+        assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "group_not_found"));
 
         for i in 1..=3 {
             let r = send_group(&node, &owner.1, gid, &format!("hello {i}")).await;

@@ -16,11 +16,27 @@ use sha2::{Digest, Sha256};
 
 const BOUNDARY: &str = "gochat-test-boundary";
 
+/// A PNG chunk: length, type, data, CRC-32 of type and data.
+fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut v = (data.len() as u32).to_be_bytes().to_vec();
+    v.extend(kind);
+    v.extend(data);
+    v.extend(crc32fast::hash(&v[4..]).to_be_bytes());
+    v
+}
+
+/// A PNG of 320 × 240 whose header is valid, padded to `len` bytes with a private ancillary chunk (which
+/// decoders skip) before its image data.
 fn png(len: usize) -> Vec<u8> {
-    let mut v = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
-    v.extend(320u32.to_be_bytes());
-    v.extend(240u32.to_be_bytes());
-    v.extend((0..len.saturating_sub(v.len())).map(|i| (i * 7 % 251) as u8));
+    let mut ihdr = 320u32.to_be_bytes().to_vec();
+    ihdr.extend(240u32.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]); // 8-bit RGB, deflate, no filter, no interlace
+    let mut v = b"\x89PNG\r\n\x1a\n".to_vec();
+    v.extend(chunk(b"IHDR", &ihdr));
+    let tail = [chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]), chunk(b"IEND", &[])].concat();
+    let pad = len.saturating_sub(v.len() + tail.len() + 12);
+    v.extend(chunk(b"pADd", &(0..pad).map(|i| (i * 7 % 251) as u8).collect::<Vec<_>>()));
+    v.extend(tail);
     v
 }
 

@@ -50,17 +50,19 @@ backend_tests! {
         let r = s.friends.create_request(a, b, "hello").await.unwrap();
         assert_eq!(r.status, "pending");
         assert!(matches!(s.friends.create_request(a, b, "again").await, Err(StoreError::Conflict(_))));
-        let back = s.friends.create_request(b, a, "me too").await.unwrap();
+        assert!(
+            matches!(s.friends.create_request(b, a, "me too").await, Err(StoreError::Conflict(_))),
+            "one pending request per pair, whichever way it points (the service accepts the first instead)"
+        );
         let accepted = s.friends.accept_request(r.id).await.unwrap().unwrap();
         assert_eq!(accepted.status, "accepted");
-        assert_eq!(s.friends.request_by_id(back.id).await.unwrap().unwrap().status, "accepted", "the reverse request settles");
         assert!(s.friends.accept_request(r.id).await.unwrap().is_none(), "only a pending request is accepted");
         assert!(s.friends.are_friends(a, b).await.unwrap() && s.friends.are_friends(b, a).await.unwrap());
         assert_eq!(s.friends.friends(a).await.unwrap()[0].id, b);
         let rc = s.friends.create_request(c, a, "").await.unwrap();
         assert_eq!(s.friends.reject_request(rc.id).await.unwrap().unwrap().status, "rejected");
         assert!(!s.friends.are_friends(a, c).await.unwrap());
-        assert_eq!(s.friends.list_requests(a, true, 10).await.unwrap().len(), 2);
+        assert_eq!(s.friends.list_requests(a, true, 10).await.unwrap().len(), 1);
         assert_eq!(s.friends.list_requests(a, false, 10).await.unwrap().len(), 1);
         assert!(s.friends.remove_friendship(b, a).await.unwrap());
         assert!(!s.friends.are_friends(a, b).await.unwrap() && !s.friends.are_friends(b, a).await.unwrap());
@@ -168,6 +170,43 @@ backend_tests! {
             }
         }
         assert!(s.messages.messages_between(&ad.to_string(), 0, i64::MAX, 10, false).await.unwrap().is_empty());
+    }
+
+    async fn a_send_the_database_refuses_fails_alone_and_never_takes_its_batch_with_it(backend) {
+        // U+0000 is refused at the edge; here it reaches the store directly, as any statement the database
+        // refuses would, in the middle of concurrent sends that the store commits in shared batches.
+        let env = TestEnv::new(backend).await;
+        let s = stores(&env).await;
+        let (a, b, c) = three(&s).await;
+        befriend(&s, a, b).await;
+        let g = s.groups.create_group("g", a, &[b, c]).await.unwrap().id;
+        for round in 0..3 {
+            let mut sends = Vec::new();
+            for i in 0..60 {
+                let mut m = match i % 3 {
+                    0 => msg(ConversationId::direct(a, b), a, Some(b), None),
+                    1 => msg(ConversationId::direct(a, b), b, Some(a), Some(&format!("r{round}c{i}"))),
+                    _ => msg(ConversationId::group(g), c, None, None),
+                };
+                m.body = Some(if i == 30 + round { "poison\u{0}".into() } else { format!("innocent {round}/{i}") });
+                sends.push(m);
+            }
+            let results = futures_util::future::join_all(sends.into_iter().map(|m| s.messages.append(m))).await;
+            for (i, r) in results.iter().enumerate() {
+                if i != 30 + round {
+                    assert!(r.as_ref().is_ok_and(|r| r.created), "round {round}: innocent send {i} failed: {r:?}");
+                }
+            }
+        }
+        // Whatever the poisoned ones did, every conversation is gapless and holds every innocent message.
+        // (Poison was sent at i = 30, 31, 32: twice in the direct conversation, once in the group.)
+        for (conv, innocent) in [(ConversationId::direct(a, b).to_string(), 118), (format!("g:{g}"), 59)] {
+            let all = s.messages.messages_between(&conv, 0, i64::MAX, 200, false).await.unwrap();
+            let seqs: Vec<i64> = all.iter().map(|m| m.seq).collect();
+            assert_eq!(seqs, (1..=all.len() as i64).collect::<Vec<_>>(), "{conv} is gapless");
+            let kept = all.iter().filter(|m| m.body.as_deref().is_some_and(|b| b.starts_with("innocent"))).count();
+            assert_eq!(kept, innocent, "{conv}");
+        }
     }
 
     async fn concurrent_group_sends_committed_together_keep_groups_gapless_and_reach_exactly_their_members(backend) {

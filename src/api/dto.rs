@@ -3,24 +3,26 @@
 use chrono::{DateTime, Utc};
 use poem_openapi::Object;
 
+use crate::domain::schema::{fields, Str};
+
 pub use crate::domain::model::{User, UserSummary};
 
 #[derive(Debug, Object)]
 pub struct RegisterRequest {
     /// 3–32 of `[A-Za-z0-9_.-]`, unique case-insensitively.
-    pub username: String,
+    pub username: Str<fields::Username>,
     /// 8–128 characters.
-    pub password: String,
-    /// 1–64 characters.
-    pub nickname: String,
+    pub password: Str<fields::Password>,
+    /// 1–64 characters, something visible, no control characters.
+    pub nickname: Str<fields::Name>,
     /// 0 male (default), 1 female.
     pub sex: Option<i64>,
 }
 
 #[derive(Debug, Object)]
 pub struct LoginRequest {
-    pub username: String,
-    pub password: String,
+    pub username: Str<fields::LoginName>,
+    pub password: Str<fields::PasswordAttempt>,
 }
 
 #[derive(Debug, Object)]
@@ -31,24 +33,33 @@ pub struct LoginReply {
     pub user: User,
 }
 
+/// A one-time WebSocket ticket: pass it as `/ws?token=<ticket>` within 30 s; it works once.
+#[derive(Debug, Object)]
+pub struct WsTicket {
+    /// 43 characters of base64url.
+    pub ticket: String,
+    pub expires_at: DateTime<Utc>,
+}
+
 #[derive(Debug, Object)]
 pub struct UpdateProfileRequest {
-    pub nickname: Option<String>,
+    /// 1–64 characters, something visible, no control characters.
+    pub nickname: Option<Str<fields::Name>>,
     pub sex: Option<i64>,
 }
 
 #[derive(Debug, Object)]
 pub struct ChangePasswordRequest {
-    pub old_password: String,
+    pub old_password: Str<fields::PasswordAttempt>,
     /// 8–128 characters.
-    pub new_password: String,
+    pub new_password: Str<fields::Password>,
 }
 
 #[derive(Debug, Object)]
 pub struct FriendRequestBody {
     pub to_user_id: i64,
     /// An optional note, up to 200 characters.
-    pub message: Option<String>,
+    pub message: Option<Str<fields::Note>>,
 }
 
 #[derive(Debug, Object)]
@@ -63,7 +74,7 @@ pub struct AcceptedFriend {
 
 #[derive(Debug, Object)]
 pub struct ReadBody {
-    pub conversation_id: String,
+    pub conversation_id: Str<fields::ConversationId>,
     /// Everything up to and including this seq has been read.
     pub seq: i64,
 }

@@ -52,7 +52,9 @@ impl FriendsApi {
         body: Json<FriendRequestBody>,
     ) -> Result<Created, AppError> {
         let body = body.0;
-        Ok(Created::Request(Json(state.friends.request(auth.user_id(), body.to_user_id, body.message).await?)))
+        Ok(Created::Request(Json(
+            state.friends.request(auth.user_id(), body.to_user_id, body.message.as_deref()).await?,
+        )))
     }
 
     /// Friend requests to (`incoming`, the default) or from (`outgoing`) the caller, newest first.

@@ -8,6 +8,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use super::auth::BearerAuth;
 use super::ApiTags;
 use crate::domain::model::{Group, GroupRole};
+use crate::domain::schema::{fields, Str};
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -15,15 +16,16 @@ pub struct GroupsApi;
 
 #[derive(Debug, Object)]
 struct CreateGroup {
-    /// 1–64 characters.
-    name: String,
+    /// 1–64 characters, something visible, no control characters.
+    name: Str<fields::Name>,
     /// Friends of the creator to add as members.
     member_ids: Option<Vec<i64>>,
 }
 
 #[derive(Debug, Object)]
 struct RenameGroup {
-    name: String,
+    /// 1–64 characters, something visible, no control characters.
+    name: Str<fields::Name>,
 }
 
 #[derive(Debug, Object)]

@@ -1,15 +1,16 @@
-//! What every request passes through: a request id and tracing span, metrics, the JSON error mapping, and the
-//! per-IP rate limit of the credential endpoints.
+//! What every request passes through: a request id and tracing span, metrics by route template, the JSON error
+//! mapping, HTTP's own answers (304, `HEAD`, `Allow`), the security headers, and the per-IP rate limit of the
+//! credential endpoints.
 
 use std::net::IpAddr;
 use std::time::Instant;
 
-use poem::http::HeaderValue;
-use poem::{Endpoint, IntoResponse, Request, Response};
+use poem::http::{header, HeaderValue, Method, StatusCode};
+use poem::{Body, Endpoint, IntoResponse, Request, Response};
 use tracing::Instrument;
 
+use super::routes::Matched;
 use crate::error::AppError;
-use crate::metrics::route_label;
 use crate::state::AppState;
 
 const REQUEST_ID: &str = "x-request-id";
@@ -21,26 +22,57 @@ fn incoming_request_id(req: &Request) -> Option<String> {
         .then(|| v.to_string())
 }
 
-/// Wraps every request: tags it with a request id (echoed in `x-request-id`), logs it in a span, records its
-/// metrics, and turns any error — the node's own or one poem raised before a handler ran — into the one JSON
-/// error shape.
-pub async fn observe<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+/// The pages a browser renders (the web client) may load their own scripts, styles and media, talk to this
+/// origin's API and WebSocket, and be framed by nobody.
+const APP_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; \
+                       media-src 'self' blob:; connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; \
+                       form-action 'self'; frame-ancestors 'none'";
+/// Swagger UI (`/docs`) ships its script and styles inline, so they are allowed there and nowhere else.
+const DOCS_CSP: &str = "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; \
+                        img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+                        frame-ancestors 'none'";
+
+/// Wraps every request: tags it with a request id (echoed in `x-request-id`), logs it in a span (the path,
+/// never the query, which may carry a token), records its metrics under its route template, and turns any
+/// error — the node's own or one poem raised before a handler ran — into the one JSON error shape. What HTTP
+/// answers itself passes through as HTTP says: a `304 Not Modified` stays a 304, `HEAD` is answered as `GET`
+/// without the body, and a 405 names the allowed methods in `Allow`. Every response gets the security headers.
+pub async fn observe<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Response> {
     let started = Instant::now();
     let state = req.data::<AppState>().cloned();
     let request_id = incoming_request_id(&req).unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
-    let method = req.method().to_string();
+    let method = req.method().clone();
     let path = req.uri().path().to_string();
     let span = tracing::info_span!("request", request_id = %request_id, method = %method, path = %path);
+    let head = method == Method::HEAD;
+    if head {
+        req.set_method(Method::GET);
+    }
 
     let mut resp = match next.call(req).instrument(span.clone()).await {
         Ok(r) => r.into_response(),
+        // A 1xx–3xx "error" is an answer HTTP defines (poem's static files say 304 this way), not a failure.
+        Err(e) if !e.status().is_client_error() && !e.status().is_server_error() => e.into_response(),
         Err(e) => span.in_scope(|| AppError::from_poem(e).to_response()),
     };
+    if let Some(state) = &state {
+        if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
+            if let Matched::Route { methods, .. } = state.routes.find(&path) {
+                let allow = methods.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+                if let Ok(v) = HeaderValue::from_str(&allow) {
+                    resp.headers_mut().insert(header::ALLOW, v);
+                }
+            }
+        }
+    }
+    if head {
+        resp.set_body(Body::empty());
+    }
+    security_headers(&path, &mut resp);
     let status = resp.status().as_u16();
     let elapsed = started.elapsed();
     if let Some(state) = &state {
-        let route = if status == 404 || status == 405 { "unmatched".to_string() } else { route_label(&path) };
-        state.metrics.observe_http(&route, &method, status, elapsed.as_secs_f64());
+        state.metrics.observe_http(state.routes.label(&path), method.as_str(), status, elapsed.as_secs_f64());
     }
     span.in_scope(|| {
         tracing::debug!(status, elapsed_ms = elapsed.as_secs_f64() * 1000.0, "request finished");
@@ -49,6 +81,20 @@ pub async fn observe<E: Endpoint>(next: E, req: Request) -> poem::Result<Respons
         resp.headers_mut().insert(REQUEST_ID, v);
     }
     Ok(resp)
+}
+
+/// `nosniff` and no referrer everywhere; no framing anywhere; a content security policy on the pages.
+fn security_headers(path: &str, resp: &mut Response) {
+    let headers = resp.headers_mut();
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    let html =
+        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/html"));
+    if html || path == "/" || path.starts_with("/web") || path.starts_with("/docs") {
+        let csp = if path.starts_with("/docs") { DOCS_CSP } else { APP_CSP };
+        headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
+    }
 }
 
 /// The client's address: the socket peer, or the first `X-Forwarded-For` hop when the node is configured to

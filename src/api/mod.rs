@@ -9,6 +9,7 @@ mod groups;
 mod health;
 mod messages;
 pub mod middleware;
+pub mod routes;
 mod user;
 
 use poem_openapi::{OpenApiService, Tags};

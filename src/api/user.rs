@@ -1,16 +1,16 @@
 //! `/api/user/*` and `/api/users/search`: accounts.
 
 use poem::web::Data;
-use poem::{Endpoint, EndpointExt};
+use poem::{Endpoint, EndpointExt, Request};
 use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 
 use super::auth::BearerAuth;
 use super::dto::{
-    ChangePasswordRequest, LoginReply, LoginRequest, RegisterRequest, UpdateProfileRequest, User, UserSummary,
+    ChangePasswordRequest, LoginReply, LoginRequest, RegisterRequest, UpdateProfileRequest, User, UserSummary, WsTicket,
 };
-use super::middleware::limit_by_ip;
+use super::middleware::{client_ip, limit_by_ip};
 use super::ApiTags;
 use crate::domain::{Nickname, Password, Sex, Username};
 use crate::error::AppError;
@@ -24,6 +24,13 @@ enum Created {
     /// The new account.
     #[oai(status = 201)]
     User(Json<User>),
+}
+
+#[derive(ApiResponse)]
+enum TicketCreated {
+    /// The ticket; it works once, within 30 s.
+    #[oai(status = 201)]
+    Ticket(Json<WsTicket>),
 }
 
 #[derive(ApiResponse)]
@@ -54,9 +61,31 @@ impl UserApi {
 
     /// Exchange username and password for a token.
     #[oai(path = "/api/user/login", method = "post", operation_id = "login", transform = "ip_limited")]
-    async fn login(&self, state: Data<&AppState>, body: Json<LoginRequest>) -> Result<Json<LoginReply>, AppError> {
-        let out = state.accounts.login(&body.username, &body.password).await?;
+    async fn login(
+        &self,
+        req: &Request,
+        state: Data<&AppState>,
+        body: Json<LoginRequest>,
+    ) -> Result<Json<LoginReply>, AppError> {
+        let client = client_ip(req, state.config.trust_forwarded_for);
+        let out = state.accounts.login(&body.username, &body.password, client).await?;
         Ok(Json(LoginReply { token: out.token, expires_at: out.expires_at, user: out.user.into() }))
+    }
+
+    /// A fresh token for a valid one, so a client stays signed in without the password (the old token keeps
+    /// working until it expires; a password change revokes both).
+    #[oai(path = "/api/user/token", method = "post", operation_id = "refreshToken")]
+    async fn refresh(&self, state: Data<&AppState>, auth: BearerAuth) -> Result<Json<LoginReply>, AppError> {
+        let out = state.accounts.refresh(auth.0).await?;
+        Ok(Json(LoginReply { token: out.token, expires_at: out.expires_at, user: out.user.into() }))
+    }
+
+    /// A one-time ticket that opens one WebSocket within 30 s (`/ws?token=<ticket>`), so the long-lived token
+    /// never travels in a URL, where proxies and browsers log it.
+    #[oai(path = "/api/ws/ticket", method = "post", operation_id = "createWsTicket")]
+    async fn ws_ticket(&self, state: Data<&AppState>, auth: BearerAuth) -> Result<TicketCreated, AppError> {
+        let (ticket, expires_at) = state.accounts.tokens().issue_ticket(auth.0).await?;
+        Ok(TicketCreated::Ticket(Json(WsTicket { ticket, expires_at })))
     }
 
     /// The caller's own profile.

@@ -161,7 +161,8 @@ impl Bus for RedisBus {
         } else {
             None
         };
-        let commands = if users.len() > FANOUT_MIN_USERS {
+        // A revocation goes to every node (each caches token versions), so it takes the channel all nodes hear.
+        let commands = if users.len() > FANOUT_MIN_USERS || delivery.revocation.is_some() {
             vec![publish(&fanout_channel(&self.prefix), &fanout_payload(origin, users, &delivery.json))]
         } else {
             let payload = user_payload(origin, &delivery.json);
@@ -281,8 +282,9 @@ async fn subscriber(
                         let name = msg.get_channel_name();
                         if name == fanout {
                             if let Some((users, json)) = parse_fanout(payload) {
-                                // Parsed once for every listed user this node holds (none: nothing to do).
-                                if hub.has_any(&users) {
+                                // Parsed once for every listed user this node holds (none: nothing to do,
+                                // unless it is a revocation, which every node acts on).
+                                if hub.has_any(&users) || Delivery::is_revocation_json(json) {
                                     hub.deliver_many(&users, &Delivery::from_json(json));
                                 }
                             }

@@ -9,20 +9,60 @@ use super::model::{FriendRequest, Group, Message, ReceiptStatus, SendMessage, Us
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
-    Hello { user_id: i64, heartbeat_secs: u64, device_id: String },
-    Message { message: Message },
-    Sync { messages: Vec<Message>, more: bool },
-    Receipt { conversation_id: String, user_id: i64, status: ReceiptStatus, seq: i64 },
-    FriendRequest { request: FriendRequest },
-    FriendAccepted { friend: UserSummary },
-    FriendRemoved { user_id: i64 },
-    GroupUpdated { group: Group },
-    GroupRemoved { group_id: i64 },
-    Typing { conversation_id: String, user_id: i64 },
+    Hello {
+        user_id: i64,
+        heartbeat_secs: u64,
+        device_id: String,
+    },
+    Message {
+        message: Message,
+    },
+    Sync {
+        messages: Vec<Message>,
+        more: bool,
+    },
+    Receipt {
+        conversation_id: String,
+        user_id: i64,
+        status: ReceiptStatus,
+        seq: i64,
+    },
+    FriendRequest {
+        request: FriendRequest,
+    },
+    FriendAccepted {
+        friend: UserSummary,
+    },
+    FriendRemoved {
+        user_id: i64,
+    },
+    GroupUpdated {
+        group: Group,
+    },
+    GroupRemoved {
+        group_id: i64,
+    },
+    Typing {
+        conversation_id: String,
+        user_id: i64,
+    },
     Ping {},
     Pong {},
-    Sent { client_msg_id: Option<String>, message: Message },
-    Error { code: String, message: String },
+    Sent {
+        client_msg_id: Option<String>,
+        message: Message,
+    },
+    Error {
+        code: String,
+        message: String,
+    },
+    /// Between nodes only, never written to a socket: the user's tokens before `token_version` are revoked (a
+    /// password change). Every node updates its cached token version and closes the user's sockets opened with
+    /// an older token (close code 4403).
+    TokenRevoked {
+        user_id: i64,
+        token_version: i64,
+    },
 }
 
 impl ServerFrame {

@@ -3,9 +3,12 @@
 mod conversation;
 pub mod frame;
 pub mod model;
+pub mod schema;
+pub mod text;
 mod user;
 
 pub use conversation::ConversationId;
+pub use text::{ClientMsgId, MessageText};
 pub use user::{Nickname, Password, Sex, Username};
 
 /// A value that broke a domain rule; `code` is the stable API error code.

@@ -4,6 +4,8 @@ use chrono::{DateTime, Utc};
 use poem_openapi::{Enum, Object};
 use serde::{Deserialize, Serialize};
 
+use super::schema::{fields, Str};
+
 /// An account as the owner sees it (never the password hash).
 #[derive(Debug, Clone, Object, Serialize, Deserialize)]
 pub struct User {
@@ -144,12 +146,13 @@ pub struct SendMessage {
     #[oai(rename = "type")]
     #[serde(rename = "type")]
     pub kind: MessageType,
-    /// 1–4000 characters, for `text` messages.
-    pub text: Option<String>,
+    /// 1–4000 characters, for `text` messages (an optional caption of `image` and `video` ones): something
+    /// visible, no control characters but tab and line breaks.
+    pub text: Option<Str<fields::Text>>,
     /// An uploaded file of the matching kind, for `image` and `video` messages.
     pub file_id: Option<i64>,
     /// Up to 64 characters, unique per sender: a retry with the same value returns the first message.
-    pub client_msg_id: Option<String>,
+    pub client_msg_id: Option<Str<fields::ClientMsgId>>,
 }
 
 #[derive(Debug, Clone, Copy, Enum, Serialize, Deserialize, PartialEq, Eq)]

@@ -45,6 +45,7 @@ impl Password {
         if !(8..=128).contains(&n) {
             return Err(DomainError::new("invalid_password", "password must be 8 to 128 characters"));
         }
+        super::text::reject_nul(s, "invalid_password", "password")?;
         Ok(Self(s.to_string()))
     }
     pub fn expose(&self) -> &str {
@@ -71,6 +72,9 @@ impl Nickname {
         }
         if t.chars().any(char::is_control) {
             return Err(DomainError::new("invalid_nickname", "nickname may not contain control characters"));
+        }
+        if super::text::is_blank(t) {
+            return Err(DomainError::new("invalid_nickname", "nickname must contain something visible"));
         }
         Ok(Self(t.to_string()))
     }
@@ -121,6 +125,8 @@ mod tests {
         assert!(Nickname::parse(&"é".repeat(64)).is_ok());
         assert!(Nickname::parse(&"é".repeat(65)).is_err());
         assert!(Nickname::parse("a\u{0}b").is_err());
+        assert!(Nickname::parse("\u{200B}\u{3000}").is_err());
+        assert!(Password::parse("password\u{0}1").is_err());
         assert!(Sex::parse(2).is_err());
     }
 }

@@ -18,7 +18,7 @@ pub struct LocalMedia {
 
 impl LocalMedia {
     pub fn new(root: PathBuf) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&root)?;
+        crate::private_fs::create_dir(&root)?;
         Ok(Self { root })
     }
 
@@ -38,7 +38,7 @@ impl MediaStore for LocalMedia {
     async fn put_file(&self, key: &str, path: &Path, _content_type: &str, _size: u64) -> anyhow::Result<()> {
         let dest = self.path(key)?;
         if let Some(parent) = dest.parent() {
-            tokio::fs::create_dir_all(parent).await?;
+            crate::private_fs::create_dir_async(parent).await?;
         }
         // The temp file lives under the same data dir, so this is a rename, not a copy.
         if tokio::fs::rename(path, &dest).await.is_err() {

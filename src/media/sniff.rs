@@ -1,4 +1,5 @@
-//! Telling a file's type from its own bytes, and an image's size from its header. Pure functions, no I/O.
+//! Telling a file's type from its own bytes, and an image's size from its header (decoded by the `image`
+//! crate). Pure functions over bytes or a reader, no I/O of their own.
 
 /// The formats the server accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,56 +120,23 @@ pub fn agrees(format: Format, declared_type: Option<&str>, file_name: Option<&st
     true
 }
 
-fn be16(b: &[u8], i: usize) -> Option<u32> {
-    Some(u16::from_be_bytes([*b.get(i)?, *b.get(i + 1)?]) as u32)
-}
-fn le16(b: &[u8], i: usize) -> Option<u32> {
-    Some(u16::from_le_bytes([*b.get(i)?, *b.get(i + 1)?]) as u32)
-}
-fn be32(b: &[u8], i: usize) -> Option<u32> {
-    Some(u32::from_be_bytes(b.get(i..i + 4)?.try_into().ok()?))
-}
-fn le24(b: &[u8], i: usize) -> Option<u32> {
-    Some(u32::from_le_bytes([*b.get(i)?, *b.get(i + 1)?, *b.get(i + 2)?, 0]))
-}
+/// Largest width or height of an accepted image, in pixels (WebP's own limit is 16,383; a larger claim in a
+/// header is a broken or hostile file).
+pub const MAX_IMAGE_SIDE: u32 = 16_384;
 
-/// Width and height of an image from the first bytes of its file (JPEG may need its first 64 KiB).
-pub fn dimensions(format: Format, b: &[u8]) -> Option<(u32, u32)> {
-    match format {
-        Format::Png => Some((be32(b, 16)?, be32(b, 20)?)),
-        Format::Gif => Some((le16(b, 6)?, le16(b, 8)?)),
-        Format::Webp => match b.get(12..16)? {
-            b"VP8 " => Some((le16(b, 26)? & 0x3FFF, le16(b, 28)? & 0x3FFF)),
-            b"VP8L" => {
-                let bits = u32::from_le_bytes(b.get(21..25)?.try_into().ok()?);
-                Some(((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1))
-            }
-            b"VP8X" => Some((le24(b, 24)? + 1, le24(b, 27)? + 1)),
-            _ => None,
-        },
-        Format::Jpeg => {
-            let mut i = 2;
-            while i + 9 < b.len() {
-                if b[i] != 0xFF {
-                    i += 1;
-                    continue;
-                }
-                let marker = b[i + 1];
-                if marker == 0xFF {
-                    i += 1;
-                    continue;
-                }
-                // Start-of-frame markers carry the size; DHT (C4), JPG (C8) and DAC (CC) do not.
-                if (0xC0..=0xCF).contains(&marker) && ![0xC4, 0xC8, 0xCC].contains(&marker) {
-                    return Some((be16(b, i + 7)?, be16(b, i + 5)?));
-                }
-                let len = be16(b, i + 2)? as usize;
-                i += 2 + len;
-            }
-            None
-        }
-        _ => None,
-    }
+/// Width and height of an image, read from its header by the `image` crate's decoder for `format` (which checks
+/// the header's structure and, for PNG, its checksum). `None` when the bytes are not a valid image of that
+/// format, or claim a size of zero or beyond [`MAX_IMAGE_SIDE`].
+pub fn image_size<R: std::io::BufRead + std::io::Seek>(format: Format, reader: R) -> Option<(u32, u32)> {
+    let decoder_format = match format {
+        Format::Jpeg => image::ImageFormat::Jpeg,
+        Format::Png => image::ImageFormat::Png,
+        Format::Gif => image::ImageFormat::Gif,
+        Format::Webp => image::ImageFormat::WebP,
+        Format::Mp4 | Format::QuickTime | Format::Webm => return None,
+    };
+    let (w, h) = image::ImageReader::with_format(reader, decoder_format).into_dimensions().ok()?;
+    ((1..=MAX_IMAGE_SIDE).contains(&w) && (1..=MAX_IMAGE_SIDE).contains(&h)).then_some((w, h))
 }
 
 #[cfg(test)]
@@ -207,11 +175,40 @@ mod tests {
         assert!(agrees(Format::QuickTime, Some("video/quicktime"), Some("clip.MOV")));
     }
 
+    fn encoded(w: u32, h: u32, format: image::ImageFormat) -> Vec<u8> {
+        let mut out = std::io::Cursor::new(Vec::new());
+        image::RgbImage::new(w, h).write_to(&mut out, format).expect("encode");
+        out.into_inner()
+    }
+
+    fn size(format: Format, bytes: &[u8]) -> Option<(u32, u32)> {
+        image_size(format, std::io::Cursor::new(bytes))
+    }
+
     #[test]
-    fn image_sizes_come_from_headers() {
-        assert_eq!(dimensions(Format::Png, &png(640, 480)), Some((640, 480)));
-        assert_eq!(dimensions(Format::Gif, b"GIF89a\x02\x01\x03\0"), Some((258, 3)));
-        let jpeg = [0xFF, 0xD8, 0xFF, 0xE0, 0, 4, 0, 0, 0xFF, 0xC0, 0, 17, 8, 0x01, 0xE0, 0x02, 0x80, 3, 0, 0, 0];
-        assert_eq!(dimensions(Format::Jpeg, &jpeg), Some((640, 480)));
+    fn image_sizes_come_from_headers_the_decoder_accepts() {
+        assert_eq!(size(Format::Png, &encoded(640, 480, image::ImageFormat::Png)), Some((640, 480)));
+        assert_eq!(size(Format::Gif, &encoded(258, 3, image::ImageFormat::Gif)), Some((258, 3)));
+        assert_eq!(size(Format::Jpeg, &encoded(64, 48, image::ImageFormat::Jpeg)), Some((64, 48)));
+        assert_eq!(size(Format::Webp, &encoded(31, 17, image::ImageFormat::WebP)), Some((31, 17)));
+    }
+
+    #[test]
+    fn a_header_that_is_nonsense_is_not_an_image() {
+        // PNG magic, then an IHDR claiming 1868855614 × 1014195058 with no valid checksum.
+        let mut bogus = png(1_868_855_614, 1_014_195_058);
+        bogus.extend([0; 32]);
+        assert_eq!(detect(&bogus), Some(Format::Png));
+        assert_eq!(size(Format::Png, &bogus), None);
+        assert_eq!(size(Format::Jpeg, &[0xFF, 0xD8, 0xFF, 0xE0, 0, 4, 0, 0]), None);
+        assert_eq!(size(Format::Gif, b"GIF89a"), None);
+        assert_eq!(size(Format::Mp4, b"\0\0\0\x18ftypisom"), None, "videos have no image header");
+        // A well-formed header claiming more than the largest side accepted.
+        let huge = encoded(1, 1, image::ImageFormat::Png);
+        let mut wide = huge.clone();
+        wide[16..20].copy_from_slice(&(MAX_IMAGE_SIDE + 1).to_be_bytes());
+        let crc = crc32fast::hash(&wide[12..29]);
+        wide[29..33].copy_from_slice(&crc.to_be_bytes());
+        assert_eq!(size(Format::Png, &wide), None);
     }
 }

@@ -1,12 +1,17 @@
 //! Accounts: registration, login, profile, password change and user search.
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
+use crate::domain::frame::ServerFrame;
+use crate::domain::text::reject_nul;
 use crate::domain::{Nickname, Password, Sex, Username};
 use crate::error::{AppError, AppResult};
-use crate::service::auth::{PasswordHasherPool, TokenService};
+use crate::service::auth::{PasswordHasherPool, Principal, TokenService};
+use crate::service::events::Events;
 use crate::service::ratelimit::RateLimits;
 use crate::store::{NewUser, StoreError, UserRecord, UserStore};
 
@@ -19,6 +24,7 @@ pub struct Accounts {
     hasher: PasswordHasherPool,
     tokens: TokenService,
     limits: RateLimits,
+    events: Events,
 }
 
 pub struct Registration {
@@ -40,8 +46,9 @@ impl Accounts {
         hasher: PasswordHasherPool,
         tokens: TokenService,
         limits: RateLimits,
+        events: Events,
     ) -> Self {
-        Self { users, hasher, tokens, limits }
+        Self { users, hasher, tokens, limits, events }
     }
 
     /// Creates an account; 409 `username_taken` when the name is taken in any letter case.
@@ -69,22 +76,29 @@ impl Accounts {
     }
 
     /// Checks credentials and issues a token. Unknown users and wrong passwords get the same 401, in the same
-    /// time. Attempts per username are rate limited (429).
-    pub async fn login(&self, username: &str, password: &str) -> AppResult<LoginOutcome> {
+    /// time. Failures are rate limited per username and client (429; see [`crate::service::ratelimit::LoginFailures`]).
+    pub async fn login(&self, username: &str, password: &str, client: Option<IpAddr>) -> AppResult<LoginOutcome> {
+        reject_nul(username, "invalid_username", "username")?;
+        reject_nul(password, "invalid_password", "password")?;
         let invalid = || AppError::unauthorized("invalid_credentials", "wrong username or password");
         let canonical = username.to_ascii_lowercase();
         if canonical.is_empty() || canonical.len() > 32 || password.len() > 1024 {
             return Err(invalid());
         }
-        self.limits.check_username(&canonical)?;
+        let logins = self.limits.logins();
+        logins.check(&canonical, client, Instant::now())?;
         let user = self.users.user_by_username(&canonical).await?;
         let ok = self.hasher.verify(password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
         match user {
             Some(user) if ok => {
+                logins.forgive(&canonical, client);
                 let (token, expires_at) = self.tokens.issue(user.id, user.token_version)?;
                 Ok(LoginOutcome { token, expires_at, user })
             }
-            _ => Err(invalid()),
+            _ => {
+                logins.record(&canonical, client, Instant::now());
+                Err(invalid())
+            }
         }
     }
 
@@ -106,14 +120,28 @@ impl Accounts {
 
     /// Replaces the password after checking the old one; every token issued before stops working.
     pub async fn change_password(&self, user_id: i64, old: &str, new: Password) -> AppResult<()> {
+        reject_nul(old, "invalid_password", "old_password")?;
+        self.limits.check_password_change(user_id)?;
         let user = self.profile(user_id).await?;
         if !self.hasher.verify(old, Some(&user.password_hash)).await? {
             return Err(AppError::forbidden("wrong_password", "the old password is not correct"));
         }
         let hash = self.hasher.hash(new.expose()).await?;
-        self.users.set_password(user_id, &hash).await?;
+        let version = self.users.set_password(user_id, &hash).await?;
+        // This node refuses the old tokens at once; the event tells every node (their caches, and the user's
+        // sockets opened with an old token, which close with 4403).
+        self.tokens.versions().learn(user_id, version, Instant::now());
+        self.events.publish(&[user_id], &ServerFrame::TokenRevoked { user_id, token_version: version }).await;
         tracing::info!(user_id, "password changed; earlier tokens revoked");
         Ok(())
+    }
+
+    /// A fresh token for a valid one (`POST /api/user/token`), so a client stays signed in without storing the
+    /// password; the old token keeps working until it expires.
+    pub async fn refresh(&self, who: Principal) -> AppResult<LoginOutcome> {
+        let user = self.profile(who.user_id).await?;
+        let (token, expires_at) = self.tokens.issue(user.id, who.token_version)?;
+        Ok(LoginOutcome { token, expires_at, user })
     }
 
     /// Users whose username starts with `q` (case-insensitive), at most [`SEARCH_LIMIT`].

@@ -35,12 +35,15 @@ impl Friends {
             .ok_or_else(|| AppError::not_found("user_not_found", "no such user"))
     }
 
-    /// Asks `to` to be friends. If `to` already asked `from`, that request is accepted instead.
-    pub async fn request(&self, from: i64, to: i64, message: Option<String>) -> AppResult<FriendRequest> {
+    /// Asks `to` to be friends. If `to` already asked `from`, that request is accepted instead — also when both
+    /// ask at the same instant: the store keeps one pending request per pair, whichever way it points, so the
+    /// second of two crossing requests is refused by that constraint and accepts the first.
+    pub async fn request(&self, from: i64, to: i64, message: Option<&str>) -> AppResult<FriendRequest> {
         let message = message.unwrap_or_default();
         if message.chars().count() > MAX_REQUEST_MESSAGE {
             return Err(AppError::invalid("invalid_message", "a friend request note is at most 200 characters"));
         }
+        crate::domain::text::reject_nul(message, "invalid_message", "a friend request note")?;
         if from == to {
             return Err(AppError::invalid("invalid_friend", "you cannot befriend yourself"));
         }
@@ -52,10 +55,15 @@ impl Friends {
             let (req, _) = self.accept(from, theirs.id).await?;
             return Ok(req);
         }
-        let record = match self.friends.create_request(from, to, &message).await {
+        let record = match self.friends.create_request(from, to, message).await {
             Ok(r) => r,
             Err(StoreError::Conflict(_)) => {
-                return Err(AppError::conflict("request_pending", "a request to this user is already pending"))
+                // Theirs arrived between the look above and this insert: accept it, as if it had been first.
+                if let Some(theirs) = self.friends.pending_request(to, from).await? {
+                    let (req, _) = self.accept(from, theirs.id).await?;
+                    return Ok(req);
+                }
+                return Err(AppError::conflict("request_pending", "a request to this user is already pending"));
             }
             Err(e) => return Err(e.into()),
         };

@@ -23,7 +23,7 @@ pub struct Groups {
 fn parse_name(name: &str) -> AppResult<String> {
     let n = name.trim();
     let len = n.chars().count();
-    if !(1..=MAX_NAME).contains(&len) || n.chars().any(char::is_control) {
+    if !(1..=MAX_NAME).contains(&len) || n.chars().any(char::is_control) || crate::domain::text::is_blank(n) {
         return Err(AppError::invalid("invalid_group_name", "a group name is 1 to 64 characters"));
     }
     Ok(n.to_string())
@@ -228,11 +228,16 @@ impl Groups {
         Ok(())
     }
 
-    /// The group a message is sent to: 404 when it does not exist (or was dissolved), 403 for a non-member.
+    /// The group a message is sent to, or whose conversation is read: 404 when it does not exist (or was
+    /// dissolved) and also for someone who never belonged to it, so that a stranger cannot tell a group id that
+    /// exists from one that does not; 403 `not_group_member` for a former member, who knows it exists.
     pub async fn check_sender(&self, group_id: i64, user: i64) -> AppResult<()> {
         self.groups.group(group_id).await?.filter(|g| g.dissolved_at.is_none()).ok_or_else(not_found)?;
         if self.groups.member(group_id, user).await?.is_none() {
-            return Err(AppError::forbidden("not_group_member", "you are not a member of this group"));
+            if self.groups.was_member(group_id, user).await? {
+                return Err(AppError::forbidden("not_group_member", "you are not a member of this group"));
+            }
+            return Err(not_found());
         }
         Ok(())
     }

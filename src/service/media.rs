@@ -77,7 +77,7 @@ impl Media {
         mib_per_hour: u32,
         metrics: &Metrics,
     ) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&tmp)?;
+        crate::private_fs::create_dir(&tmp)?;
         let nz = |n: u32| NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN);
         let per_user = Arc::new(RateLimiter::keyed(Quota::per_minute(nz(uploads_per_minute))));
         let volume = Arc::new(RateLimiter::keyed(Quota::per_hour(nz(mib_per_hour))));
@@ -188,7 +188,10 @@ impl Media {
 
         let path = self.tmp.join(format!("upload-{}", random_hex(12)));
         let mut temp = TempFile(Some(path.clone()));
-        let mut out = tokio::fs::File::create(&path).await.map_err(AppError::internal)?;
+        let mut out = tokio::fs::OpenOptions::from(crate::private_fs::file_options())
+            .open(&path)
+            .await
+            .map_err(AppError::internal)?;
         let mut hasher = Sha256::new();
         hasher.update(&head);
         out.write_all(&head).await.map_err(AppError::internal)?;
@@ -216,7 +219,23 @@ impl Media {
         if declared_len.is_none() {
             self.charge_volume(user, size)?;
         }
-        let dims = if format.is_image() { sniff::dimensions(format, &head) } else { None };
+        let dims = if format.is_image() {
+            // The header decoded by the image library: bytes that only start like an image are refused.
+            let (file, what) = (path.clone(), format);
+            let size = tokio::task::spawn_blocking(move || {
+                std::fs::File::open(&file).ok().and_then(|f| sniff::image_size(what, std::io::BufReader::new(f)))
+            })
+            .await
+            .map_err(AppError::internal)?;
+            Some(size.ok_or_else(|| {
+                AppError::unsupported_media_type(
+                    "unsupported_media_type",
+                    format!("the file starts like {} but its header is not a valid one", format.content_type()),
+                )
+            })?)
+        } else {
+            None
+        };
         let key = format!("{}/{}", random_hex(1), random_hex(16));
         temp.0 = None; // the store consumes the temp file from here on
         if let Err(e) = self.store.put_file(&key, &path, format.content_type(), size).await {

@@ -8,21 +8,18 @@ use crate::domain::model::{
     Conversation, ConversationType, FileInfo, GroupSummary, HistoryPage, Message, MessageType, ReceiptStatus,
     SendMessage, UserSummary,
 };
-use crate::domain::ConversationId;
+use crate::domain::{ClientMsgId, ConversationId, MessageText};
 use crate::error::{AppError, AppResult};
 use crate::inbox::{SharedInbox, Want};
 use crate::metrics::Metrics;
 use crate::service::events::Events;
 use crate::service::groups::Groups;
 use crate::service::media::Media;
+use crate::service::ratelimit::RateLimits;
 use crate::service::views;
 use crate::store::{MessageRecord, NewMessage, StoreError, Stores, UserConversationRecord};
 use crate::ws::hub::Delivery;
 
-/// Longest text message, in characters.
-pub const MAX_TEXT: usize = 4000;
-/// Longest `client_msg_id`.
-pub const MAX_CLIENT_MSG_ID: usize = 64;
 /// Largest history page.
 pub const MAX_PAGE: i64 = 100;
 /// History page size when none is asked for.
@@ -45,11 +42,19 @@ pub struct Messaging {
     events: Events,
     inbox: SharedInbox,
     metrics: Metrics,
+    limits: RateLimits,
 }
 
 impl Messaging {
-    pub fn new(stores: Stores, groups: Groups, events: Events, inbox: SharedInbox, metrics: Metrics) -> Self {
-        Self { stores, groups, events, inbox, metrics }
+    pub fn new(
+        stores: Stores,
+        groups: Groups,
+        events: Events,
+        inbox: SharedInbox,
+        metrics: Metrics,
+        limits: RateLimits,
+    ) -> Self {
+        Self { stores, groups, events, inbox, metrics, limits }
     }
 
     pub fn events(&self) -> &Events {
@@ -69,13 +74,9 @@ impl Messaging {
             }
             (ConversationId::Group(_), Some(row)) => Ok(access_of(conversation, Some(&row))),
             (ConversationId::Group(g), None) => {
-                // A dissolved or unknown group is gone (404); a live one the user is not in is forbidden.
-                match self.groups.record(g).await? {
-                    Some(group) if group.dissolved_at.is_none() => {
-                        Err(AppError::forbidden("not_group_member", "you are not a member of this group"))
-                    }
-                    _ => Err(AppError::not_found("group_not_found", "no such group")),
-                }
+                // Not a member now: 404 or 403 as for a send (a stranger learns nothing of the group).
+                self.groups.check_sender(g, user).await?;
+                Err(AppError::forbidden("not_group_member", "you are not a member of this group"))
             }
         }
     }
@@ -84,27 +85,25 @@ impl Messaging {
     /// recipients' inboxes and published to every device of both parties. A repeated `client_msg_id` returns the
     /// first message with `false` and publishes nothing again.
     pub async fn send(&self, from: i64, req: SendMessage) -> AppResult<(Message, bool)> {
-        let client_msg_id = match req.client_msg_id {
-            Some(c) if c.is_empty() || c.chars().count() > MAX_CLIENT_MSG_ID => {
-                return Err(AppError::invalid("invalid_client_msg_id", "client_msg_id must be 1 to 64 characters"))
+        self.limits.check_send(from)?;
+        let client_msg_id =
+            req.client_msg_id.as_deref().map(ClientMsgId::parse).transpose()?.map(ClientMsgId::into_string);
+        // The text of a text message, or an image's or video's optional caption ("" for none): the same rules.
+        let text = match (req.kind, req.text.as_deref()) {
+            (MessageType::Text, None) => {
+                return Err(AppError::invalid("invalid_text", "a text message needs text of 1 to 4000 characters"))
             }
-            c => c,
+            (MessageType::Text, Some(t)) => Some(MessageText::parse(t)?.into_string()),
+            (_, caption) => {
+                caption.filter(|t| !t.is_empty()).map(MessageText::parse).transpose()?.map(MessageText::into_string)
+            }
         };
-        let too_long = |t: &String| t.chars().count() > MAX_TEXT;
-        let (text, file) = match req.kind {
+        let file = match req.kind {
             MessageType::Text => {
                 if req.file_id.is_some() {
                     return Err(AppError::invalid("invalid_file", "file_id goes with image and video messages only"));
                 }
-                match req.text {
-                    Some(t) if !t.is_empty() && !too_long(&t) => (Some(t), None),
-                    _ => {
-                        return Err(AppError::invalid(
-                            "invalid_text",
-                            "a text message needs text of 1 to 4000 characters",
-                        ))
-                    }
-                }
+                None
             }
             MessageType::Image | MessageType::Video => {
                 let file_id = req
@@ -120,12 +119,7 @@ impl Messaging {
                         format!("file {file_id} is an {}, not an {}", file.kind, req.kind.as_str()),
                     ));
                 }
-                // An optional caption.
-                let caption = req.text.filter(|t| !t.is_empty());
-                if caption.as_ref().is_some_and(too_long) {
-                    return Err(AppError::invalid("invalid_text", "a caption is at most 4000 characters"));
-                }
-                (caption, Some(file))
+                Some(file)
             }
         };
         let (conversation, to_user_id, group_id) = match (req.to_user_id, req.group_id) {
@@ -249,9 +243,16 @@ impl Messaging {
         Ok(())
     }
 
-    /// Tells the other party that `user` is typing.
+    /// Tells the other party that `user` is typing. Authorised like a send (a friend, or a member of the
+    /// group), and counted against the user's send rate, so that nobody else's screen can be flooded with it.
     pub async fn typing(&self, user: i64, conversation_id: &str) -> AppResult<()> {
         let access = self.access(user, conversation_id).await?;
+        if let Some(peer) = access.conversation.peer_of(user) {
+            if !self.stores.friends.are_friends(user, peer).await? {
+                return Err(AppError::forbidden("not_friends", "you can only message your friends"));
+            }
+        }
+        self.limits.check_send(user)?;
         let frame = ServerFrame::Typing { conversation_id: conversation_id.to_string(), user_id: user };
         self.events.publish(&self.others(user, &access.conversation).await, &frame).await;
         Ok(())

@@ -103,7 +103,20 @@ impl Batcher {
                 tokio::spawn(async move {
                     let (messages, replies): (Vec<NewMessage>, Vec<oneshot::Sender<Outcome>>) =
                         batch.into_iter().unzip();
-                    let results = writer.insert_batch(&messages).await;
+                    let mut results = writer.insert_batch(&messages).await;
+                    if messages.len() > 1 {
+                        // A batch that failed as a whole (a commit refused, a statement that poisoned it) must
+                        // not fail every send in it: each failed one is tried again on its own, so only the
+                        // culprit's sender gets the error.
+                        for (i, result) in results.iter_mut().enumerate() {
+                            if matches!(result, Err(StoreError::Db(_))) {
+                                if let Some(alone) = writer.insert_batch(std::slice::from_ref(&messages[i])).await.pop()
+                                {
+                                    *result = alone;
+                                }
+                            }
+                        }
+                    }
                     for (reply, result) in replies.into_iter().zip(results) {
                         let _ = reply.send(result);
                     }

@@ -104,6 +104,23 @@ pub trait UserStore: Send + Sync {
     async fn token_version(&self, id: i64) -> StoreResult<Option<i64>>;
     /// The users among `ids` that exist, in no particular order.
     async fn users_by_ids(&self, ids: &[i64]) -> StoreResult<Vec<UserRecord>>;
+    /// Stores a one-time WebSocket ticket by its hash (and drops tickets that expired before `now`).
+    async fn create_ticket(
+        &self,
+        ticket_hash: &str,
+        user_id: i64,
+        token_version: i64,
+        token_expires_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Takes a ticket (it works once, across every node): its user, token version and the expiry of the token
+    /// it was issued for; `None` when unknown, used or expired at `now`.
+    async fn take_ticket(
+        &self,
+        ticket_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<(i64, i64, DateTime<Utc>)>>;
 }
 
 /// A friend request as stored; `status` is `pending`, `accepted` or `rejected`.
@@ -223,6 +240,8 @@ pub trait GroupStore: Send + Sync {
     async fn groups_of(&self, user: i64) -> StoreResult<Vec<GroupRecord>>;
     async fn members(&self, group: i64) -> StoreResult<Vec<MemberRecord>>;
     async fn member(&self, group: i64, user: i64) -> StoreResult<Option<MemberRecord>>;
+    /// Whether `user` was a member of the group once (a membership period ended).
+    async fn was_member(&self, group: i64, user: i64) -> StoreResult<bool>;
     async fn rename(&self, group: i64, name: &str) -> StoreResult<()>;
     /// Adds members who see messages from now on; returns those newly added. [`StoreError::GroupFull`] when the
     /// group would exceed `max_members` (nothing is added then).

@@ -114,6 +114,51 @@ macro_rules! impl_sql_stores {
                 .await?)
             }
 
+            async fn create_ticket(
+                &self,
+                ticket_hash: &str,
+                user_id: i64,
+                token_version: i64,
+                token_expires_at: chrono::DateTime<chrono::Utc>,
+                expires_at: chrono::DateTime<chrono::Utc>,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<()> {
+                // Times as Unix seconds: compared in SQL the same way on both backends.
+                sqlx::query("DELETE FROM ws_tickets WHERE expires_at < $1")
+                    .bind(now.timestamp())
+                    .execute(self.writer())
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO ws_tickets (ticket_hash, user_id, token_version, token_expires_at, expires_at)
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(ticket_hash)
+                .bind(user_id)
+                .bind(token_version)
+                .bind(token_expires_at.timestamp())
+                .bind(expires_at.timestamp())
+                .execute(self.writer())
+                .await?;
+                Ok(())
+            }
+
+            async fn take_ticket(
+                &self,
+                ticket_hash: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<Option<(i64, i64, chrono::DateTime<chrono::Utc>)>> {
+                let row: Option<(i64, i64, i64, i64)> = sqlx::query_as(
+                    "DELETE FROM ws_tickets WHERE ticket_hash = $1
+                     RETURNING user_id, token_version, token_expires_at, expires_at",
+                )
+                .bind(ticket_hash)
+                .fetch_optional(self.writer())
+                .await?;
+                Ok(row.filter(|r| r.3 >= now.timestamp()).and_then(|(user, ver, token_exp, _)| {
+                    chrono::DateTime::from_timestamp(token_exp, 0).map(|t| (user, ver, t))
+                }))
+            }
+
             async fn token_version(&self, id: i64) -> $crate::store::StoreResult<Option<i64>> {
                 let row: Option<(i64,)> = sqlx::query_as("SELECT token_version FROM users WHERE id = $1")
                     .bind(id)
@@ -531,7 +576,12 @@ macro_rules! impl_sql_stores {
                         }
                         continue;
                     }
-                    let guarded = new.client_msg_id.is_some() || new.file_id.is_some() || new.group_id.is_some();
+                    // In a batch every message runs under a savepoint: a statement the database refuses aborts
+                    // the whole transaction otherwise, and the commit would quietly roll back the others too.
+                    let guarded = batch.len() > 1
+                        || new.client_msg_id.is_some()
+                        || new.file_id.is_some()
+                        || new.group_id.is_some();
                     if guarded {
                         if let Err(e) = sqlx::query("SAVEPOINT one").execute(&mut *tx).await {
                             results[i] = Some(Err(e.into()));
@@ -827,6 +877,17 @@ macro_rules! impl_sql_stores {
                 .bind(user)
                 .fetch_optional(self.reader())
                 .await?)
+            }
+
+            async fn was_member(&self, group: i64, user: i64) -> $crate::store::StoreResult<bool> {
+                let row: Option<(i64,)> = sqlx::query_as(
+                    "SELECT user_id FROM group_member_periods WHERE group_id = $1 AND user_id = $2 LIMIT 1",
+                )
+                .bind(group)
+                .bind(user)
+                .fetch_optional(self.reader())
+                .await?;
+                Ok(row.is_some())
             }
 
             async fn rename(&self, group: i64, name: &str) -> $crate::store::StoreResult<()> {

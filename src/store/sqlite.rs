@@ -29,10 +29,17 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        if let Some(parent) = opts.get_filename().parent() {
+        let file = opts.get_filename().to_path_buf();
+        if let Some(parent) = file.parent() {
             if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent)?;
+                crate::private_fs::create_dir(parent)?;
             }
+        }
+        // Created 0600 before SQLite opens it; SQLite gives its -wal and -shm files the database file's mode.
+        if !file.exists() && file.as_os_str() != ":memory:" {
+            crate::private_fs::file_options().open(&file)?;
+        } else if file.exists() {
+            crate::private_fs::restrict_file(&file)?;
         }
         // (In-process connections cannot go stale: no ping to their worker thread before each use.)
         let writer =

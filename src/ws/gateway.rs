@@ -15,6 +15,10 @@ use crate::state::AppState;
 
 /// Largest frame a client may send; bigger ones close the socket with 1009.
 pub const MAX_FRAME: usize = 64 * 1024;
+/// Largest frame the transport reads whole. A frame over [`MAX_FRAME`] but within this is read to its end and
+/// then refused with a clean 1009 close; only beyond this is the connection dropped with its rest unread (which
+/// the peer sees as a reset). Bounds what one socket can make the node buffer.
+const MAX_TRANSPORT_FRAME: usize = 1024 * 1024;
 
 #[derive(Debug, Deserialize)]
 pub struct WsQuery {
@@ -54,8 +58,8 @@ fn socket_config() -> WebSocketConfig {
         .read_buffer_size(256)
         .write_buffer_size(8 * 1024)
         .max_write_buffer_size(1024 * 1024)
-        .max_message_size(Some(MAX_FRAME))
-        .max_frame_size(Some(MAX_FRAME))
+        .max_message_size(Some(MAX_TRANSPORT_FRAME))
+        .max_frame_size(Some(MAX_TRANSPORT_FRAME))
 }
 
 #[poem::handler]
@@ -78,9 +82,12 @@ async fn upgrade(req: &Request) -> Result<Response, AppError> {
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_string);
     let token = q.token.or(bearer).ok_or_else(|| {
-        AppError::unauthorized("missing_token", "pass the token as /ws?token=<jwt> (or an Authorization header)")
+        AppError::unauthorized(
+            "missing_token",
+            "pass a ticket from POST /api/ws/ticket as /ws?token=<ticket> (or the token, or an Authorization header)",
+        )
     })?;
-    let principal = state.accounts.tokens().verify(&token).await?;
+    let principal = state.accounts.tokens().verify_token_or_ticket(&token).await?;
     if let Some(claimed) = &q.user_id {
         if claimed.parse::<i64>().ok() != Some(principal.user_id) {
             return Err(AppError::forbidden("user_mismatch", "userId does not match the token"));
@@ -96,10 +103,9 @@ async fn upgrade(req: &Request) -> Result<Response, AppError> {
     let ws = WebSocket::from_request_without_body(req)
         .await
         .map_err(|e| AppError::bad_request("not_a_websocket", format!("a WebSocket upgrade is required: {e}")))?;
-    let user_id = principal.user_id;
     let resp = ws
         .config(socket_config())
-        .on_upgrade(move |socket| session::run(state, user_id, device, socket))
+        .on_upgrade(move |socket| session::run(state, principal, device, socket))
         .into_response();
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         return Err(AppError::bad_request("not_a_websocket", "a WebSocket upgrade is required"));

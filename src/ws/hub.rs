@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::domain::frame::ServerFrame;
 use crate::metrics::Metrics;
+use crate::service::auth::TokenVersions;
 
 /// A frame on its way to sockets: serialised once, shared by every socket it goes to.
 #[derive(Debug)]
@@ -21,6 +22,8 @@ pub struct Delivery {
     pub group_id: Option<i64>,
     /// Membership news the hub acts on the moment the frame reaches this node.
     pub membership: Option<Membership>,
+    /// `token_revoked`: the user and their new token version. Acted on by the hub, never written to a socket.
+    pub revocation: Option<(i64, i64)>,
 }
 
 /// How a frame changes what a user may receive of a group.
@@ -44,6 +47,8 @@ struct Peek {
     message: Option<PeekMessage>,
     group_id: Option<i64>,
     group: Option<PeekGroup>,
+    user_id: Option<i64>,
+    token_version: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -67,7 +72,7 @@ struct PeekMessage {
 
 impl Delivery {
     pub fn from_frame(frame: &ServerFrame) -> Arc<Delivery> {
-        let (mut message, mut group_id, mut membership) = (None, None, None);
+        let (mut message, mut group_id, mut membership, mut revocation) = (None, None, None, None);
         match frame {
             ServerFrame::Message { message: m } => {
                 message = Some(MessageMeta {
@@ -81,21 +86,26 @@ impl Delivery {
             ServerFrame::GroupUpdated { group } => {
                 membership = Some(Membership::Members(group.id, group.members.iter().map(|m| m.user_id).collect()))
             }
+            ServerFrame::TokenRevoked { user_id, token_version } => revocation = Some((*user_id, *token_version)),
             _ => {}
         }
-        Arc::new(Delivery { json: frame.to_json().into(), message, group_id, membership })
+        Arc::new(Delivery { json: frame.to_json().into(), message, group_id, membership, revocation })
     }
 
     /// Rebuilds a delivery from its JSON as it arrives over the bus. Only frames the hub or sessions act on
-    /// (`message`, `group_removed`, `group_updated`) are looked into.
+    /// (`message`, `group_removed`, `group_updated`, `token_revoked`) are looked into.
     pub fn from_json(json: &str) -> Arc<Delivery> {
-        const INSPECTED: [&str; 3] =
-            [r#"{"type":"message""#, r#"{"type":"group_removed""#, r#"{"type":"group_updated""#];
-        let peek =
-            if INSPECTED.iter().any(|p| json.starts_with(p)) { serde_json::from_str::<Peek>(json).ok() } else { None };
+        let peek = if Self::is_inspected(json) { serde_json::from_str::<Peek>(json).ok() } else { None };
         let Some(peek) = peek else {
-            return Arc::new(Delivery { json: json.into(), message: None, group_id: None, membership: None });
+            return Arc::new(Delivery {
+                json: json.into(),
+                message: None,
+                group_id: None,
+                membership: None,
+                revocation: None,
+            });
         };
+        let revocation = peek.token_version.zip(peek.user_id).map(|(v, u)| (u, v));
         let group_id = peek.message.as_ref().and_then(|p| p.group_id);
         let message = peek.message.map(|p| MessageMeta {
             conversation_id: p.conversation_id,
@@ -107,9 +117,24 @@ impl Delivery {
             (None, Some(g)) => Some(Membership::Members(g.id, g.members.into_iter().map(|m| m.user_id).collect())),
             _ => None,
         };
-        Arc::new(Delivery { json: json.into(), message, group_id, membership })
+        Arc::new(Delivery { json: json.into(), message, group_id, membership, revocation })
+    }
+
+    /// Whether a frame's JSON is one the hub or sessions act on (and so worth parsing).
+    fn is_inspected(json: &str) -> bool {
+        const INSPECTED: [&str; 4] =
+            [r#"{"type":"message""#, r#"{"type":"group_removed""#, r#"{"type":"group_updated""#, TOKEN_REVOKED_PREFIX];
+        INSPECTED.iter().any(|p| json.starts_with(p))
+    }
+
+    /// Whether a frame's JSON is a revocation, which every node acts on whether or not the user has a socket
+    /// there (it updates the node's cached token version).
+    pub fn is_revocation_json(json: &str) -> bool {
+        json.starts_with(TOKEN_REVOKED_PREFIX)
     }
 }
+
+const TOKEN_REVOKED_PREFIX: &str = r#"{"type":"token_revoked""#;
 
 /// What a session's queue carries.
 #[derive(Debug)]
@@ -134,6 +159,9 @@ struct SessionEntry {
     tx: mpsc::Sender<Outbound>,
     evict: Arc<Notify>,
     revoked: Revoked,
+    /// The token version the socket was opened with, and the signal that it was revoked.
+    token_version: i64,
+    token_revoked: Arc<Notify>,
 }
 
 /// The sockets of this node by user. Delivery never blocks: a full queue evicts its session.
@@ -146,6 +174,7 @@ struct HubInner {
     users: RwLock<HashMap<i64, Vec<SessionEntry>>>,
     next_id: AtomicU64,
     metrics: Metrics,
+    versions: TokenVersions,
 }
 
 /// A session's place in the hub; dropping it leaves the hub.
@@ -156,6 +185,8 @@ pub struct Registration {
     pub rx: mpsc::Receiver<Outbound>,
     pub evicted: Arc<Notify>,
     pub revoked: Revoked,
+    /// Notified when the token this socket was opened with is revoked.
+    pub token_revoked: Arc<Notify>,
 }
 
 impl Drop for Registration {
@@ -165,20 +196,29 @@ impl Drop for Registration {
 }
 
 impl Hub {
-    pub fn new(metrics: Metrics) -> Self {
-        Hub { inner: Arc::new(HubInner { users: RwLock::default(), next_id: AtomicU64::new(1), metrics }) }
+    /// A hub whose revocation news also updates `versions`, the node's cache of token versions.
+    pub fn new(metrics: Metrics, versions: TokenVersions) -> Self {
+        Hub { inner: Arc::new(HubInner { users: RwLock::default(), next_id: AtomicU64::new(1), metrics, versions }) }
     }
 
-    /// Adds a socket of `user_id`.
-    pub fn register(&self, user_id: i64) -> Registration {
+    /// Adds a socket of `user_id`, opened with a token of `token_version`.
+    pub fn register(&self, user_id: i64, token_version: i64) -> Registration {
         let (tx, rx) = mpsc::channel(SOCKET_QUEUE);
         let evict = Arc::new(Notify::new());
+        let token_revoked = Arc::new(Notify::new());
         let revoked = Revoked::default();
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let entry = SessionEntry { id, tx, evict: evict.clone(), revoked: revoked.clone() };
+        let entry = SessionEntry {
+            id,
+            tx,
+            evict: evict.clone(),
+            revoked: revoked.clone(),
+            token_version,
+            token_revoked: token_revoked.clone(),
+        };
         self.inner.users.write().unwrap_or_else(|e| e.into_inner()).entry(user_id).or_default().push(entry);
         self.inner.metrics.ws_connections.inc();
-        Registration { hub: self.clone(), user_id, id, rx, evicted: evict, revoked }
+        Registration { hub: self.clone(), user_id, id, rx, evicted: evict, revoked, token_revoked }
     }
 
     fn unregister(&self, user_id: i64, id: u64) {
@@ -218,8 +258,18 @@ impl Hub {
         self.deliver_many(&[user_id], delivery);
     }
 
-    /// [`Hub::deliver`] to each of `user_ids` that has sockets here, under one look at the hub.
+    /// [`Hub::deliver`] to each of `user_ids` that has sockets here, under one look at the hub. A revocation is
+    /// acted on here instead of being queued: the node's token version cache learns the new version, and the
+    /// user's sockets opened with an older token are told to close.
     pub fn deliver_many(&self, user_ids: &[i64], delivery: &Arc<Delivery>) {
+        if let Some((user_id, version)) = delivery.revocation {
+            self.inner.versions.learn(user_id, version, std::time::Instant::now());
+            let users = self.inner.users.read().unwrap_or_else(|e| e.into_inner());
+            for entry in users.get(&user_id).into_iter().flatten().filter(|e| e.token_version < version) {
+                entry.token_revoked.notify_one();
+            }
+            return;
+        }
         let users = self.inner.users.read().unwrap_or_else(|e| e.into_inner());
         for user_id in user_ids {
             if let Some(list) = users.get(user_id) {

@@ -17,12 +17,14 @@ use futures_util::{SinkExt, StreamExt};
 use poem::web::websocket::{CloseCode, Message as WsMessage, WebSocketStream};
 use tokio::time::{timeout, Instant};
 
+use super::gateway::MAX_FRAME;
 use super::hub::{Delivery, Outbound, Registration, Revoked};
 use crate::domain::frame::{ClientFrame, ServerFrame};
 use crate::domain::model::Message;
 use crate::domain::ConversationId;
 use crate::error::AppError;
 use crate::inbox::Want;
+use crate::service::auth::Principal;
 use crate::state::AppState;
 
 /// Most messages in one `sync` frame.
@@ -79,15 +81,36 @@ struct Session {
     gap_deadline: Option<Instant>,
     /// Queued deliveries were written less than [`FLUSH_INTERVAL`] ago: the queue waits until this instant.
     quiet_until: Option<Instant>,
+    /// When the token the socket was opened with expires: the socket closes then ([`CLOSE_TOKEN_EXPIRED`]).
+    token_expiry: Instant,
+    /// The client's frame budget (`GOCHAT_WS_FRAME_RATE` a second, twice that in a burst); frames beyond it are
+    /// answered `error {code: rate_limited}` and dropped.
+    frames: governor::DefaultDirectRateLimiter,
 }
+
+fn frame_limiter(per_sec: u32) -> governor::DefaultDirectRateLimiter {
+    let rate = std::num::NonZeroU32::new(per_sec.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
+    let burst = rate.saturating_mul(std::num::NonZeroU32::new(2).unwrap_or(std::num::NonZeroU32::MIN));
+    governor::RateLimiter::direct(governor::Quota::per_second(rate).allow_burst(burst))
+}
+
+/// Longest wait for a token's expiry a timer is set for (a year; tokens live days).
+const MAX_TOKEN_WAIT: Duration = Duration::from_secs(365 * 86400);
 
 enum Flow {
     Continue,
     Close(CloseCode, &'static str),
 }
 
-pub async fn run(state: Arc<AppState>, user_id: i64, device: String, mut socket: WebSocketStream) {
-    let mut registration = state.hub.register(user_id);
+/// Close code of a socket whose token expired: the client refreshes it (`POST /api/user/token`) or logs in, and
+/// reconnects. (4000–4999 are the application's own codes, RFC 6455 §7.4.2.)
+pub const CLOSE_TOKEN_EXPIRED: u16 = 4401;
+/// Close code of a socket whose token was revoked (a password change): the client must log in again.
+pub const CLOSE_TOKEN_REVOKED: u16 = 4403;
+
+pub async fn run(state: Arc<AppState>, principal: Principal, device: String, mut socket: WebSocketStream) {
+    let user_id = principal.user_id;
+    let mut registration = state.hub.register(user_id, principal.token_version);
     // Live before catching up: anything published from here on reaches the queue, anything before is stored.
     state.bus.subscribe(user_id).await;
     let mut session = Session {
@@ -103,6 +126,9 @@ pub async fn run(state: Arc<AppState>, user_id: i64, device: String, mut socket:
         given: Vec::new(),
         gap_deadline: None,
         quiet_until: None,
+        frames: frame_limiter(state.config.ws_frame_rate_per_sec),
+        token_expiry: Instant::now()
+            + (principal.expires_at - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO).min(MAX_TOKEN_WAIT),
     };
     let close = session.serve(&mut socket, &mut registration).await;
     if let Some((code, reason)) = close {
@@ -168,6 +194,10 @@ impl Session {
                     }
                 }
                 _ = reg.evicted.notified() => Flow::Close(CloseCode::Again, "slow consumer"),
+                _ = reg.token_revoked.notified() => Flow::Close(CLOSE_TOKEN_REVOKED.into(), "token revoked"),
+                _ = tokio::time::sleep_until(self.token_expiry) => {
+                    Flow::Close(CLOSE_TOKEN_EXPIRED.into(), "token expired")
+                }
                 _ = tokio::time::sleep_until(idle_deadline) => Flow::Close(CloseCode::Away, "idle timeout"),
                 _ = ticker.tick() => match timeout(WRITE_TIMEOUT, socket.send(WsMessage::Ping(Vec::new()))).await {
                     Ok(Ok(())) => Flow::Continue,
@@ -265,7 +295,14 @@ impl Session {
         }
     }
 
+    /// Answers a client frame with an `error` frame, logged like an HTTP error reply (server faults are logged
+    /// with their cause by [`Session::app_error`]).
     async fn error(&mut self, socket: &mut WebSocketStream, code: &str, message: &str) -> Flow {
+        if code == "rate_limited" {
+            tracing::debug!(user_id = self.user_id, device = %self.device, code, "websocket frame refused");
+        } else {
+            tracing::info!(user_id = self.user_id, device = %self.device, code, message, "websocket frame refused");
+        }
         match self.write(socket, ServerFrame::error(code, message).to_json()).await {
             Ok(()) => Flow::Continue,
             Err(()) => Flow::Close(CloseCode::Error, "write failed"),
@@ -273,6 +310,9 @@ impl Session {
     }
 
     async fn app_error(&mut self, socket: &mut WebSocketStream, e: AppError) -> Flow {
+        if e.status().is_server_error() {
+            tracing::error!(user_id = self.user_id, error = %e, "websocket request failed");
+        }
         let msg = e.message().to_string();
         self.error(socket, e.code(), &msg).await
     }
@@ -422,6 +462,13 @@ impl Session {
     }
 
     async fn on_text(&mut self, socket: &mut WebSocketStream, text: &str) -> Flow {
+        if text.len() > MAX_FRAME {
+            // Read whole (up to the transport's larger limit) so the close is clean, not a reset.
+            return Flow::Close(CloseCode::Size, "frame too large (max 64 KiB)");
+        }
+        if self.frames.check().is_err() {
+            return self.error(socket, "rate_limited", "too many frames; slow down").await;
+        }
         let frame: ClientFrame = match serde_json::from_str(text) {
             Ok(f) => f,
             Err(e) => {
@@ -447,7 +494,8 @@ impl Session {
                         } else if message.seq > sent + 1 && self.given.len() < MAX_EARLY {
                             self.given.push((message.conversation_id.clone(), message.seq));
                         }
-                        let frame = ServerFrame::Sent { client_msg_id, message };
+                        let frame =
+                            ServerFrame::Sent { client_msg_id: client_msg_id.map(|c| c.into_string()), message };
                         match self.write(socket, frame.to_json()).await {
                             Ok(()) => Flow::Continue,
                             Err(()) => Flow::Close(CloseCode::Error, "write failed"),

@@ -106,6 +106,8 @@ impl TestEnv {
             ("GOCHAT_JWT_SECRET".into(), JWT_SECRET.into()),
             ("GOCHAT_AUTH_RATE_PER_IP".into(), "1000000".into()),
             ("GOCHAT_AUTH_RATE_PER_USERNAME".into(), "1000000".into()),
+            ("GOCHAT_SEND_RATE".into(), "1000000".into()),
+            ("GOCHAT_WS_FRAME_RATE".into(), "1000000".into()),
             ("GOCHAT_SHUTDOWN_GRACE".into(), "2s".into()),
         ];
         if self.is_cluster() {

@@ -1,0 +1,263 @@
+//! Request field types whose OpenAPI schema states the limits the server enforces, and whose JSON parsing takes
+//! only the JSON type the schema names.
+//!
+//! poem-openapi's `String` accepts a JSON number or boolean and turns it into text (`{"username": 12345}` would
+//! register `12345`); [`Str`] accepts only a JSON string (anything else is 400 `invalid_body`). Its schema
+//! carries the field's length limits and pattern, so that a request the schema allows is never refused for a
+//! limit the schema hides, while the limits themselves are enforced by the domain newtypes with their own 422
+//! codes (`invalid_username`, `invalid_text`, …), one rule in one place.
+
+use std::borrow::Cow;
+use std::marker::PhantomData;
+
+use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
+use poem_openapi::types::{ParseError, ParseFromJSON, ParseFromParameter, ParseResult, ToJSON, Type};
+use serde_json::Value;
+
+/// The documented limits of one kind of string field (lengths count Unicode scalar values, as JSON Schema does).
+pub trait StrRule: Send + Sync + 'static {
+    const MIN_LENGTH: Option<usize> = None;
+    const MAX_LENGTH: Option<usize> = None;
+    /// An ECMA-262 regular expression the whole value matches (anchored with `^…$`).
+    fn pattern() -> Option<String> {
+        None
+    }
+}
+
+/// A string field that must be a JSON string, documented with the limits of `R`.
+pub struct Str<R>(String, PhantomData<R>);
+
+impl<R> Str<R> {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into(), PhantomData)
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl<R> std::ops::Deref for Str<R> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<R> Clone for Str<R> {
+    fn clone(&self) -> Self {
+        Self::new(self.0.clone())
+    }
+}
+
+impl<R> std::fmt::Debug for Str<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<R> PartialEq for Str<R> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl<R: StrRule> Type for Str<R> {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> Cow<'static, str> {
+        format!("string({:?},{:?},{:?})", R::MIN_LENGTH, R::MAX_LENGTH, R::pattern()).into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        let mut schema = MetaSchema::new("string");
+        schema.min_length = R::MIN_LENGTH;
+        schema.max_length = R::MAX_LENGTH;
+        schema.pattern = R::pattern();
+        MetaSchemaRef::Inline(Box::new(schema))
+    }
+
+    fn as_raw_value(&self) -> Option<&Self> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self> + 'a> {
+        Box::new(std::iter::once(self))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<R: StrRule> ParseFromJSON for Str<R> {
+    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+        match value.unwrap_or_default() {
+            Value::String(s) => Ok(Self::new(s)),
+            other => Err(ParseError::expected_type(other)),
+        }
+    }
+}
+
+impl<R: StrRule> ParseFromParameter for Str<R> {
+    fn parse_from_parameter(value: &str) -> ParseResult<Self> {
+        Ok(Self::new(value))
+    }
+}
+
+impl<R: StrRule> ToJSON for Str<R> {
+    fn to_json(&self) -> Option<Value> {
+        Some(Value::String(self.0.clone()))
+    }
+}
+
+impl<R> serde::Serialize for Str<R> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de, R> serde::Deserialize<'de> for Str<R> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Self::new)
+    }
+}
+
+/// Control characters (Unicode `Cc`) as an ECMA-262 class body.
+pub const CONTROLS: &str = r"\u0000-\u001F\u007F-\u009F";
+/// The same less tab, line feed and carriage return, which a message may carry.
+pub const MESSAGE_CONTROLS: &str = r"\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F";
+/// [`super::text::is_invisible`] as an ECMA-262 class body (Unicode `White_Space` spelled out, since `\s`
+/// differs between regex engines).
+const INVISIBLE: &str = concat!(
+    r"\u0009-\u000D\u0020\u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000",
+    r"\u200B-\u200F\u2060-\u2064\u202A-\u202E\u2066-\u2069\uFEFF\u00AD\u034F\u180E\u115F\u1160\u3164\uFFA0"
+);
+
+/// A pattern for text free of `controls` (a class body) that shows something: `^[^c]*[^c invisible][^c]*$`.
+pub fn visible_without(controls: &str) -> String {
+    format!("^[^{controls}]*[^{controls}{INVISIBLE}][^{controls}]*$")
+}
+
+/// A pattern for text free of `controls` (a class body).
+pub fn without(controls: &str) -> String {
+    format!("^[^{controls}]*$")
+}
+
+/// The string fields of the API, each with the limits its domain rule enforces.
+pub mod fields {
+    use super::{visible_without, without, StrRule, CONTROLS, MESSAGE_CONTROLS};
+
+    /// `Username`: 3–32 of `[A-Za-z0-9_.-]`.
+    pub struct Username;
+    impl StrRule for Username {
+        const MIN_LENGTH: Option<usize> = Some(3);
+        const MAX_LENGTH: Option<usize> = Some(32);
+        fn pattern() -> Option<String> {
+            Some("^[A-Za-z0-9_.-]*$".into())
+        }
+    }
+
+    /// A username as typed at login: anything without U+0000 (an unknown name is 401, like a wrong password).
+    pub struct LoginName;
+    impl StrRule for LoginName {
+        fn pattern() -> Option<String> {
+            Some(without(r"\u0000"))
+        }
+    }
+
+    /// `Password`: 8–128 characters without U+0000.
+    pub struct Password;
+    impl StrRule for Password {
+        const MIN_LENGTH: Option<usize> = Some(8);
+        const MAX_LENGTH: Option<usize> = Some(128);
+        fn pattern() -> Option<String> {
+            Some(without(r"\u0000"))
+        }
+    }
+
+    /// A password as typed to prove who you are (login, password change): anything without U+0000.
+    pub struct PasswordAttempt;
+    impl StrRule for PasswordAttempt {
+        fn pattern() -> Option<String> {
+            Some(without(r"\u0000"))
+        }
+    }
+
+    /// `Nickname` and group names: 1–64 characters, no control characters, something visible.
+    pub struct Name;
+    impl StrRule for Name {
+        const MIN_LENGTH: Option<usize> = Some(1);
+        const MAX_LENGTH: Option<usize> = Some(64);
+        fn pattern() -> Option<String> {
+            Some(visible_without(CONTROLS))
+        }
+    }
+
+    /// A friend request's note: up to 200 characters without U+0000.
+    pub struct Note;
+    impl StrRule for Note {
+        const MAX_LENGTH: Option<usize> = Some(200);
+        fn pattern() -> Option<String> {
+            Some(without(r"\u0000"))
+        }
+    }
+
+    /// `MessageText`: 1–4000 characters, something visible, no controls but tab and line breaks.
+    pub struct Text;
+    impl StrRule for Text {
+        const MIN_LENGTH: Option<usize> = Some(1);
+        const MAX_LENGTH: Option<usize> = Some(crate::domain::text::MAX_TEXT);
+        fn pattern() -> Option<String> {
+            Some(visible_without(MESSAGE_CONTROLS))
+        }
+    }
+
+    /// `ClientMsgId`: 1–64 characters without control characters.
+    pub struct ClientMsgId;
+    impl StrRule for ClientMsgId {
+        const MIN_LENGTH: Option<usize> = Some(1);
+        const MAX_LENGTH: Option<usize> = Some(crate::domain::text::MAX_CLIENT_MSG_ID);
+        fn pattern() -> Option<String> {
+            Some(without(CONTROLS))
+        }
+    }
+
+    /// `ConversationId`: `d:<smaller user id>:<larger user id>` or `g:<group id>`.
+    pub struct ConversationId;
+    impl StrRule for ConversationId {
+        fn pattern() -> Option<String> {
+            Some("^(d:[1-9][0-9]{0,15}:[1-9][0-9]{0,15}|g:[1-9][0-9]{0,15})$".into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Short;
+    impl StrRule for Short {
+        const MAX_LENGTH: Option<usize> = Some(3);
+    }
+
+    #[test]
+    fn a_str_field_takes_only_a_json_string() {
+        assert_eq!(Str::<Short>::parse_from_json(Some(Value::from("abc"))).unwrap().as_str(), "abc");
+        for wrong in [Value::from(12345), Value::from(true), Value::Null, serde_json::json!(["a"])] {
+            assert!(Str::<Short>::parse_from_json(Some(wrong.clone())).is_err(), "{wrong}");
+        }
+        assert!(serde_json::from_str::<Str<Short>>("12345").is_err());
+    }
+
+    #[test]
+    fn the_schema_states_the_limits() {
+        let MetaSchemaRef::Inline(schema) = Str::<Short>::schema_ref() else { panic!("inline schema") };
+        assert_eq!((schema.ty, schema.max_length, schema.min_length), ("string", Some(3), None));
+        assert_eq!(visible_without("a"), format!("^[^a]*[^a{INVISIBLE}][^a]*$"));
+    }
+}

@@ -1,0 +1,141 @@
+//! The rules every free-text field of the API shares, and the newtypes of message text and `client_msg_id`.
+//!
+//! Two rules hold for every string a client sends, whatever the field: it contains no U+0000 (Postgres `text`
+//! cannot store it, and SQLite would store what Postgres refuses, so both backends refuse it at the edge), and a
+//! field that must say something is not *blank*: empty, or only characters that show nothing ([`is_invisible`]).
+
+use super::DomainError;
+
+/// Longest text message (and caption), in Unicode scalar values.
+pub const MAX_TEXT: usize = 4000;
+/// Longest `client_msg_id`, in Unicode scalar values (DESIGN.md §2).
+pub const MAX_CLIENT_MSG_ID: usize = 64;
+
+/// Characters that show nothing on their own: Unicode `White_Space` (spaces, tabs, newlines, U+3000 …) and the
+/// invisible format characters people paste to get past "not empty" checks (zero-width space, joiners and
+/// direction marks U+200B–U+200F, word joiner U+2060–U+2064, bidi embeddings U+202A–U+202E and isolates
+/// U+2066–U+2069, the byte-order mark U+FEFF, soft hyphen U+00AD, combining grapheme joiner U+034F, Mongolian
+/// vowel separator U+180E, and the Hangul fillers U+115F, U+1160, U+3164, U+FFA0).
+pub fn is_invisible(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '\u{200B}'..='\u{200F}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{FEFF}'
+                | '\u{00AD}'
+                | '\u{034F}'
+                | '\u{180E}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{3164}'
+                | '\u{FFA0}'
+        )
+}
+
+/// True when `s` is empty or shows nothing ([`is_invisible`] throughout).
+pub fn is_blank(s: &str) -> bool {
+    s.chars().all(is_invisible)
+}
+
+/// Refuses U+0000 in any string field, with the field's own error code.
+pub fn reject_nul(s: &str, code: &'static str, field: &str) -> Result<(), DomainError> {
+    if s.contains('\0') {
+        return Err(DomainError::new(code, format!("{field} may not contain U+0000")));
+    }
+    Ok(())
+}
+
+/// Control characters a message may carry: tab, line feed and carriage return. Every other C0/C1 control is
+/// refused (they render as nothing or as garbage, and U+0000 cannot be stored).
+fn is_refused_control(c: char) -> bool {
+    c.is_control() && !matches!(c, '\t' | '\n' | '\r')
+}
+
+/// The text of a message or caption: 1–[`MAX_TEXT`] characters, not blank, no control characters other than
+/// tab and line breaks. Refusals are 422 `invalid_text`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageText(String);
+
+impl MessageText {
+    pub fn parse(s: &str) -> Result<Self, DomainError> {
+        if s.chars().count() > MAX_TEXT {
+            return Err(DomainError::new("invalid_text", "text is at most 4000 characters"));
+        }
+        if s.chars().any(is_refused_control) {
+            return Err(DomainError::new(
+                "invalid_text",
+                "text may not contain control characters other than tab and line breaks",
+            ));
+        }
+        if is_blank(s) {
+            return Err(DomainError::new("invalid_text", "text must contain something visible"));
+        }
+        Ok(Self(s.to_string()))
+    }
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// A sender's idempotency key (DESIGN.md §2): 1–[`MAX_CLIENT_MSG_ID`] characters without control characters.
+/// Refusals are 422 `invalid_client_msg_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientMsgId(String);
+
+impl ClientMsgId {
+    pub fn parse(s: &str) -> Result<Self, DomainError> {
+        let n = s.chars().count();
+        if !(1..=MAX_CLIENT_MSG_ID).contains(&n) || s.chars().any(char::is_control) {
+            return Err(DomainError::new(
+                "invalid_client_msg_id",
+                "client_msg_id must be 1 to 64 characters without control characters",
+            ));
+        }
+        Ok(Self(s.to_string()))
+    }
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blank_means_nothing_visible_whatever_the_invisible_characters() {
+        for blank in
+            ["", " ", "\n\t\r", "\u{200B}", "\u{200D}", "\u{200F}", "\u{FEFF}", "\u{3000}", " \u{200B}\u{3000}\n"]
+        {
+            assert!(is_blank(blank), "{blank:?}");
+            assert_eq!(MessageText::parse(blank).unwrap_err().code, "invalid_text", "{blank:?}");
+        }
+        for visible in ["a", " 你好 ", "\u{200B}x", "👍", "line one\nline two"] {
+            assert!(!is_blank(visible), "{visible:?}");
+            assert!(MessageText::parse(visible).is_ok(), "{visible:?}");
+        }
+    }
+
+    #[test]
+    fn message_text_refuses_nul_and_controls_but_keeps_tabs_and_line_breaks() {
+        assert_eq!(MessageText::parse("a\0b").unwrap_err().code, "invalid_text");
+        assert_eq!(MessageText::parse("a\u{7}b").unwrap_err().code, "invalid_text");
+        assert!(MessageText::parse("a\tb\r\nc").is_ok());
+        assert!(MessageText::parse(&"字".repeat(MAX_TEXT)).is_ok());
+        assert!(MessageText::parse(&"字".repeat(MAX_TEXT + 1)).is_err());
+    }
+
+    #[test]
+    fn client_msg_ids_are_short_and_free_of_controls() {
+        assert!(ClientMsgId::parse("c-1").is_ok());
+        assert!(ClientMsgId::parse(&"é".repeat(64)).is_ok());
+        for bad in ["", "a\0", "a\nb"] {
+            assert_eq!(ClientMsgId::parse(bad).unwrap_err().code, "invalid_client_msg_id", "{bad:?}");
+        }
+        assert!(ClientMsgId::parse(&"x".repeat(65)).is_err());
+        assert_eq!(reject_nul("x\0", "invalid_x", "x").unwrap_err().code, "invalid_x");
+    }
+}
