@@ -14,6 +14,7 @@ for i in $(seq 0 $((n - 1))); do
   GOCHAT_LISTEN=127.0.0.1:$port GOCHAT_DATA_DIR=$dir GOCHAT_DATABASE_URL=$db GOCHAT_REDIS_URL=$redis \
   GOCHAT_REDIS_PREFIX=$prefix GOCHAT_JWT_SECRET=benchmark-secret-benchmark-secret-0123 \
   GOCHAT_AUTH_RATE_PER_IP=1000000 GOCHAT_AUTH_RATE_PER_USERNAME=1000000 GOCHAT_LOG=warn \
+  GOCHAT_SEND_RATE=10000000 GOCHAT_WS_FRAME_RATE=10000000 \
     nohup target/release/gochat serve >"$dir/log" 2>&1 &
   pids+=($!); urls+=("http://127.0.0.1:$port")
 done

@@ -39,17 +39,30 @@ async function api(method, path, body) {
 
 // ---- Auth -------------------------------------------------------------------------------------------------
 
-async function login(username, password) {
-  const r = await api("POST", "/api/user/login", { username, password });
+function signedIn(r) {
   state.token = r.token;
   state.me = r.user;
   localStorage.setItem("gochat.token", r.token);
+  localStorage.setItem("gochat.expires", r.expires_at);
   localStorage.setItem("gochat.me", JSON.stringify(r.user));
+}
+
+async function login(username, password) {
+  signedIn(await api("POST", "/api/user/login", { username, password }));
   start();
 }
 
+// Trade the token for a fresh one when less than a day of it is left, so a device stays signed in.
+async function refreshToken() {
+  const expires = Date.parse(localStorage.getItem("gochat.expires") || "");
+  if (!state.token || (expires && expires - Date.now() > 86400000)) return;
+  try { signedIn(await api("POST", "/api/user/token")); } catch (_) { /* 401 logs out in api() */ }
+}
+setInterval(refreshToken, 3600000);
+
 function logout() {
   localStorage.removeItem("gochat.token");
+  localStorage.removeItem("gochat.expires");
   localStorage.removeItem("gochat.me");
   state.token = null;
   if (state.ws) state.ws.close();
@@ -343,9 +356,15 @@ function ack(messages) {
   for (const [conversation_id, seq] of last) state.ws.send(JSON.stringify({ type: "ack", conversation_id, seq }));
 }
 
-function connect() {
+async function connect() {
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
-  const ws = new WebSocket(proto + "//" + location.host + "/ws?token=" + encodeURIComponent(state.token) + "&device=" + state.device);
+  // A one-time ticket in the URL, never the token itself (URLs end up in proxy logs).
+  let ticket;
+  try { ticket = (await api("POST", "/api/ws/ticket")).ticket; } catch (_) {
+    if (state.token) setTimeout(connect, Math.min(30000, 500 * 2 ** state.retry++) * (0.5 + Math.random()));
+    return;
+  }
+  const ws = new WebSocket(proto + "//" + location.host + "/ws?token=" + encodeURIComponent(ticket) + "&device=" + state.device);
   state.ws = ws;
   let heartbeat;
   ws.onopen = () => {
@@ -359,6 +378,8 @@ function connect() {
     $("status").textContent = "reconnecting…";
     $("status").className = "status";
     if (e.code === 1008 || !state.token) return;
+    // 4401: the token expired; 4403: it was revoked (a password change elsewhere). Either way, sign in again.
+    if (e.code === 4401 || e.code === 4403) { logout(); return; }
     const delay = Math.min(30000, 500 * 2 ** state.retry++) * (0.5 + Math.random());
     setTimeout(connect, delay);
   };
@@ -390,7 +411,7 @@ async function start() {
   $("me").textContent = state.me.nickname;
   try {
     state.me = await api("GET", "/api/user/profile");
-    await Promise.all([loadConversations(), loadFriends(), loadGroups()]);
+    await Promise.all([loadConversations(), loadFriends(), loadGroups(), refreshToken()]);
   } catch (err) { $("chat-error").textContent = err.message; }
   connect();
 }

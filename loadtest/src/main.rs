@@ -57,6 +57,10 @@ enum Scenario {
         /// Closed loop: messages each sender keeps in flight.
         #[arg(long, default_value_t = 1)]
         inflight: usize,
+        /// Senders send with `POST /api/messages/send` (one keep-alive connection each) instead of WebSocket
+        /// `send` frames; receivers stay on WebSockets.
+        #[arg(long)]
+        http: bool,
     },
     /// Group fan-out: one group, every member online, a few senders.
     Group {
@@ -360,8 +364,8 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let api = Arc::new(Api { http: reqwest::Client::new(), urls: cli.url.clone(), password: cli.password.clone() });
     let report = match cli.scenario {
-        Scenario::Direct { pairs, seconds, rate, inflight } => {
-            direct(&api, pairs, seconds, rate, inflight, &cli.pid).await?
+        Scenario::Direct { pairs, seconds, rate, inflight, http } => {
+            direct(&api, pairs, seconds, rate, inflight, http, &cli.pid).await?
         }
         Scenario::Group { members, senders, messages, rate } => {
             group(&api, members, senders, messages, rate, &cli.pid).await?
@@ -398,6 +402,7 @@ async fn direct(
     seconds: u64,
     rate: Option<u64>,
     inflight: usize,
+    http: bool,
     pids: &[u32],
 ) -> anyhow::Result<Value> {
     let id = run_id();
@@ -422,7 +427,9 @@ async fn direct(
         receivers.push(connect(&api.urls[i % n], &users[i + pairs].1, "bench", None).await?);
     }
     for (i, sender) in users.iter().take(pairs).enumerate() {
-        senders.push(connect(&api.urls[(i + 1) % n], &sender.1, "bench", None).await?);
+        if !http {
+            senders.push(connect(&api.urls[(i + 1) % n], &sender.1, "bench", None).await?);
+        }
     }
     let mut tasks = Vec::new();
     let started = Instant::now();
@@ -464,7 +471,42 @@ async fn direct(
         }));
     }
     let per_sender_interval = rate.map(|r| Duration::from_secs_f64(pairs as f64 / r.max(1) as f64));
-    eprintln!("{pairs} pairs online; sending");
+    eprintln!("{pairs} pairs online; sending{}", if http { " over HTTP" } else { "" });
+    if http {
+        for i in 0..pairs {
+            let to = users[i + pairs].0;
+            let url = api.url(i + 1, "/api/messages/send");
+            let token = users[i].1.clone();
+            // One client (one keep-alive connection) per in-flight slot, as a browser tab would use.
+            for slot in 0..inflight.max(1) {
+                let (errors, accepted, sent) = (errors.clone(), accepted.clone(), sent.clone());
+                let (url, token) = (url.clone(), token.clone());
+                let client = reqwest::Client::builder().tcp_nodelay(true).build()?;
+                tasks.push(tokio::spawn(async move {
+                    let mut k = 0u64;
+                    let mut next = Instant::now();
+                    while Instant::now() < end {
+                        if let Some(iv) = per_sender_interval {
+                            tokio::time::sleep_until(next.into()).await;
+                            next += iv;
+                        }
+                        k += 1;
+                        let body = json!({"to_user_id": to, "type": "text",
+                            "text": format!("ts={} n={k}", now_micros()), "client_msg_id": format!("{i}-{slot}-{k}")});
+                        sent.fetch_add(1, Ordering::Relaxed);
+                        match client.post(&url).bearer_auth(&token).json(&body).send().await {
+                            Ok(r) if r.status().is_success() => {
+                                let _ = r.bytes().await;
+                                accepted.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok(r) => errors.add(format!("send:{}", r.status().as_u16())),
+                            Err(_) => errors.add("send:http"),
+                        }
+                    }
+                }));
+            }
+        }
+    }
     for (i, ws) in senders.into_iter().enumerate() {
         let to = users[i + pairs].0;
         let (errors, accepted, sent) = (errors.clone(), accepted.clone(), sent.clone());
@@ -534,6 +576,7 @@ async fn direct(
     Ok(json!({
         "scenario": "direct", "nodes": api.urls.len(), "pairs": pairs, "seconds": seconds,
         "mode": match rate { Some(r) => format!("open loop {r} msg/s"), None => format!("closed loop, {inflight} in flight per sender") },
+        "send_path": if http { "http" } else { "websocket" },
         "setup_seconds": (started - setup).as_secs_f64(),
         "sent": sent.load(Ordering::Relaxed), "accepted": accepted.load(Ordering::Relaxed), "delivered": d,
         "accepted_per_sec": accepted.load(Ordering::Relaxed) as f64 / elapsed,
