@@ -62,12 +62,50 @@ run_browser() {
   return $status
 }
 
+# Schemathesis over the OpenAPI document against a fresh node: on the embedded default, and (when the suite has
+# Postgres, Redis and S3) on a cluster-mode node. Every check, positive and negative data, the stateful phase;
+# bounded by SCHEMATHESIS_SECONDS per node (default 150). Rate limits are raised so that every operation's logic
+# is reached instead of its 429.
+run_schemathesis() {
+  local mode=$1 dir port node_pid status=0 db
+  dir=$(mktemp -d "${TMPDIR:-/tmp}/gochat-st.XXXXXX")
+  port=$(free_port)
+  local env=(GOCHAT_LISTEN="127.0.0.1:$port" GOCHAT_DATA_DIR="$dir" GOCHAT_LOG=warn
+    GOCHAT_AUTH_RATE_PER_IP=1000000 GOCHAT_AUTH_RATE_PER_USERNAME=1000000 GOCHAT_UPLOAD_RATE_PER_MIN=1000000
+    GOCHAT_SEND_RATE=10000000 GOCHAT_WS_FRAME_RATE=10000000)
+  if [ "$mode" = postgres ]; then
+    db="gochat_st_$RANDOM$RANDOM"
+    as_pg psql -h 127.0.0.1 -p "$PGPORT" -U postgres -qc "CREATE DATABASE $db" >/dev/null
+    env+=(GOCHAT_DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/$db" GOCHAT_REDIS_URL="$GOCHAT_TEST_REDIS_URL"
+      GOCHAT_REDIS_PREFIX="st$RANDOM:" GOCHAT_JWT_SECRET=schemathesis-secret-schemathesis-secret-0123
+      GOCHAT_S3_ENDPOINT="$GOCHAT_TEST_S3_ENDPOINT" GOCHAT_S3_BUCKET="gochat-st-$RANDOM"
+      GOCHAT_S3_ACCESS_KEY="$GOCHAT_TEST_S3_ACCESS_KEY" GOCHAT_S3_SECRET_KEY="$GOCHAT_TEST_S3_SECRET_KEY")
+  fi
+  cargo build -q --bin gochat
+  env "${env[@]}" target/debug/gochat >"$dir/log" 2>&1 &
+  node_pid=$!
+  wait_http "http://127.0.0.1:$port/readyz" || { cat "$dir/log"; die "the node for schemathesis ($mode) did not start"; }
+  log "running schemathesis against a $mode node on 127.0.0.1:$port (${SCHEMATHESIS_SECONDS:-150} s)"
+  scripts/schemathesis.sh "http://127.0.0.1:$port" "${SCHEMATHESIS_SECONDS:-150}" || status=$?
+  kill "$node_pid" 2>/dev/null
+  wait "$node_pid" 2>/dev/null || true
+  if grep -qE 'ERROR|panicked' "$dir/log"; then
+    log "the $mode node logged a server error or panic:"; grep -E 'ERROR|panicked' "$dir/log" | head -20; status=1
+  fi
+  rm -rf "$dir"
+  [ $status -eq 0 ] && log "schemathesis ($mode): no failures" || log "schemathesis ($mode): FAILED"
+  return $status
+}
+
 run_suite() {
   local status=0
   run_rust "$@" || status=$?
-  # A filtered run (arguments given) is a developer narrowing down; the browser test runs with the whole suite.
+  # A filtered run (arguments given) is a developer narrowing down; the browser test and schemathesis run with
+  # the whole suite.
   if [ $# -eq 0 ]; then
     run_browser || status=$?
+    run_schemathesis sqlite || status=$?
+    if [ -n "${PGPORT:-}" ]; then run_schemathesis postgres || status=$?; fi
   fi
   return $status
 }

@@ -256,6 +256,12 @@ backend_tests! {
         assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["code"], "unsupported_media_type");
+        // The body is the field `file` and nothing else.
+        let mut extra = png_1x1();
+        extra.extend(b"\r\n--b0undary\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\n42");
+        let r = upload(&node, &ta, "dot.png", &extra).await;
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(r.json::<Value>().await.unwrap()["code"], "unexpected_field");
         let ok = upload(&node, &ta, "dot.png", &png_1x1()).await;
         assert_eq!(ok.status(), StatusCode::CREATED);
         let info: Value = ok.json().await.unwrap();

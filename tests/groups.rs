@@ -65,7 +65,7 @@ backend_tests! {
         let r = node.put(&path(&format!("/members/{}/role", owner.0)), &owner.1, json!({"role": "member"})).await;
         assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "cannot_change_owner"));
         let r = node.put(&path(&format!("/members/{}/role", m1.0)), &owner.1, json!({"role": "owner"})).await;
-        assert_eq!((r.status, r.code()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_role"));
+        assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid_body"), "only admin and member can be given");
         let r = node.put(&path(&format!("/members/{}/role", m1.0)), &owner.1, json!({"role": "king"})).await;
         assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid_body"));
         let r = node.put(&path(&format!("/members/{}/role", stranger.0)), &owner.1, json!({"role": "admin"})).await;
@@ -83,7 +83,9 @@ backend_tests! {
         let r = node.post(&path("/members"), Some(&admin.1), json!({"user_ids": [stranger.0]})).await;
         assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "not_friends"));
         let r = node.post(&path("/members"), Some(&admin.1), json!({"user_ids": []})).await;
-        assert_eq!((r.status, r.code()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_members"));
+        assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid_body"), "the schema's minItems");
+        let r = node.post(&path("/members"), Some(&admin.1), json!({"user_ids": [admin.0]})).await;
+        assert_eq!(r.status, StatusCode::OK, "the caller is in already: nothing changes");
         let r = node.post(&path("/members"), Some(&admin.1), json!({"user_ids": [m3.0]})).await;
         assert_eq!((r.status, r.body["members"].as_array().unwrap().len()), (StatusCode::OK, 5));
 

@@ -297,7 +297,7 @@ backend_tests! {
         assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "file_not_found"), "someone else's upload");
         let vid = upload(&node, &tb, "v.mp4", "video/mp4", &mp4(5000)).await;
         let r = send(json!({"to_user_id": a, "type": "image", "file_id": id(&vid)})).await;
-        assert_eq!((r.status, r.code()), (StatusCode::UNPROCESSABLE_ENTITY, "file_kind_mismatch"));
+        assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "file_kind_mismatch"), "the body is fine, the file is a video");
         let r = send(json!({"to_user_id": a, "type": "video"})).await;
         assert_eq!((r.status, r.code()), (StatusCode::UNPROCESSABLE_ENTITY, "file_required"));
         let r = send(json!({"to_user_id": a, "type": "text", "text": "x", "file_id": id(&vid)})).await;

@@ -297,7 +297,7 @@ backend_tests! {
         }
         let read = "/api/messages/read";
         for (body, status, code) in [
-            (json!({"conversation_id": conv_ab, "seq": 3}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_seq"),
+            (json!({"conversation_id": conv_ab, "seq": 3}), StatusCode::CONFLICT, "seq_beyond_last"),
             (json!({"conversation_id": conv_ab, "seq": 0}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_seq"),
             (json!({"conversation_id": "d:1", "seq": 1}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_conversation_id"),
             (json!({"conversation_id": conv_ab}), StatusCode::BAD_REQUEST, "invalid_body"),

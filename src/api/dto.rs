@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use poem_openapi::Object;
 
-use crate::domain::schema::{fields, Str};
+use crate::domain::schema::{fields, Int, Str};
 
 pub use crate::domain::model::{User, UserSummary};
 
@@ -16,7 +16,8 @@ pub struct RegisterRequest {
     /// 1–64 characters, something visible, no control characters.
     pub nickname: Str<fields::Name>,
     /// 0 male (default), 1 female.
-    pub sex: Option<i64>,
+    #[oai(nullable)]
+    pub sex: Option<Int<0, 1>>,
 }
 
 #[derive(Debug, Object)]
@@ -43,9 +44,12 @@ pub struct WsTicket {
 
 #[derive(Debug, Object)]
 pub struct UpdateProfileRequest {
-    /// 1–64 characters, something visible, no control characters.
+    /// 1–64 characters, something visible, no control characters; absent or null: unchanged.
+    #[oai(nullable)]
     pub nickname: Option<Str<fields::Name>>,
-    pub sex: Option<i64>,
+    /// 0 male, 1 female; absent or null: unchanged.
+    #[oai(nullable)]
+    pub sex: Option<Int<0, 1>>,
 }
 
 #[derive(Debug, Object)]
@@ -59,6 +63,7 @@ pub struct ChangePasswordRequest {
 pub struct FriendRequestBody {
     pub to_user_id: i64,
     /// An optional note, up to 200 characters.
+    #[oai(nullable)]
     pub message: Option<Str<fields::Note>>,
 }
 
@@ -75,6 +80,6 @@ pub struct AcceptedFriend {
 #[derive(Debug, Object)]
 pub struct ReadBody {
     pub conversation_id: Str<fields::ConversationId>,
-    /// Everything up to and including this seq has been read.
-    pub seq: i64,
+    /// Everything up to and including this seq has been read (at most the conversation's last seq).
+    pub seq: Int<1, { i64::MAX }>,
 }

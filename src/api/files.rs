@@ -31,7 +31,10 @@ impl<'a> ApiExtractor<'a> for UploadBody {
     fn request_meta() -> Option<MetaRequest> {
         let mut file = MetaSchema::new_with_format("string", "binary");
         file.description = Some("JPEG, PNG, GIF or WebP up to 10 MiB; MP4, QuickTime or WebM up to 100 MiB");
+        file.min_length = Some(1);
         let mut schema = MetaSchema::new("object");
+        // The file and nothing else.
+        schema.max_properties = Some(1);
         schema.properties = vec![("file", MetaSchemaRef::Inline(Box::new(file)))];
         schema.required = vec!["file"];
         Some(MetaRequest {
@@ -73,11 +76,20 @@ impl IntoResponse for FileBody {
 
 impl ApiResponse for FileBody {
     fn meta() -> MetaResponses {
-        let binary = || {
-            vec![MetaMediaType {
-                content_type: "application/octet-stream",
-                schema: MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format("string", "binary"))),
-            }]
+        // The media types a stored file is served as (those `media::sniff` accepts), plus multipart/byteranges
+        // for several ranges.
+        const TYPES: [&str; 7] =
+            ["image/jpeg", "image/png", "image/gif", "image/webp", "video/mp4", "video/quicktime", "video/webm"];
+        let binary = |with_ranges: bool| {
+            let ranges = with_ranges.then_some("multipart/byteranges");
+            TYPES
+                .into_iter()
+                .chain(ranges)
+                .map(|content_type| MetaMediaType {
+                    content_type,
+                    schema: MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format("string", "binary"))),
+                })
+                .collect()
         };
         let r = |status, description, content| MetaResponse {
             description,
@@ -88,8 +100,8 @@ impl ApiResponse for FileBody {
         };
         MetaResponses {
             responses: vec![
-                r(200, "The whole file, with its sniffed Content-Type, ETag and Cache-Control: private", binary()),
-                r(206, "The requested range(s); several ranges come as multipart/byteranges", binary()),
+                r(200, "The whole file, with its sniffed Content-Type, ETag and Cache-Control: private", binary(false)),
+                r(206, "The requested range(s); several ranges come as multipart/byteranges", binary(true)),
                 r(304, "Not modified (If-None-Match matched the ETag)", vec![]),
                 r(416, "No requested range lies within the file", vec![]),
             ],

@@ -7,7 +7,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::auth::BearerAuth;
 use super::ApiTags;
-use crate::domain::model::{Group, GroupRole};
+use crate::domain::model::{AssignableRole, Group};
 use crate::domain::schema::{fields, Str};
 use crate::error::AppError;
 use crate::state::AppState;
@@ -19,6 +19,7 @@ struct CreateGroup {
     /// 1–64 characters, something visible, no control characters.
     name: Str<fields::Name>,
     /// Friends of the creator to add as members.
+    #[oai(nullable)]
     member_ids: Option<Vec<i64>>,
 }
 
@@ -30,7 +31,8 @@ struct RenameGroup {
 
 #[derive(Debug, Object)]
 struct AddMembers {
-    /// Friends of the caller.
+    /// Friends of the caller (at least one; members already in, the caller included, are left as they are).
+    #[oai(validator(min_items = 1))]
     user_ids: Vec<i64>,
 }
 
@@ -42,7 +44,7 @@ struct NewOwner {
 #[derive(Debug, Object)]
 struct NewRole {
     /// `admin` or `member`.
-    role: GroupRole,
+    role: AssignableRole,
 }
 
 #[derive(ApiResponse)]

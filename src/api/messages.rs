@@ -1,9 +1,15 @@
 //! `/api/messages/*` and `/api/conversations`: sending, history, read cursors, the conversation list.
 
+use std::borrow::Cow;
+
+use crate::domain::schema::{fields, Int, Str};
 use poem::web::Data;
 use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
+use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
+use poem_openapi::types::{ParseError, ParseFromJSON, ParseResult, ToJSON, Type};
 use poem_openapi::{ApiResponse, OpenApi};
+use serde_json::Value;
 
 use super::auth::BearerAuth;
 use super::dto::ReadBody;
@@ -35,8 +41,8 @@ enum NoContent {
 impl MessagesApi {
     /// Send a message to a friend (`to_user_id`) or a group (`group_id`). Durable before the reply.
     #[oai(path = "/api/messages/send", method = "post", operation_id = "sendMessage")]
-    async fn send(&self, state: Data<&AppState>, auth: BearerAuth, body: Json<SendMessage>) -> Result<Sent, AppError> {
-        let (message, created) = state.messaging.send(auth.user_id(), body.0).await?;
+    async fn send(&self, state: Data<&AppState>, auth: BearerAuth, body: Json<SendRequest>) -> Result<Sent, AppError> {
+        let (message, created) = state.messaging.send(auth.user_id(), body.0 .0).await?;
         Ok(if created { Sent::Created(Json(message)) } else { Sent::Repeated(Json(message)) })
     }
 
@@ -46,14 +52,16 @@ impl MessagesApi {
         &self,
         state: Data<&AppState>,
         auth: BearerAuth,
-        conversation_id: Query<String>,
-        before_seq: Query<Option<i64>>,
-        after_seq: Query<Option<i64>>,
+        conversation_id: Query<Str<fields::ConversationId>>,
+        /// Messages before this seq (newest first, returned ascending).
+        before_seq: Query<Option<Int<1, { i64::MAX }>>>,
+        /// Messages after this seq (oldest first).
+        after_seq: Query<Option<Int<0, { i64::MAX }>>>,
         /// 1–100, default 50.
-        limit: Query<Option<i64>>,
+        limit: Query<Option<Int<1, 100>>>,
     ) -> Result<Json<HistoryPage>, AppError> {
-        let page =
-            state.messaging.history(auth.user_id(), &conversation_id, before_seq.0, after_seq.0, limit.0).await?;
+        let (before, after, limit) = (before_seq.0.map(|v| v.0), after_seq.0.map(|v| v.0), limit.0.map(|v| v.0));
+        let page = state.messaging.history(auth.user_id(), &conversation_id, before, after, limit).await?;
         Ok(Json(page))
     }
 
@@ -65,7 +73,7 @@ impl MessagesApi {
         auth: BearerAuth,
         body: Json<ReadBody>,
     ) -> Result<NoContent, AppError> {
-        state.messaging.mark_read(auth.user_id(), &body.conversation_id, body.seq).await?;
+        state.messaging.mark_read(auth.user_id(), &body.conversation_id, body.seq.0).await?;
         Ok(NoContent::Done)
     }
 
@@ -77,5 +85,94 @@ impl MessagesApi {
         auth: BearerAuth,
     ) -> Result<Json<Vec<Conversation>>, AppError> {
         Ok(Json(state.messaging.conversations(auth.user_id()).await?))
+    }
+}
+
+/// The body of `POST /api/messages/send`: [`SendMessage`], with a schema that also states its rules across
+/// fields, so that a body the schema allows is never refused for a rule it hides: exactly one of `to_user_id`
+/// and `group_id`; a `text` message has `text` and no `file_id`; an `image` or `video` message has a `file_id`.
+/// (Whether the file is the caller's and of the right kind depends on what was uploaded, not on the body.)
+pub struct SendRequest(pub SendMessage);
+
+impl Type for SendRequest {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> Cow<'static, str> {
+        "SendMessage".into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        MetaSchemaRef::Reference("SendMessage".into())
+    }
+
+    fn register(registry: &mut Registry) {
+        registry.create_schema::<Self, _>("SendMessage".into(), |registry| {
+            <SendMessage as Type>::register(registry);
+            let mut schema = registry.schemas.remove("SendMessageFields").unwrap_or_else(|| MetaSchema::new("object"));
+            schema.title = Some("SendMessage".into());
+            schema.description = Some(
+                "A message to send: exactly one of `to_user_id` and `group_id`; a `text` message has `text` and no \
+                 `file_id`; an `image` or `video` message has the `file_id` of an upload of that kind (and may have \
+                 `text` as a caption). The same object is the `message` of the WebSocket `send` frame.",
+            );
+            let object = |required: &'static str, properties: Vec<(&'static str, MetaSchemaRef)>| {
+                MetaSchemaRef::Inline(Box::new(MetaSchema {
+                    required: vec![required],
+                    properties,
+                    ..MetaSchema::new("object")
+                }))
+            };
+            // Present and not null.
+            let integer = || MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format("integer", "int64")));
+            let string = || MetaSchemaRef::Inline(Box::new(MetaSchema::new("string")));
+            // Absent (or null, which reads as absent).
+            let absent = || {
+                MetaSchemaRef::Inline(Box::new(MetaSchema {
+                    nullable: true,
+                    enum_items: vec![Value::Null],
+                    ..MetaSchema::new_with_format("integer", "int64")
+                }))
+            };
+            let kinds = |kinds: &[&str]| {
+                MetaSchemaRef::Inline(Box::new(MetaSchema {
+                    enum_items: kinds.iter().map(|k| Value::from(*k)).collect(),
+                    ..MetaSchema::new("string")
+                }))
+            };
+            let one_of = |one_of| MetaSchemaRef::Inline(Box::new(MetaSchema { one_of, ..MetaSchema::ANY }));
+            schema.all_of = vec![
+                one_of(vec![
+                    object("to_user_id", vec![("to_user_id", integer()), ("group_id", absent())]),
+                    object("group_id", vec![("group_id", integer()), ("to_user_id", absent())]),
+                ]),
+                one_of(vec![
+                    object("text", vec![("type", kinds(&["text"])), ("text", string()), ("file_id", absent())]),
+                    object("file_id", vec![("type", kinds(&["image", "video"])), ("file_id", integer())]),
+                ]),
+            ];
+            schema
+        });
+    }
+
+    fn as_raw_value(&self) -> Option<&Self> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self> + 'a> {
+        Box::new(std::iter::once(self))
+    }
+}
+
+impl ParseFromJSON for SendRequest {
+    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+        SendMessage::parse_from_json(value).map(SendRequest).map_err(ParseError::propagate)
+    }
+}
+
+impl ToJSON for SendRequest {
+    fn to_json(&self) -> Option<Value> {
+        self.0.to_json()
     }
 }

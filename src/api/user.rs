@@ -12,6 +12,7 @@ use super::dto::{
 };
 use super::middleware::{client_ip, limit_by_ip};
 use super::ApiTags;
+use crate::domain::schema::{fields, Str};
 use crate::domain::{Nickname, Password, Sex, Username};
 use crate::error::AppError;
 use crate::service::accounts::Registration;
@@ -53,7 +54,7 @@ impl UserApi {
             username: Username::parse(&body.username)?,
             password: Password::parse(&body.password)?,
             nickname: Nickname::parse(&body.nickname)?,
-            sex: body.sex.map(Sex::parse).transpose()?.unwrap_or_default(),
+            sex: body.sex.map(|s| Sex::parse(s.0)).transpose()?.unwrap_or_default(),
         };
         let user = state.accounts.register(r).await?;
         Ok(Created::User(Json(user.into())))
@@ -103,7 +104,7 @@ impl UserApi {
         body: Json<UpdateProfileRequest>,
     ) -> Result<Json<User>, AppError> {
         let nickname = body.nickname.as_deref().map(Nickname::parse).transpose()?;
-        let sex = body.sex.map(Sex::parse).transpose()?;
+        let sex = body.sex.map(|s| Sex::parse(s.0)).transpose()?;
         Ok(Json(state.accounts.update_profile(auth.user_id(), nickname, sex).await?.into()))
     }
 
@@ -126,7 +127,7 @@ impl UserApi {
         &self,
         state: Data<&AppState>,
         _auth: BearerAuth,
-        q: Query<String>,
+        q: Query<Str<fields::UserQuery>>,
     ) -> Result<Json<Vec<UserSummary>>, AppError> {
         let users = state.accounts.search(&q).await?;
         Ok(Json(users.into_iter().map(Into::into).collect()))

@@ -45,18 +45,20 @@ impl FromStr for ConversationId {
     fn from_str(s: &str) -> Result<Self, DomainError> {
         let bad =
             || DomainError::new("invalid_conversation_id", "conversation_id must look like d:<id>:<id> or g:<id>");
+        // Well-formed, but no conversation is called that: the smaller id comes first, and ids stay below 2^53.
+        let none = || DomainError::names_nothing("conversation_not_found", "no conversation has this id");
         let id = |p: &str| -> Result<i64, DomainError> {
-            if p.is_empty() || p.len() > 16 || !p.bytes().all(|b| b.is_ascii_digit()) {
+            if p.is_empty() || p.len() > 16 || p.starts_with('0') || !p.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(bad());
             }
-            p.parse::<i64>().ok().filter(|v| *v > 0 && *v <= super::MAX_ID).ok_or_else(bad)
+            p.parse::<i64>().ok().filter(|v| *v <= super::MAX_ID).ok_or_else(none)
         };
         let mut parts = s.split(':');
         match (parts.next(), parts.next(), parts.next(), parts.next()) {
             (Some("d"), Some(a), Some(b), None) => {
                 let (a, b) = (id(a)?, id(b)?);
                 if a >= b {
-                    return Err(bad());
+                    return Err(none());
                 }
                 Ok(ConversationId::Direct { low: a, high: b })
             }
@@ -75,8 +77,13 @@ mod tests {
         assert_eq!(ConversationId::direct(9, 3).to_string(), "d:3:9");
         assert_eq!("d:3:9".parse::<ConversationId>().unwrap(), ConversationId::direct(3, 9));
         assert_eq!("g:12".parse::<ConversationId>().unwrap(), ConversationId::Group(12));
-        for bad in ["", "d:9:3", "d:3:3", "g:", "g:-1", "x:1", "d:1", "g:1:2", "g:99999999999999999999", "d:+1:2"] {
-            assert!(bad.parse::<ConversationId>().is_err(), "{bad}");
+        for bad in ["", "g:", "g:-1", "g:0", "x:1", "d:1", "g:1:2", "g:99999999999999999999", "d:+1:2", "d:01:2"] {
+            assert_eq!(bad.parse::<ConversationId>().unwrap_err().code, "invalid_conversation_id", "{bad}");
+        }
+        // Well-formed (the OpenAPI pattern allows them) but naming no conversation that can exist.
+        for none in ["d:9:3", "d:3:3", "g:9999999999999999"] {
+            let e = none.parse::<ConversationId>().unwrap_err();
+            assert!(e.names_nothing && e.code == "conversation_not_found", "{none}");
         }
         assert_eq!(ConversationId::direct(3, 9).peer_of(3), Some(9));
         assert_eq!(ConversationId::direct(3, 9).peer_of(4), None);

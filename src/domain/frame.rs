@@ -96,6 +96,34 @@ pub enum ClientFrame {
     Sync {},
 }
 
+/// Why a client frame was refused: the `error` frame's code and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadFrame {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ClientFrame {
+    /// Parses one client text frame: `invalid_json` when it is not JSON, `invalid_frame` when it has no string
+    /// `type` or a known type's fields are wrong, `unknown_type` for a type the server does not know.
+    pub fn parse(text: &str) -> Result<ClientFrame, BadFrame> {
+        const KNOWN: &[&str] = &["ping", "ack", "send", "typing", "sync"];
+        let e = match serde_json::from_str(text) {
+            Ok(frame) => return Ok(frame),
+            Err(e) => e,
+        };
+        let bad = |code, message| Err(BadFrame { code, message });
+        match serde_json::from_str::<serde_json::Value>(text) {
+            Err(_) => bad("invalid_json", "the frame is not valid JSON".to_string()),
+            Ok(v) => match v.get("type").and_then(|t| t.as_str()) {
+                None => bad("invalid_frame", "the frame needs a string `type`".to_string()),
+                Some(t) if !KNOWN.contains(&t) => bad("unknown_type", format!("unknown frame type `{t}`")),
+                Some(t) => bad("invalid_frame", format!("bad `{t}` frame: {e}")),
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +140,17 @@ mod tests {
         assert!(matches!(serde_json::from_str(send), Ok(ClientFrame::Send { .. })));
         assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"launch"}"#).is_err());
         assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"ack","seq":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn a_refused_frame_says_why() {
+        let code = |t: &str| ClientFrame::parse(t).unwrap_err().code;
+        assert_eq!(code("{"), "invalid_json");
+        assert_eq!(code(r#"{"seq":1}"#), "invalid_frame");
+        assert_eq!(code(r#"{"type":"launch"}"#), "unknown_type");
+        assert_eq!(code(r#"{"type":"ack","conversation_id":"d:1:2","seq":"x"}"#), "invalid_frame");
+        assert_eq!(code(r#"{"type":"send","message":{"to_user_id":2,"type":"text","text":5}}"#), "invalid_frame");
+        assert!(ClientFrame::parse(r#"{"type":"ping"}"#).is_ok());
     }
 
     #[test]

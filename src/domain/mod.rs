@@ -17,17 +17,27 @@ pub use user::{Nickname, Password, Sex, Username};
 pub struct DomainError {
     pub code: &'static str,
     pub message: String,
+    /// The value is well-formed but names nothing that can exist (a conversation of a user with themselves, an
+    /// id beyond the ids handed out): answered as "not found" rather than "invalid".
+    pub names_nothing: bool,
 }
 
 impl DomainError {
     pub fn new(code: &'static str, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self { code, message: message.into(), names_nothing: false }
+    }
+    pub fn names_nothing(code: &'static str, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), names_nothing: true }
     }
 }
 
 impl From<DomainError> for crate::error::AppError {
     fn from(e: DomainError) -> Self {
-        crate::error::AppError::invalid(e.code, e.message)
+        if e.names_nothing {
+            crate::error::AppError::not_found(e.code, e.message)
+        } else {
+            crate::error::AppError::invalid(e.code, e.message)
+        }
     }
 }
 

@@ -137,21 +137,28 @@ pub struct Message {
 }
 
 /// The body of `POST /api/messages/send` and of the WebSocket `send` frame.
+// Its OpenAPI schema, which also states the rules across fields, is `api::messages::SendRequest`'s.
 #[derive(Debug, Clone, Object, Serialize, Deserialize)]
+#[oai(rename = "SendMessageFields")]
 pub struct SendMessage {
     /// The recipient of a direct message (exactly one of `to_user_id` and `group_id`).
+    #[oai(nullable)]
     pub to_user_id: Option<i64>,
     /// The group of a group message.
+    #[oai(nullable)]
     pub group_id: Option<i64>,
     #[oai(rename = "type")]
     #[serde(rename = "type")]
     pub kind: MessageType,
     /// 1–4000 characters, for `text` messages (an optional caption of `image` and `video` ones): something
     /// visible, no control characters but tab and line breaks.
+    #[oai(nullable)]
     pub text: Option<Str<fields::Text>>,
     /// An uploaded file of the matching kind, for `image` and `video` messages.
+    #[oai(nullable)]
     pub file_id: Option<i64>,
     /// Up to 64 characters, unique per sender: a retry with the same value returns the first message.
+    #[oai(nullable)]
     pub client_msg_id: Option<Str<fields::ClientMsgId>>,
 }
 
@@ -228,6 +235,15 @@ impl GroupRole {
             Self::Member => "member",
         }
     }
+}
+
+/// A role the owner may give a member (ownership itself moves with `PUT /api/groups/{groupId}/owner`).
+#[derive(Debug, Clone, Copy, Enum, Serialize, Deserialize, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum AssignableRole {
+    Admin,
+    Member,
 }
 
 #[derive(Debug, Clone, Object, Serialize, Deserialize)]

@@ -127,6 +127,57 @@ impl<'de, R> serde::Deserialize<'de> for Str<R> {
     }
 }
 
+/// An integer field whose schema states the range `MIN..=MAX` the server enforces (the domain rule refuses a value
+/// outside it with its own 422 code), and whose JSON parsing takes only a JSON integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Int<const MIN: i64, const MAX: i64>(pub i64);
+
+impl<const MIN: i64, const MAX: i64> Type for Int<MIN, MAX> {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> Cow<'static, str> {
+        format!("integer({MIN},{MAX})").into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        let mut schema = MetaSchema::new_with_format("integer", "int64");
+        schema.minimum = Some(MIN as f64);
+        schema.maximum = Some(MAX as f64);
+        MetaSchemaRef::Inline(Box::new(schema))
+    }
+
+    fn as_raw_value(&self) -> Option<&Self> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self> + 'a> {
+        Box::new(std::iter::once(self))
+    }
+}
+
+impl<const MIN: i64, const MAX: i64> ParseFromJSON for Int<MIN, MAX> {
+    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+        match value.unwrap_or_default() {
+            Value::Number(n) => n.as_i64().map(Self).ok_or_else(|| ParseError::custom("not a 64-bit integer")),
+            other => Err(ParseError::expected_type(other)),
+        }
+    }
+}
+
+impl<const MIN: i64, const MAX: i64> ParseFromParameter for Int<MIN, MAX> {
+    fn parse_from_parameter(value: &str) -> ParseResult<Self> {
+        value.parse().map(Self).map_err(|_| ParseError::custom("not a 64-bit integer"))
+    }
+}
+
+impl<const MIN: i64, const MAX: i64> ToJSON for Int<MIN, MAX> {
+    fn to_json(&self) -> Option<Value> {
+        Some(Value::from(self.0))
+    }
+}
+
 /// Control characters (Unicode `Cc`) as an ECMA-262 class body.
 pub const CONTROLS: &str = r"\u0000-\u001F\u007F-\u009F";
 /// The same less tab, line feed and carriage return, which a message may carry.
@@ -224,6 +275,16 @@ pub mod fields {
         const MAX_LENGTH: Option<usize> = Some(crate::domain::text::MAX_CLIENT_MSG_ID);
         fn pattern() -> Option<String> {
             Some(without(CONTROLS))
+        }
+    }
+
+    /// A user search: 1–32 username characters.
+    pub struct UserQuery;
+    impl StrRule for UserQuery {
+        const MIN_LENGTH: Option<usize> = Some(1);
+        const MAX_LENGTH: Option<usize> = Some(32);
+        fn pattern() -> Option<String> {
+            Some("^[A-Za-z0-9_.-]*$".into())
         }
     }
 

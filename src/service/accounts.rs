@@ -146,7 +146,6 @@ impl Accounts {
 
     /// Users whose username starts with `q` (case-insensitive), at most [`SEARCH_LIMIT`].
     pub async fn search(&self, q: &str) -> AppResult<Vec<UserRecord>> {
-        let q = q.trim();
         if q.is_empty() || q.len() > 32 || !q.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
         {
             return Err(AppError::invalid("invalid_query", "q must be 1 to 32 username characters"));

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::domain::frame::ServerFrame;
-use crate::domain::model::{Group, GroupMember, GroupRole};
+use crate::domain::model::{AssignableRole, Group, GroupMember, GroupRole};
 use crate::error::{AppError, AppResult};
 use crate::service::events::Events;
 use crate::store::{FriendStore, GroupRecord, GroupStore, MemberRecord, StoreError};
@@ -133,9 +133,13 @@ impl Groups {
     pub async fn add_members(&self, group_id: i64, user: i64, user_ids: &[i64]) -> AppResult<Group> {
         let s = self.standing(group_id, user).await?;
         Self::require_admin(&s)?;
+        if user_ids.is_empty() {
+            return Err(AppError::invalid("invalid_members", "user_ids must name at least one user"));
+        }
         let ids = Self::dedup(user_ids, user);
         if ids.is_empty() {
-            return Err(AppError::invalid("invalid_members", "user_ids must name at least one other user"));
+            // Only the caller, who is in already: nothing changes, as for any member already in.
+            return self.view(s.group).await;
         }
         self.require_friends(user, &ids).await?;
         match self.groups.add_members(group_id, &ids, self.max_members).await {
@@ -192,7 +196,7 @@ impl Groups {
         let s = self.standing(group_id, user).await?;
         Self::require_owner(&s)?;
         if to == user {
-            return Err(AppError::invalid("invalid_member", "you already own this group"));
+            return Err(AppError::conflict("already_owner", "you already own this group"));
         }
         self.groups
             .member(group_id, to)
@@ -202,12 +206,14 @@ impl Groups {
         self.announce(group_id, &[]).await
     }
 
-    pub async fn set_role(&self, group_id: i64, user: i64, target: i64, role: GroupRole) -> AppResult<Group> {
+    /// Makes a member an admin or a plain member (ownership moves only with [`Groups::transfer`]).
+    pub async fn set_role(&self, group_id: i64, user: i64, target: i64, role: AssignableRole) -> AppResult<Group> {
         let s = self.standing(group_id, user).await?;
         Self::require_owner(&s)?;
-        if role == GroupRole::Owner {
-            return Err(AppError::invalid("invalid_role", "use PUT /api/groups/{groupId}/owner to transfer ownership"));
-        }
+        let role = match role {
+            AssignableRole::Admin => GroupRole::Admin,
+            AssignableRole::Member => GroupRole::Member,
+        };
         let t = self
             .groups
             .member(group_id, target)

@@ -138,17 +138,23 @@ impl Media {
         let bad_multipart = |e: poem::error::ParseMultipartError| {
             AppError::bad_request("invalid_multipart", format!("the multipart body is not valid: {e}"))
         };
+        // The body is the field `file` and nothing else (as the OpenAPI document says).
+        let unexpected = || AppError::invalid("unexpected_field", "the multipart body has fields other than `file`");
+        let mut others = false;
         let field = loop {
             match multipart.next_field().await.map_err(bad_multipart)? {
                 Some(f) if f.name() == Some("file") => break f,
                 Some(other) => {
-                    // Small form fields before the file are allowed and ignored.
+                    others = true;
                     let mut r = other.into_async_read().take(64 * 1024);
                     let _ = tokio::io::copy(&mut r, &mut tokio::io::sink()).await;
                 }
                 None => return Err(AppError::invalid("missing_file", "the multipart body has no `file` field")),
             }
         };
+        if others {
+            return Err(unexpected());
+        }
         let declared_type = field.content_type().map(str::to_string);
         let file_name = field.file_name().map(str::to_string);
         let mut reader = Box::pin(field.into_async_read());
@@ -214,7 +220,9 @@ impl Media {
         drop(out);
         drop(reader);
         // The multipart body must end properly after the file (a truncated body is not a file).
-        while multipart.next_field().await.map_err(bad_multipart)?.is_some() {}
+        if multipart.next_field().await.map_err(bad_multipart)?.is_some() {
+            return Err(unexpected());
+        }
 
         if declared_len.is_none() {
             self.charge_volume(user, size)?;

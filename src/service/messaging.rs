@@ -114,7 +114,8 @@ impl Messaging {
                     _ => return Err(AppError::not_found("file_not_found", "no such file among your uploads")),
                 };
                 if file.kind != req.kind.as_str() {
-                    return Err(AppError::invalid(
+                    // 409: the body is fine; the file it names is of the other kind.
+                    return Err(AppError::conflict(
                         "file_kind_mismatch",
                         format!("file {file_id} is an {}, not an {}", file.kind, req.kind.as_str()),
                     ));
@@ -214,8 +215,14 @@ impl Messaging {
     /// Moves the read cursor to `seq` and sends a `read` receipt to the other party (and the reader's devices).
     pub async fn mark_read(&self, user: i64, conversation_id: &str, seq: i64) -> AppResult<()> {
         let access = self.access(user, conversation_id).await?;
-        if seq < 1 || seq > access.last_seq {
-            return Err(AppError::invalid("invalid_seq", format!("seq must be 1 to {}", access.last_seq)));
+        if seq < 1 {
+            return Err(AppError::invalid("invalid_seq", "seq must be at least 1"));
+        }
+        if seq > access.last_seq {
+            return Err(AppError::conflict(
+                "seq_beyond_last",
+                format!("the conversation's last seq is {}; nothing after it can be read", access.last_seq),
+            ));
         }
         if self.stores.messages.mark_read(user, conversation_id, seq).await? {
             let receipt = ServerFrame::Receipt {

@@ -19,7 +19,7 @@ use tokio::time::{timeout, Instant};
 
 use super::gateway::MAX_FRAME;
 use super::hub::{Delivery, Outbound, Registration, Revoked};
-use crate::domain::frame::{ClientFrame, ServerFrame};
+use crate::domain::frame::{BadFrame, ClientFrame, ServerFrame};
 use crate::domain::model::Message;
 use crate::domain::ConversationId;
 use crate::error::AppError;
@@ -469,12 +469,9 @@ impl Session {
         if self.frames.check().is_err() {
             return self.error(socket, "rate_limited", "too many frames; slow down").await;
         }
-        let frame: ClientFrame = match serde_json::from_str(text) {
+        let frame = match ClientFrame::parse(text) {
             Ok(f) => f,
-            Err(e) => {
-                let (code, msg) = classify_bad_frame(text, &e);
-                return self.error(socket, code, &msg).await;
-            }
+            Err(BadFrame { code, message }) => return self.error(socket, code, &message).await,
         };
         match frame {
             ClientFrame::Ping {} => match self.write(socket, ServerFrame::Pong {}.to_json()).await {
@@ -549,18 +546,5 @@ impl Session {
             }
         }
         Flow::Continue
-    }
-}
-
-/// Tells malformed JSON, an unknown `type` and a known frame with bad fields apart.
-fn classify_bad_frame(text: &str, e: &serde_json::Error) -> (&'static str, String) {
-    const KNOWN: &[&str] = &["ping", "ack", "send", "typing", "sync"];
-    match serde_json::from_str::<serde_json::Value>(text) {
-        Err(_) => ("invalid_json", "the frame is not valid JSON".to_string()),
-        Ok(v) => match v.get("type").and_then(|t| t.as_str()) {
-            None => ("invalid_frame", "the frame needs a string `type`".to_string()),
-            Some(t) if !KNOWN.contains(&t) => ("unknown_type", format!("unknown frame type `{t}`")),
-            Some(t) => ("invalid_frame", format!("bad `{t}` frame: {e}")),
-        },
     }
 }
