@@ -5,6 +5,8 @@
 # row by row (this VM's speed drifts, so each row's ratio compares runs made seconds apart); prints every row,
 # each row's ratio, and the ratio of each system's best row (its throughput once saturated).
 #   loadtest/compare-sio.sh postgres://postgres@127.0.0.1:5432/postgres redis://127.0.0.1:6379/ [seconds]
+# GOCHAT_BIN=<path> measures that server binary (e.g. an earlier commit's release build) with this tree's load
+# generator.
 # Workloads: the peer's own throughput.js (S HTTP senders, 50 receivers, no auth, no acks) against
 # gochat-loadgen direct (S authenticated senders to S friends, each message acked by its receiver), once with the
 # senders on WebSockets and once on HTTP (`POST /api/messages/send`, like the peer's senders).

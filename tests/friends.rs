@@ -89,7 +89,7 @@ backend_tests! {
         assert_eq!(node.post("/api/friends/request", Some(&ta), json!({"to_user_id": b})).await.status, StatusCode::CREATED);
 
         let me = node.post("/api/friends/request", Some(&ta), json!({"to_user_id": a})).await;
-        assert_eq!((me.status, me.code()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_friend"));
+        assert_eq!((me.status, me.code()), (StatusCode::FORBIDDEN, "cannot_befriend_self"));
         let ghost = node.post("/api/friends/request", Some(&ta), json!({"to_user_id": 999_999_999})).await;
         assert_eq!((ghost.status, ghost.code()), (StatusCode::NOT_FOUND, "user_not_found"));
         let long = node.post("/api/friends/request", Some(&tb), json!({"to_user_id": a, "message": "x".repeat(201)})).await;

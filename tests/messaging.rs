@@ -260,7 +260,7 @@ backend_tests! {
         let send = "/api/messages/send";
         let cases: Vec<(Value, StatusCode, &str)> = vec![
             (json!({"to_user_id": c, "type": "text", "text": "hi"}), StatusCode::FORBIDDEN, "not_friends"),
-            (json!({"to_user_id": a, "type": "text", "text": "me"}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_recipient"),
+            (json!({"to_user_id": a, "type": "text", "text": "me"}), StatusCode::FORBIDDEN, "cannot_message_self"),
             (json!({"type": "text", "text": "nobody"}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_recipient"),
             (json!({"to_user_id": b, "group_id": 1, "type": "text", "text": "both"}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_recipient"),
             (json!({"to_user_id": b, "type": "text", "text": ""}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_text"),

@@ -55,14 +55,11 @@ pub async fn observe<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Res
         Err(e) if !e.status().is_client_error() && !e.status().is_server_error() => e.into_response(),
         Err(e) => span.in_scope(|| AppError::from_poem(e).to_response()),
     };
-    if let Some(state) = &state {
-        if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
-            if let Matched::Route { methods, .. } = state.routes.find(&path) {
-                let allow = methods.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
-                if let Ok(v) = HeaderValue::from_str(&allow) {
-                    resp.headers_mut().insert(header::ALLOW, v);
-                }
-            }
+    let matched = state.as_ref().map(|s| s.routes.find(&path));
+    if let (Some(Matched::Route { methods, .. }), StatusCode::METHOD_NOT_ALLOWED) = (matched, resp.status()) {
+        let allow = methods.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+        if let Ok(v) = HeaderValue::from_str(&allow) {
+            resp.headers_mut().insert(header::ALLOW, v);
         }
     }
     if head {
@@ -71,8 +68,9 @@ pub async fn observe<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Res
     security_headers(&path, &mut resp);
     let status = resp.status().as_u16();
     let elapsed = started.elapsed();
-    if let Some(state) = &state {
-        state.metrics.observe_http(state.routes.label(&path), method.as_str(), status, elapsed.as_secs_f64());
+    if let (Some(state), Some(matched)) = (&state, matched) {
+        let route = state.routes.label_of(&path, matched);
+        state.metrics.observe_http(route, method.as_str(), status, elapsed.as_secs_f64());
     }
     span.in_scope(|| {
         tracing::debug!(status, elapsed_ms = elapsed.as_secs_f64() * 1000.0, "request finished");

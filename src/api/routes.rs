@@ -82,7 +82,12 @@ impl RouteTable {
     /// The metrics label of a request path: its route template, the static tree it is in, or `unmatched`.
     /// Bounded by the number of routes whatever clients send.
     pub fn label(&self, path: &str) -> &str {
-        match self.find(path) {
+        self.label_of(path, self.find(path))
+    }
+
+    /// [`RouteTable::label`] of a path already looked up.
+    pub fn label_of<'a>(&'a self, path: &str, matched: Matched<'a>) -> &'a str {
+        match matched {
             Matched::Route { template, .. } => template,
             Matched::Unmatched => TREES
                 .iter()

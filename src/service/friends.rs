@@ -45,7 +45,8 @@ impl Friends {
         }
         crate::domain::text::reject_nul(message, "invalid_message", "a friend request note")?;
         if from == to {
-            return Err(AppError::invalid("invalid_friend", "you cannot befriend yourself"));
+            // 403, not 422: the body is well-formed; what it asks is not allowed for this caller.
+            return Err(AppError::forbidden("cannot_befriend_self", "you cannot befriend yourself"));
         }
         let target = self.summary(to).await?;
         if self.friends.are_friends(from, to).await? {

@@ -126,7 +126,8 @@ impl Messaging {
         let (conversation, to_user_id, group_id) = match (req.to_user_id, req.group_id) {
             (Some(to), None) => {
                 if to == from {
-                    return Err(AppError::invalid("invalid_recipient", "you cannot message yourself"));
+                    // 403, not 422: the body is well-formed; what it asks is not allowed for this caller.
+                    return Err(AppError::forbidden("cannot_message_self", "you cannot message yourself"));
                 }
                 // Friendship is checked by the append itself, in the same transaction that allocates the seq.
                 (ConversationId::direct(from, to), Some(to), None)
