@@ -282,8 +282,11 @@ async fn prune_rate_limits(state: AppState, stop: watch::Receiver<bool>) {
 /// Serves the web client's page at `/`. The API is nested at the root (its paths span `/api/…` and the health
 /// endpoints), and a nest at the root claims `/` itself, so the page is answered before routing.
 async fn serve_index<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
-    if req.uri().path() == "/" && req.method() == poem::http::Method::GET {
-        return EmbeddedFileEndpoint::<WebAssets>::new("index.html").call(req).await;
+    if req.uri().path() == "/" {
+        if req.method() == poem::http::Method::GET {
+            return EmbeddedFileEndpoint::<WebAssets>::new("index.html").call(req).await;
+        }
+        return Err(poem::Error::from_status(poem::http::StatusCode::METHOD_NOT_ALLOWED));
     }
     next.call(req).await.map(IntoResponse::into_response)
 }

@@ -205,7 +205,7 @@ backend_tests! {
     async fn a_stranger_cannot_tell_an_existing_group_from_a_missing_one(backend) {
         let env = TestEnv::new(backend).await;
         let node = env.node().await;
-        let ((_, ta), (b, _)) = friends(&node).await;
+        let ((_, ta), (b, tb)) = friends(&node).await;
         let (_, ts) = node.user(&uniq("stranger")).await;
         let g = node.post("/api/groups", Some(&ta), json!({"name": "secret", "member_ids": [b]})).await.body["id"].as_i64().unwrap();
         for gid in [g, g + 1_000_000] {
@@ -218,6 +218,16 @@ backend_tests! {
             for r in answers {
                 assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "group_not_found"), "group {gid}");
             }
+        }
+        // A former member knows the group exists: 403 not_group_member, on every path alike.
+        assert_eq!(node.delete(&format!("/api/groups/{g}/members/{b}"), &tb).await.status, StatusCode::NO_CONTENT);
+        let answers = [
+            node.get(&format!("/api/messages/history?conversation_id=g:{g}"), &tb).await,
+            node.get(&format!("/api/groups/{g}"), &tb).await,
+            node.post("/api/messages/send", Some(&tb), json!({"group_id": g, "type": "text", "text": "hi"})).await,
+        ];
+        for r in answers {
+            assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "not_group_member"));
         }
     }
 
@@ -360,6 +370,8 @@ async fn a_correct_password_from_a_client_that_has_not_failed_is_never_locked_ou
     );
     // The owner, on a device that has not failed, signs in.
     assert_eq!(login("192.0.2.7".into(), "password123").await, StatusCode::OK);
+    // The address is the last hop, the one the trusted proxy appended: what a client puts before it is not.
+    assert_eq!(login("203.0.113.99, 10.1.0.3".into(), "guess-guess").await, StatusCode::TOO_MANY_REQUESTS);
     // One client alone gets five failures per window on a name.
     let other = uniq("other");
     node.user(&other).await;
@@ -414,11 +426,27 @@ async fn http_answers_itself_as_http_says_with_security_headers_on_everything() 
     for path in ["/", "/web/app.js", "/web/style.css"] {
         let first = http.get(node.url(path)).send().await.unwrap();
         assert_eq!(first.status(), StatusCode::OK, "{path}");
-        let etag = first.headers()["etag"].clone();
-        let again = http.get(node.url(path)).header("if-none-match", etag).send().await.unwrap();
-        assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{path}: a conditional GET is a 304, not an error");
+        let etag = first.headers()["etag"].to_str().unwrap().to_string();
+        assert!(etag.starts_with('"') && etag.ends_with('"'), "an entity tag is quoted: {etag}");
+        let bare = etag.trim_matches('"').to_string();
+        for inm in [etag.clone(), format!("W/{etag}"), format!("\"other\", {etag}"), "*".into(), bare] {
+            let again = http.get(node.url(path)).header("if-none-match", &inm).send().await.unwrap();
+            assert_eq!(
+                again.status(),
+                StatusCode::NOT_MODIFIED,
+                "{path} with If-None-Match {inm}: a 304, not an error"
+            );
+            assert_eq!(again.headers()["etag"], etag.as_str());
+        }
+        let changed = http.get(node.url(path)).header("if-none-match", "\"other\"").send().await.unwrap();
+        assert_eq!(changed.status(), StatusCode::OK);
         let head = http.head(node.url(path)).send().await.unwrap();
         assert_eq!(head.status(), StatusCode::OK, "HEAD {path}");
+    }
+    for (method, path) in [(Method::PUT, "/web/app.js"), (Method::POST, "/"), (Method::DELETE, "/")] {
+        let r = http.request(method.clone(), node.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert_eq!(r.headers()["allow"], "GET, HEAD", "{method} {path}");
     }
     for path in ["/healthz", "/api/openapi.json", "/docs/"] {
         assert_eq!(http.head(node.url(path)).send().await.unwrap().status(), StatusCode::OK, "HEAD {path}");
@@ -467,4 +495,24 @@ async fn an_over_long_websocket_frame_gets_a_clean_1009_close() {
         }
     }
     assert_eq!(code, Some(1009));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_password_changes_racing_with_the_same_old_password_exactly_one_succeeds() {
+    let env = TestEnv::new(common::Backend::Sqlite).await;
+    let node = env.node().await;
+    let name = uniq("race");
+    let (_, token) = node.user(&name).await;
+    let change = |new: &'static str| {
+        node.put("/api/user/password", &token, json!({"old_password": "password123", "new_password": new}))
+    };
+    let (a, b) = tokio::join!(change("password-aaa"), change("password-bbb"));
+    let ok: Vec<_> = [(&a, "password-aaa"), (&b, "password-bbb")]
+        .into_iter()
+        .filter(|(r, _)| r.status == StatusCode::NO_CONTENT)
+        .collect();
+    assert_eq!(ok.len(), 1, "{} {} / {} {}", a.status, a.body, b.status, b.body);
+    let loser = if a.status == StatusCode::NO_CONTENT { &b } else { &a };
+    assert!(matches!(loser.code(), "password_changed" | "wrong_password" | "token_revoked"), "{}", loser.body);
+    assert_eq!(node.login(&name, ok[0].1).await.status, StatusCode::OK, "the winner's password is the one in force");
 }

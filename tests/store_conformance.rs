@@ -383,8 +383,9 @@ backend_tests! {
         let s = stores(&env).await;
         let u = s.users.create_user(new_user("dave")).await.unwrap();
         assert_eq!(s.users.token_version(u.id).await.unwrap(), Some(0));
-        assert_eq!(s.users.set_password(u.id, "$argon2id$new").await.unwrap(), 1);
-        assert_eq!(s.users.set_password(u.id, "$argon2id$newer").await.unwrap(), 2);
+        assert_eq!(s.users.set_password(u.id, "$argon2id$new", 0).await.unwrap(), Some(1));
+        assert_eq!(s.users.set_password(u.id, "$argon2id$newer", 1).await.unwrap(), Some(2));
+        assert_eq!(s.users.set_password(u.id, "$argon2id$late", 1).await.unwrap(), None, "a change that lost the race");
         assert_eq!(s.users.token_version(u.id).await.unwrap(), Some(2));
         assert_eq!(s.users.user_by_id(u.id).await.unwrap().unwrap().password_hash, "$argon2id$newer");
         assert_eq!(s.users.token_version(u.id + 5).await.unwrap(), None);

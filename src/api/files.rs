@@ -114,40 +114,46 @@ impl ApiResponse for FileBody {
 /// Most ranges one request may ask for.
 const MAX_RANGES: usize = 16;
 
-/// Parses `Range: bytes=…` against a file of `size` bytes: `Ok(None)` for no (or an ignorable) header,
-/// `Ok(Some(ranges))` for satisfiable inclusive ranges, `Err(())` when none is satisfiable.
+/// Parses `Range: bytes=…` against a file of `size` bytes: `Ok(None)` for no header, or one to ignore (another
+/// unit, an invalid ranges-specifier, more than [`MAX_RANGES`] ranges: the whole file is served, RFC 9110 §14.2),
+/// `Ok(Some(ranges))` for satisfiable inclusive ranges, `Err(())` when valid but none is satisfiable (416).
 fn parse_range(headers: &HeaderMap, size: u64) -> Result<Option<Vec<(u64, u64)>>, ()> {
     let Some(v) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else { return Ok(None) };
     let Some(spec) = v.trim().strip_prefix("bytes=") else { return Ok(None) };
     let mut out = Vec::new();
     for part in spec.split(',') {
-        let part = part.trim();
-        let (a, b) = part.split_once('-').ok_or(())?;
-        let range = match (a.trim(), b.trim()) {
-            ("", suffix) => {
-                let n: u64 = suffix.parse().map_err(|_| ())?;
-                if n == 0 || size == 0 {
-                    continue;
-                }
-                (size.saturating_sub(n), size - 1)
-            }
-            (start, "") => (start.parse().map_err(|_| ())?, size.saturating_sub(1)),
-            (start, end) => {
-                let (s, e): (u64, u64) = (start.parse().map_err(|_| ())?, end.parse().map_err(|_| ())?);
-                if e < s {
-                    return Err(());
-                }
-                (s, e.min(size.saturating_sub(1)))
-            }
-        };
-        if range.0 < size {
+        let Some(range) = parse_range_spec(part.trim(), size) else { return Ok(None) };
+        if let Some(range) = range.filter(|r| r.0 < size) {
             out.push(range);
         }
     }
-    if out.is_empty() || out.len() > MAX_RANGES {
+    if out.len() > MAX_RANGES {
+        return Ok(None);
+    }
+    if out.is_empty() {
         return Err(());
     }
     Ok(Some(out))
+}
+
+/// One range-spec: `None` when it is invalid, `Some(None)` when it selects nothing of the file.
+fn parse_range_spec(part: &str, size: u64) -> Option<Option<(u64, u64)>> {
+    let (a, b) = part.split_once('-')?;
+    let digits = |s: &str| -> Option<u64> { s.bytes().all(|c| c.is_ascii_digit()).then(|| s.parse().ok()).flatten() };
+    Some(match (a.trim(), b.trim()) {
+        ("", suffix) => {
+            let n = digits(suffix)?;
+            (n > 0 && size > 0).then(|| (size.saturating_sub(n), size - 1))
+        }
+        (start, "") => Some((digits(start)?, size.saturating_sub(1))),
+        (start, end) => {
+            let (s, e) = (digits(start)?, digits(end)?);
+            if e < s {
+                return None;
+            }
+            Some((s, e.min(size.saturating_sub(1))))
+        }
+    })
 }
 
 #[OpenApi(tag = "ApiTags::Messages")]
@@ -283,8 +289,12 @@ mod tests {
         assert_eq!(parse_range(&h("bytes=95-200"), 100), Ok(Some(vec![(95, 99)])));
         assert_eq!(parse_range(&h("bytes=0-0, 10-19,50-"), 100), Ok(Some(vec![(0, 0), (10, 19), (50, 99)])));
         assert_eq!(parse_range(&h("bytes=100-"), 100), Err(()));
-        assert_eq!(parse_range(&h("bytes=5-1"), 100), Err(()));
-        assert_eq!(parse_range(&h("bytes=x-y"), 100), Err(()));
-        assert_eq!(parse_range(&h("items=0-1"), 100), Ok(None));
+        assert_eq!(parse_range(&h("bytes=-0"), 100), Err(()), "valid, selects nothing");
+        // An invalid ranges-specifier is ignored (the whole file), not refused.
+        for invalid in ["bytes=5-1", "bytes=x-y", "bytes=zz", "bytes=0-1,zz", "bytes=+1-2", "items=0-1"] {
+            assert_eq!(parse_range(&h(invalid), 100), Ok(None), "{invalid}");
+        }
+        let many = format!("bytes={}", (0..17).map(|i| format!("{i}-{i}")).collect::<Vec<_>>().join(","));
+        assert_eq!(parse_range(&h(&many), 100), Ok(None), "more ranges than served: the whole file");
     }
 }

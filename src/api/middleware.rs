@@ -48,6 +48,10 @@ pub async fn observe<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Res
     if head {
         req.set_method(Method::GET);
     }
+    // The embedded web client's files: conditional requests are answered here (poem's static files compare
+    // `If-None-Match` as a bare string and send an unquoted ETag, so a browser's quoted one never matched).
+    let static_file = path == "/" || path.starts_with("/web/");
+    let if_none_match = if static_file { req.headers_mut().remove(header::IF_NONE_MATCH) } else { None };
 
     let mut resp = match next.call(req).instrument(span.clone()).await {
         Ok(r) => r.into_response(),
@@ -62,6 +66,9 @@ pub async fn observe<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Res
             resp.headers_mut().insert(header::ALLOW, v);
         }
     }
+    if static_file && resp.status() == StatusCode::OK {
+        revalidate(&mut resp, if_none_match.as_ref().and_then(|v| v.to_str().ok()));
+    }
     if head {
         resp.set_body(Body::empty());
     }
@@ -69,7 +76,7 @@ pub async fn observe<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Res
     let status = resp.status().as_u16();
     let elapsed = started.elapsed();
     if let (Some(state), Some(matched)) = (&state, matched) {
-        let route = state.routes.label_of(&path, matched);
+        let route = super::routes::RouteTable::label_of(matched);
         state.metrics.observe_http(route, method.as_str(), status, elapsed.as_secs_f64());
     }
     span.in_scope(|| {
@@ -79,6 +86,31 @@ pub async fn observe<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Res
         resp.headers_mut().insert(REQUEST_ID, v);
     }
     Ok(resp)
+}
+
+/// Quotes a static file's ETag (RFC 9110 §8.8.3) and turns the reply into `304 Not Modified` when the request's
+/// `If-None-Match` names it (weak comparison, lists and `*` included).
+fn revalidate(resp: &mut Response, if_none_match: Option<&str>) {
+    let Some(tag) = resp.headers().get(header::ETAG).and_then(|v| v.to_str().ok()).map(opaque_tag) else { return };
+    let quoted = format!("\"{tag}\"");
+    if let Ok(v) = HeaderValue::from_str(&quoted) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    let matches = if_none_match.is_some_and(|inm| inm.split(',').any(|t| t.trim() == "*" || opaque_tag(t) == tag));
+    if matches {
+        let mut not_modified = Response::builder().status(StatusCode::NOT_MODIFIED).finish();
+        for name in [header::ETAG, header::CACHE_CONTROL, header::LAST_MODIFIED] {
+            if let Some(v) = resp.headers().get(&name) {
+                not_modified.headers_mut().insert(name, v.clone());
+            }
+        }
+        *resp = not_modified;
+    }
+}
+
+/// An entity tag without its weakness prefix and quotes.
+fn opaque_tag(t: &str) -> String {
+    t.trim().trim_start_matches("W/").trim_matches('"').to_string()
 }
 
 /// `nosniff` and no referrer everywhere; no framing anywhere; a content security policy on the pages.
@@ -95,15 +127,19 @@ fn security_headers(path: &str, resp: &mut Response) {
     }
 }
 
-/// The client's address: the socket peer, or the first `X-Forwarded-For` hop when the node is configured to
-/// trust its proxy.
+/// The client's address: the socket peer, or, when the node is configured to trust its proxy, the **last**
+/// `X-Forwarded-For` hop — the address that proxy saw. The hops before it are whatever the client sent (a proxy
+/// appends to the header, as nginx's `$proxy_add_x_forwarded_for` does), so taking the first would let any client
+/// pose as a new address on every request and walk around the per-address limits.
 pub fn client_ip(req: &Request, trust_forwarded_for: bool) -> Option<IpAddr> {
     if trust_forwarded_for {
         if let Some(ip) = req
             .headers()
-            .get("x-forwarded-for")
+            .get_all("x-forwarded-for")
+            .iter()
+            .next_back()
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.rsplit(',').next())
             .and_then(|v| v.trim().parse().ok())
         {
             return Some(ip);

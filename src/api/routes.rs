@@ -9,6 +9,8 @@ const EXTRA: &[(&str, &[&str])] =
     &[("/", &["GET", "HEAD"]), ("/ws", &["GET", "HEAD"]), ("/api/openapi.json", &["GET", "HEAD"])];
 /// Route prefixes served as trees of static files, labelled by the prefix.
 const TREES: &[&str] = &["/web", "/docs"];
+/// What a tree of static files allows.
+const TREE_METHODS: &[Method] = &[Method::GET, Method::HEAD];
 
 /// One route: its path template split in segments (`{…}` matches any one segment) and its methods.
 #[derive(Debug, Clone)]
@@ -76,24 +78,24 @@ impl RouteTable {
                 return Matched::Route { template: &r.template, methods: &r.methods };
             }
         }
-        Matched::Unmatched
+        match TREES.iter().find(|t| path.strip_prefix(**t).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')))
+        {
+            Some(tree) => Matched::Route { template: tree, methods: TREE_METHODS },
+            None => Matched::Unmatched,
+        }
     }
 
     /// The metrics label of a request path: its route template, the static tree it is in, or `unmatched`.
     /// Bounded by the number of routes whatever clients send.
     pub fn label(&self, path: &str) -> &str {
-        self.label_of(path, self.find(path))
+        Self::label_of(self.find(path))
     }
 
     /// [`RouteTable::label`] of a path already looked up.
-    pub fn label_of<'a>(&'a self, path: &str, matched: Matched<'a>) -> &'a str {
+    pub fn label_of(matched: Matched<'_>) -> &str {
         match matched {
             Matched::Route { template, .. } => template,
-            Matched::Unmatched => TREES
-                .iter()
-                .find(|t| path == **t || path.strip_prefix(**t).is_some_and(|rest| rest.starts_with('/')))
-                .copied()
-                .unwrap_or("unmatched"),
+            Matched::Unmatched => "unmatched",
         }
     }
 }

@@ -11,27 +11,34 @@ pub const MAX_TEXT: usize = 4000;
 /// Longest `client_msg_id`, in Unicode scalar values (DESIGN.md §2).
 pub const MAX_CLIENT_MSG_ID: usize = 64;
 
-/// Characters that show nothing on their own: Unicode `White_Space` (spaces, tabs, newlines, U+3000 …) and the
-/// invisible format characters people paste to get past "not empty" checks (zero-width space, joiners and
-/// direction marks U+200B–U+200F, word joiner U+2060–U+2064, bidi embeddings U+202A–U+202E and isolates
-/// U+2066–U+2069, the byte-order mark U+FEFF, soft hyphen U+00AD, combining grapheme joiner U+034F, Mongolian
-/// vowel separator U+180E, and the Hangul fillers U+115F, U+1160, U+3164, U+FFA0).
+/// Characters that show nothing on their own: Unicode `White_Space` (spaces, tabs, newlines, U+3000 …), every
+/// `Default_Ignorable_Code_Point` (Unicode's "normally not displayed": zero-width space, joiners and direction
+/// marks, the Arabic letter mark, bidi embeddings and isolates, word joiner and invisible operators, variation
+/// selectors, the byte-order mark, the Hangul and Khmer fillers, shorthand format controls, musical symbol
+/// formats, tag characters; DerivedCoreProperties.txt), the interlinear annotation controls U+FFF9–U+FFFB, and
+/// the blank Braille pattern U+2800 — the characters people paste to get past a "not empty" check.
 pub fn is_invisible(c: char) -> bool {
     c.is_whitespace()
         || matches!(
             c,
-            '\u{200B}'..='\u{200F}'
-                | '\u{2060}'..='\u{2064}'
-                | '\u{202A}'..='\u{202E}'
-                | '\u{2066}'..='\u{2069}'
-                | '\u{FEFF}'
-                | '\u{00AD}'
+            '\u{00AD}'
                 | '\u{034F}'
-                | '\u{180E}'
-                | '\u{115F}'
-                | '\u{1160}'
+                | '\u{061C}'
+                | '\u{115F}'..='\u{1160}'
+                | '\u{17B4}'..='\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{2800}'
                 | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FEFF}'
                 | '\u{FFA0}'
+                | '\u{FFF0}'..='\u{FFFB}'
+                | '\u{1BCA0}'..='\u{1BCA3}'
+                | '\u{1D173}'..='\u{1D17A}'
+                | '\u{E0000}'..='\u{E0FFF}'
         )
 }
 
@@ -107,9 +114,22 @@ mod tests {
 
     #[test]
     fn blank_means_nothing_visible_whatever_the_invisible_characters() {
-        for blank in
-            ["", " ", "\n\t\r", "\u{200B}", "\u{200D}", "\u{200F}", "\u{FEFF}", "\u{3000}", " \u{200B}\u{3000}\n"]
-        {
+        for blank in [
+            "",
+            " ",
+            "\n\t\r",
+            "\u{200B}",
+            "\u{200D}",
+            "\u{200F}",
+            "\u{FEFF}",
+            "\u{3000}",
+            " \u{200B}\u{3000}\n",
+            "\u{061C}",
+            "\u{FE0F}",
+            "\u{2800}",
+            "\u{E0020}\u{E007F}",
+            "\u{1D173}",
+        ] {
             assert!(is_blank(blank), "{blank:?}");
             assert_eq!(MessageText::parse(blank).unwrap_err().code, "invalid_text", "{blank:?}");
         }

@@ -127,7 +127,11 @@ impl Accounts {
             return Err(AppError::forbidden("wrong_password", "the old password is not correct"));
         }
         let hash = self.hasher.hash(new.expose()).await?;
-        let version = self.users.set_password(user_id, &hash).await?;
+        // Written only if no other change came between the check of the old password and now: two changes
+        // racing with the same old password must not both be told they succeeded.
+        let version = self.users.set_password(user_id, &hash, user.token_version).await?.ok_or_else(|| {
+            AppError::conflict("password_changed", "the password was changed meanwhile; log in again")
+        })?;
         // This node refuses the old tokens at once; the event tells every node (their caches, and the user's
         // sockets opened with an old token, which close with 4403).
         self.tokens.versions().learn(user_id, version, Instant::now());

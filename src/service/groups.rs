@@ -46,9 +46,16 @@ impl Groups {
 
     /// The live group and the caller's role in it; 404 for a dissolved group or a non-member (so ids cannot be
     /// probed).
+    /// The caller's place in a live group; refused as [`Groups::check_sender`] refuses (404 for a stranger, 403
+    /// for a former member).
     async fn standing(&self, group_id: i64, user: i64) -> AppResult<Standing> {
         let group = self.groups.group(group_id).await?.filter(|g| g.dissolved_at.is_none()).ok_or_else(not_found)?;
-        let member = self.groups.member(group_id, user).await?.ok_or_else(not_found)?;
+        let Some(member) = self.groups.member(group_id, user).await? else {
+            if self.groups.was_member(group_id, user).await? {
+                return Err(AppError::forbidden("not_group_member", "you are not a member of this group"));
+            }
+            return Err(not_found());
+        };
         Ok(Standing { group, role: GroupRole::parse(&member.role) })
     }
 

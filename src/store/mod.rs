@@ -96,8 +96,9 @@ pub trait UserStore: Send + Sync {
         nickname: Option<&str>,
         sex: Option<i16>,
     ) -> StoreResult<Option<UserRecord>>;
-    /// Stores a new hash and bumps `token_version`, returning the new version.
-    async fn set_password(&self, id: i64, password_hash: &str) -> StoreResult<i64>;
+    /// Stores a new hash and bumps `token_version`, returning the new version — only while the version is still
+    /// `expected` (the one under which the old password was checked); `None` when another change came first.
+    async fn set_password(&self, id: i64, password_hash: &str, expected: i64) -> StoreResult<Option<i64>>;
     /// Users whose case-folded username starts with `prefix_lower`, in username order.
     async fn search_users(&self, prefix_lower: &str, limit: i64) -> StoreResult<Vec<UserRecord>>;
     /// The current token version of a user, or `None` for an unknown user.

@@ -90,17 +90,23 @@ macro_rules! impl_sql_stores {
                 .await?)
             }
 
-            async fn set_password(&self, id: i64, password_hash: &str) -> $crate::store::StoreResult<i64> {
-                let (v,): (i64,) = sqlx::query_as(
+            async fn set_password(
+                &self,
+                id: i64,
+                password_hash: &str,
+                expected: i64,
+            ) -> $crate::store::StoreResult<Option<i64>> {
+                let row: Option<(i64,)> = sqlx::query_as(
                     "UPDATE users SET password_hash = $2, token_version = token_version + 1, updated_at = $3
-                     WHERE id = $1 RETURNING token_version",
+                     WHERE id = $1 AND token_version = $4 RETURNING token_version",
                 )
                 .bind(id)
                 .bind(password_hash)
                 .bind($crate::store::now())
-                .fetch_one(self.writer())
+                .bind(expected)
+                .fetch_optional(self.writer())
                 .await?;
-                Ok(v)
+                Ok(row.map(|r| r.0))
             }
 
             async fn search_users(&self, prefix_lower: &str, limit: i64) -> $crate::store::StoreResult<Vec<$crate::store::UserRecord>> {

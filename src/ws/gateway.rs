@@ -88,6 +88,11 @@ async fn upgrade(req: &Request) -> Result<Response, AppError> {
         )
     })?;
     let principal = state.accounts.tokens().verify_token_or_ticket(&token).await?;
+    // REST allows a few seconds of clock leeway; a socket lives until the expiry, so one that would close at once
+    // is not opened.
+    if principal.expires_at <= chrono::Utc::now() {
+        return Err(AppError::unauthorized("token_expired", "the token has expired; refresh it or log in again"));
+    }
     if let Some(claimed) = &q.user_id {
         if claimed.parse::<i64>().ok() != Some(principal.user_id) {
             return Err(AppError::forbidden("user_mismatch", "userId does not match the token"));
