@@ -75,7 +75,7 @@ run_schemathesis() {
     GOCHAT_SEND_RATE=10000000 GOCHAT_WS_FRAME_RATE=10000000)
   if [ "$mode" = postgres ]; then
     db="gochat_st_$RANDOM$RANDOM"
-    as_pg psql -h 127.0.0.1 -p "$PGPORT" -U postgres -qc "CREATE DATABASE $db" >/dev/null
+    (cd / && as_pg psql -h 127.0.0.1 -p "$PGPORT" -U postgres -qc "CREATE DATABASE $db" >/dev/null)
     env+=(GOCHAT_DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/$db" GOCHAT_REDIS_URL="$GOCHAT_TEST_REDIS_URL"
       GOCHAT_REDIS_PREFIX="st$RANDOM:" GOCHAT_JWT_SECRET=schemathesis-secret-schemathesis-secret-0123
       GOCHAT_S3_ENDPOINT="$GOCHAT_TEST_S3_ENDPOINT" GOCHAT_S3_BUCKET="gochat-st-$RANDOM"
