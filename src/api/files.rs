@@ -33,12 +33,13 @@ impl<'a> ApiExtractor<'a> for UploadBody {
         file.description = Some("JPEG, PNG, GIF or WebP up to 10 MiB; MP4, QuickTime or WebM up to 100 MiB");
         file.min_length = Some(1);
         let mut schema = MetaSchema::new("object");
-        // The file and nothing else.
-        schema.max_properties = Some(1);
         schema.properties = vec![("file", MetaSchemaRef::Inline(Box::new(file)))];
         schema.required = vec!["file"];
         Some(MetaRequest {
-            description: Some("The file, in the multipart field `file`. Its type is decided by its bytes."),
+            description: Some(
+                "The file, in the multipart field `file`, and no other field (422 `unexpected_field`). Its type is \
+                 decided by its bytes.",
+            ),
             content: vec![MetaMediaType {
                 content_type: "multipart/form-data",
                 schema: MetaSchemaRef::Inline(Box::new(schema)),

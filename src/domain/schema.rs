@@ -182,14 +182,12 @@ impl<const MIN: i64, const MAX: i64> ToJSON for Int<MIN, MAX> {
 pub const CONTROLS: &str = r"\u0000-\u001F\u007F-\u009F";
 /// The same less tab, line feed and carriage return, which a message may carry.
 pub const MESSAGE_CONTROLS: &str = r"\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F";
-/// [`super::text::is_invisible`] as a regular-expression class body (Unicode `White_Space` spelled out, since
-/// `\s` differs between regex engines). Characters beyond the Basic Multilingual Plane are written as themselves:
-/// regex engines agree on a literal character, not on how to escape one outside the BMP.
+/// [`super::text::is_invisible`] as an ECMA-262 class body (Unicode `White_Space` spelled out, since `\s`
+/// differs between regex engines; all of it in the Basic Multilingual Plane, which `\uXXXX` can name).
 const INVISIBLE: &str = concat!(
     r"\u0009-\u000D\u0020\u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000",
     r"\u00AD\u034F\u061C\u115F\u1160\u17B4\u17B5\u180B-\u180F\u200B-\u200F\u202A-\u202E\u2060-\u206F",
-    r"\u2800\u3164\uFE00-\uFE0F\uFEFF\uFFA0\uFFF0-\uFFFB",
-    "\u{1BCA0}-\u{1BCA3}\u{1D173}-\u{1D17A}\u{E0000}-\u{E0FFF}"
+    r"\u2800\u3164\uFE00-\uFE0F\uFEFF\uFFA0\uFFF0-\uFFFB"
 );
 
 /// A pattern for text free of `controls` (a class body) that shows something: `^[^c]*[^c invisible][^c]*$`.
