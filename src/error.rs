@@ -8,12 +8,70 @@ use poem_openapi::payload::{Json, Payload};
 use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registry};
 use poem_openapi::{ApiResponse, Object};
 
-/// What went wrong, as the client is told it: a stable snake_case `code`, a human `message`, and the HTTP status
-/// that goes with it. Server faults (`Internal`) carry their cause for the log; their body never shows it.
+use crate::domain::DomainError;
+pub use crate::domain::ErrorCode;
+
+/// The HTTP status of every error code: the one table. (A WebSocket `error` frame carries the code alone; the
+/// statuses given here to frame-only codes are what the same refusal would be over HTTP.)
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    use ErrorCode::*;
+    match code {
+        BadRequest | InvalidBody | InvalidParameter | InvalidMultipart | NotAWebsocket | InvalidJson | InvalidFrame
+        | UnknownType | BinaryNotSupported => StatusCode::BAD_REQUEST,
+        Unauthorized | MissingToken | InvalidToken | TokenExpired | TokenRevoked | InvalidTicket
+        | InvalidCredentials => StatusCode::UNAUTHORIZED,
+        WrongPassword
+        | UserMismatch
+        | NotFriends
+        | CannotMessageSelf
+        | CannotBefriendSelf
+        | NotGroupMember
+        | NotGroupAdmin
+        | NotGroupOwner
+        | InsufficientRole
+        | NotConversationMember
+        | FileForbidden => StatusCode::FORBIDDEN,
+        NotFound | UserNotFound | FriendNotFound | RequestNotFound | GroupNotFound | MemberNotFound
+        | ConversationNotFound | FileNotFound => StatusCode::NOT_FOUND,
+        MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        LengthRequired => StatusCode::LENGTH_REQUIRED,
+        PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+        RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
+        UsernameTaken | PasswordChanged | AlreadyFriends | RequestPending | RequestNotPending | AlreadyOwner
+        | CannotChangeOwner | OwnerMustTransfer | GroupFull | FileKindMismatch | SeqBeyondLast => StatusCode::CONFLICT,
+        PayloadTooLarge | FileTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        UnsupportedContentType | UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        InvalidUsername
+        | InvalidPassword
+        | InvalidNickname
+        | InvalidSex
+        | InvalidText
+        | InvalidClientMsgId
+        | InvalidConversationId
+        | InvalidRecipient
+        | InvalidMessage
+        | InvalidGroupName
+        | InvalidMembers
+        | InvalidSeq
+        | InvalidLimit
+        | InvalidQuery
+        | InvalidDevice
+        | InvalidFile
+        | FileRequired
+        | MissingFile
+        | EmptyFile
+        | UnexpectedField => StatusCode::UNPROCESSABLE_ENTITY,
+        RateLimited | UploadQuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
+        Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        Draining | AtCapacity => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// What went wrong, as the client is told it: a stable [`ErrorCode`] (whose HTTP status [`status_of`] gives) and
+/// a human `message`. Server faults (`Internal`) carry their cause for the log; their body never shows it.
 #[derive(Debug)]
 pub struct AppError {
-    status: StatusCode,
-    code: &'static str,
+    code: ErrorCode,
     message: String,
     retry_after: Option<u64>,
     close_connection: bool,
@@ -24,7 +82,7 @@ pub struct AppError {
 #[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
 pub struct ErrorBody {
     /// Stable, machine-readable snake_case code, e.g. `username_taken`.
-    pub code: String,
+    pub code: ErrorCode,
     /// Human-readable explanation; wording may change.
     pub message: String,
 }
@@ -32,55 +90,23 @@ pub struct ErrorBody {
 pub type AppResult<T> = Result<T, AppError>;
 
 impl AppError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), retry_after: None, close_connection: false, source: None }
+    /// An error answered with `code`'s status.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), retry_after: None, close_connection: false, source: None }
     }
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, message)
-    }
-    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, code, message)
-    }
-    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, code, message)
-    }
-    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, code, message)
-    }
-    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, code, message)
-    }
-    pub fn payload_too_large(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, code, message)
-    }
-    pub fn unsupported_media_type(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, code, message)
-    }
-    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
-    }
+    /// 429 `rate_limited`, to be retried after `retry_after_secs` (at least 1).
     pub fn too_many_requests(retry_after_secs: u64) -> Self {
-        let mut e = Self::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!("too many requests; retry in {retry_after_secs} s"),
-        );
-        e.retry_after = Some(retry_after_secs.max(1));
-        e
+        Self::new(ErrorCode::RateLimited, format!("too many requests; retry in {retry_after_secs} s"))
+            .retry_after(retry_after_secs)
     }
-    /// 429 with a code of its own (a quota rather than a request rate).
-    pub fn quota(code: &'static str, message: impl Into<String>, retry_after_secs: u64) -> Self {
-        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, code, message);
-        e.retry_after = Some(retry_after_secs.max(1));
-        e
-    }
-
-    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+    /// Adds a `Retry-After` of `secs` seconds (at least 1).
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs.max(1));
+        self
     }
     /// A server fault: logged with its cause chain, answered with an opaque 500.
     pub fn internal(source: impl Into<anyhow::Error>) -> Self {
-        let mut e = Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal server error");
+        let mut e = Self::new(ErrorCode::Internal, "internal server error");
         e.source = Some(source.into());
         e
     }
@@ -93,16 +119,16 @@ impl AppError {
     }
 
     pub fn status(&self) -> StatusCode {
-        self.status
+        status_of(self.code)
     }
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         self.code
     }
     pub fn message(&self) -> &str {
         &self.message
     }
     pub fn body(&self) -> ErrorBody {
-        ErrorBody { code: self.code.to_string(), message: self.message.clone() }
+        ErrorBody { code: self.code, message: self.message.clone() }
     }
 
     /// Classifies an error raised by poem or poem-openapi before a handler ran (bad JSON, a missing header, an
@@ -115,43 +141,50 @@ impl AppError {
         let status = err.status();
         let text = err.to_string();
         if err.is::<oe::AuthorizationError>() {
-            return Self::unauthorized("missing_token", "an `Authorization: Bearer <token>` header is required");
+            return Self::new(ErrorCode::MissingToken, "an `Authorization: Bearer <token>` header is required");
         }
         if let Some(e) = err.downcast_ref::<oe::ParseRequestPayloadError>() {
-            return Self::bad_request("invalid_body", format!("the request body is not valid: {}", e.reason));
+            return Self::new(ErrorCode::InvalidBody, format!("the request body is not valid: {}", e.reason));
         }
         if let Some(e) = err.downcast_ref::<oe::ParseParamError>() {
-            return Self::bad_request("invalid_parameter", format!("parameter `{}`: {}", e.name, e.reason));
+            return Self::new(ErrorCode::InvalidParameter, format!("parameter `{}`: {}", e.name, e.reason));
         }
         if let Some(e) = err.downcast_ref::<oe::ParsePathError>() {
-            return Self::bad_request("invalid_parameter", format!("path parameter `{}`: {}", e.name, e.reason));
+            return Self::new(ErrorCode::InvalidParameter, format!("path parameter `{}`: {}", e.name, e.reason));
         }
         if let Some(e) = err.downcast_ref::<oe::ParseMultipartError>() {
-            return Self::bad_request("invalid_multipart", format!("the multipart body is not valid: {}", e.reason));
+            return Self::new(ErrorCode::InvalidMultipart, format!("the multipart body is not valid: {}", e.reason));
         }
         if err.is::<oe::ContentTypeError>() {
-            return Self::unsupported_media_type("unsupported_content_type", text);
+            return Self::new(ErrorCode::UnsupportedContentType, text);
         }
-        match status {
-            StatusCode::NOT_FOUND => Self::not_found("not_found", "no such route"),
-            StatusCode::METHOD_NOT_ALLOWED => Self::new(status, "method_not_allowed", "method not allowed"),
-            StatusCode::PAYLOAD_TOO_LARGE => Self::payload_too_large("payload_too_large", text),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::unsupported_media_type("unsupported_content_type", text),
-            StatusCode::UNAUTHORIZED => Self::unauthorized("unauthorized", text),
-            s if s.is_client_error() => Self { status: s, ..Self::bad_request("bad_request", text) },
-            _ => Self::internal(anyhow::anyhow!("{text}")),
-        }
+        // Any other client error of the framework keeps its status where the table has a code for it, and is a
+        // plain 400 otherwise.
+        let code = match status {
+            StatusCode::NOT_FOUND => return Self::new(ErrorCode::NotFound, "no such route"),
+            StatusCode::METHOD_NOT_ALLOWED => return Self::new(ErrorCode::MethodNotAllowed, "method not allowed"),
+            StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedContentType,
+            StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
+            StatusCode::LENGTH_REQUIRED => ErrorCode::LengthRequired,
+            StatusCode::PRECONDITION_FAILED => ErrorCode::PreconditionFailed,
+            StatusCode::RANGE_NOT_SATISFIABLE => ErrorCode::RangeNotSatisfiable,
+            s if s.is_client_error() => ErrorCode::BadRequest,
+            _ => return Self::internal(anyhow::anyhow!("{text}")),
+        };
+        Self::new(code, text)
     }
 
     /// The one mapping from error to HTTP reply. 5xx causes are logged here and never shown to the client.
     pub fn to_response(&self) -> Response {
-        if self.status.is_server_error() {
+        let status = self.status();
+        if status.is_server_error() {
             match &self.source {
-                Some(src) => tracing::error!(code = self.code, error = ?src, "request failed"),
-                None => tracing::error!(code = self.code, message = %self.message, "request failed"),
+                Some(src) => tracing::error!(code = %self.code, error = ?src, "request failed"),
+                None => tracing::error!(code = %self.code, message = %self.message, "request failed"),
             }
         }
-        let mut resp = Json(self.body()).into_response().with_status(self.status).into_response();
+        let mut resp = Json(self.body()).into_response().with_status(status).into_response();
         if let Some(secs) = self.retry_after {
             resp.headers_mut().insert(header::RETRY_AFTER, secs.into());
         }
@@ -176,7 +209,7 @@ impl std::error::Error for AppError {}
 
 impl poem::error::ResponseError for AppError {
     fn status(&self) -> StatusCode {
-        self.status
+        status_of(self.code)
     }
     fn as_response(&self) -> Response {
         self.to_response()
@@ -189,31 +222,63 @@ impl From<sqlx::Error> for AppError {
     }
 }
 
+impl From<DomainError> for AppError {
+    fn from(e: DomainError) -> Self {
+        AppError::new(e.code, e.message)
+    }
+}
+
+impl From<crate::store::StoreError> for AppError {
+    fn from(e: crate::store::StoreError) -> Self {
+        AppError::internal(e)
+    }
+}
+
 impl From<anyhow::Error> for AppError {
     fn from(e: anyhow::Error) -> Self {
         AppError::internal(e)
     }
 }
 
-/// Every error status an endpoint of this API may answer with, documented once for the OpenAPI document.
+/// Every error status an endpoint of this API may answer with, documented once for the OpenAPI document; each
+/// description ends with the codes [`status_of`] gives that status.
 const DOCUMENTED: &[(u16, &str)] = &[
     (400, "Malformed request: bad JSON, wrong types, missing fields, bad parameters"),
     (401, "Missing, invalid, expired or revoked token; wrong credentials"),
     (403, "Authenticated but not allowed to touch this resource"),
     (404, "No such resource (or not visible to the caller)"),
-    (409, "Conflicts with the current state, e.g. `username_taken`"),
+    (409, "Conflicts with the current state"),
     (413, "Payload too large"),
     (415, "Unsupported media type"),
-    (422, "Well-formed but invalid values, e.g. `invalid_username`"),
+    (422, "Well-formed but invalid values"),
     (429, "Rate limited; see `Retry-After`"),
     (500, "Server fault (opaque body; the cause is in the server log)"),
     (503, "Not ready, or at capacity"),
 ];
 
+/// [`DOCUMENTED`] with each status's codes appended, built once (the registry wants `'static` text).
+fn documented() -> &'static [(u16, &'static str)] {
+    static TABLE: std::sync::OnceLock<Vec<(u16, &'static str)>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        DOCUMENTED
+            .iter()
+            .map(|(status, text)| {
+                let codes: Vec<String> = ErrorCode::ALL
+                    .iter()
+                    .filter(|c| status_of(**c).as_u16() == *status)
+                    .map(|c| format!("`{}`", c.as_str()))
+                    .collect();
+                let full = format!("{text}. Codes: {}.", codes.join(", "));
+                (*status, &*Box::leak(full.into_boxed_str()))
+            })
+            .collect()
+    })
+}
+
 impl ApiResponse for AppError {
     fn meta() -> MetaResponses {
         MetaResponses {
-            responses: DOCUMENTED
+            responses: documented()
                 .iter()
                 .map(|(status, description)| MetaResponse {
                     description,

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod bus;
 pub mod config;
+pub mod delivery;
 pub mod domain;
 pub mod error;
 pub mod inbox;

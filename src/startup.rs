@@ -24,6 +24,7 @@ use crate::service::auth::{PasswordHasherPool, TokenService};
 use crate::service::events::Events;
 use crate::service::friends::Friends;
 use crate::service::groups::Groups;
+use crate::service::health::Health;
 use crate::service::media::Media;
 use crate::service::messaging::Messaging;
 use crate::service::ratelimit::RateLimits;
@@ -133,9 +134,11 @@ impl Application {
             Some(n) => n as usize,
             None => socket_capacity(),
         };
+        let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let health = Health::new(stores.health.clone(), media.store().clone(), bus.clone(), draining.clone());
         let state = AppState {
             config: Arc::new(config),
-            stores,
+            health,
             accounts,
             friends,
             groups,
@@ -147,7 +150,7 @@ impl Application {
             bus,
             routes: Arc::new(crate::api::routes::RouteTable::from_spec(&crate::api::spec_json())),
             socket_capacity,
-            draining: Default::default(),
+            draining,
             stop: stop_rx.clone(),
         };
         background.push(tokio::spawn(prune_rate_limits(state.clone(), stop_rx.clone())));
@@ -179,7 +182,7 @@ impl Application {
             .context("listener has no socket address")?;
         tracing::info!(
             %addr,
-            database = state.stores.health.backend(),
+            database = state.health.database_backend(),
             bus = state.bus.name(),
             "GoChat node listening"
         );

@@ -13,16 +13,16 @@ use crate::metrics::Metrics;
 use crate::service::accounts::Accounts;
 use crate::service::friends::Friends;
 use crate::service::groups::Groups;
+use crate::service::health::Health;
 use crate::service::media::Media;
 use crate::service::messaging::Messaging;
 use crate::service::ratelimit::RateLimits;
-use crate::store::Stores;
 use crate::ws::hub::Hub;
 
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
-    pub stores: Stores,
+    pub health: Health,
     pub accounts: Accounts,
     pub friends: Friends,
     pub groups: Groups,

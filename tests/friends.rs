@@ -58,7 +58,7 @@ backend_tests! {
         assert_eq!(a_phone.recv_type("friend_removed").await["user_id"], b);
         assert!(node.get("/api/friends", &ta).await.body.as_array().unwrap().is_empty(), "removed on both sides");
         let gone = node.delete(&format!("/api/friends/{a}"), &tb).await;
-        assert_eq!((gone.status, gone.code()), (StatusCode::NOT_FOUND, "not_friends"));
+        assert_eq!((gone.status, gone.code()), (StatusCode::NOT_FOUND, "friend_not_found"));
     }
 
     async fn asking_someone_who_already_asked_you_accepts_their_request(backend) {

@@ -15,6 +15,7 @@ use super::auth::BearerAuth;
 use super::ApiTags;
 use crate::domain::model::FileInfo;
 use crate::error::AppError;
+use crate::error::ErrorCode;
 use crate::service::media::{extension_of, Media};
 use crate::state::AppState;
 
@@ -54,7 +55,7 @@ impl<'a> ApiExtractor<'a> for UploadBody {
         _param_opts: ExtractParamOptions<Self::ParamType>,
     ) -> poem::Result<Self> {
         <Multipart as FromRequest>::from_request(request, body).await.map(UploadBody).map_err(|e| {
-            AppError::bad_request("invalid_multipart", format!("expected a multipart/form-data body: {e}")).into()
+            AppError::new(ErrorCode::InvalidMultipart, format!("expected a multipart/form-data body: {e}")).into()
         })
     }
 }

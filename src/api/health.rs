@@ -1,7 +1,6 @@
 //! `/healthz`, `/readyz` and `/metrics`: what orchestrators and Prometheus read.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use poem::web::Data;
 use poem_openapi::payload::{Json, PlainText};
@@ -36,9 +35,6 @@ enum ReadyResponse {
     NotReady(Json<Readiness>),
 }
 
-/// How long a readiness probe waits for one dependency.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-
 #[OpenApi(tag = "ApiTags::Health")]
 impl HealthApi {
     /// Liveness: the process serves requests.
@@ -50,28 +46,7 @@ impl HealthApi {
     /// Readiness: the database (and, in cluster mode, Redis and S3) answer, and the node is not draining.
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
     async fn readyz(&self, state: Data<&AppState>) -> ReadyResponse {
-        let mut checks = BTreeMap::new();
-        let db = match tokio::time::timeout(PROBE_TIMEOUT, state.stores.health.ping()).await {
-            Ok(Ok(())) => "ok".to_string(),
-            Ok(Err(e)) => format!("error: {e}"),
-            Err(_) => "timeout".to_string(),
-        };
-        checks.insert(format!("database ({})", state.stores.health.backend()), db);
-        let media = state.media.store();
-        let m = match tokio::time::timeout(PROBE_TIMEOUT, media.ping()).await {
-            Ok(Ok(())) => "ok".to_string(),
-            Ok(Err(e)) => format!("error: {e}"),
-            Err(_) => "timeout".to_string(),
-        };
-        checks.insert(format!("media ({})", media.name()), m);
-        if state.bus.name() != "memory" {
-            let bus = if state.bus.is_ready() { "ok" } else { "disconnected" };
-            checks.insert(format!("bus ({})", state.bus.name()), bus.to_string());
-        }
-        if state.is_draining() {
-            checks.insert("node".into(), "draining".into());
-        }
-        let ready = checks.values().all(|v| v == "ok");
+        let (ready, checks) = state.health.check().await;
         let body = Readiness { status: if ready { "ready" } else { "not_ready" }.into(), checks };
         if ready {
             ReadyResponse::Ready(Json(body))

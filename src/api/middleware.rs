@@ -11,6 +11,7 @@ use tracing::Instrument;
 
 use super::routes::Matched;
 use crate::error::AppError;
+use crate::error::ErrorCode;
 use crate::state::AppState;
 
 const REQUEST_ID: &str = "x-request-id";
@@ -186,8 +187,8 @@ pub async fn limit_body<const LIMIT: usize, E: Endpoint>(next: E, mut req: Reque
                     tokio::time::timeout(DRAIN_TIME, tokio::io::copy(&mut (&mut body).take(n), &mut tokio::io::sink()))
                         .await;
             }
-            return Err(AppError::payload_too_large(
-                "payload_too_large",
+            return Err(AppError::new(
+                ErrorCode::PayloadTooLarge,
                 format!("the request body is {n} bytes; at most {LIMIT} are accepted"),
             )
             .into());

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 pub use self::memory::MemoryBus;
 pub use self::redis::RedisBus;
 pub use self::writer::RedisWriter;
-use crate::ws::hub::Delivery;
+use crate::delivery::Delivery;
 
 /// Publishes deliveries by user id and feeds this node's hub with those for its users.
 ///

@@ -27,8 +27,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::{Bus, RedisWriter};
+use crate::delivery::{Delivery, DeliverySink};
 use crate::metrics::Metrics;
-use crate::ws::hub::{Delivery, Hub};
 
 enum Command {
     Subscribe(i64, oneshot::Sender<()>),
@@ -49,7 +49,7 @@ pub struct RedisBus {
     prefix: Arc<str>,
     /// This node's tag on the messages it already delivered to its own sockets (random per start).
     tag: Arc<str>,
-    hub: Hub,
+    sink: Arc<dyn DeliverySink>,
     writer: RedisWriter,
     commands: mpsc::Sender<Command>,
     ready: Arc<AtomicBool>,
@@ -124,7 +124,7 @@ impl RedisBus {
         client: redis::Client,
         writer: RedisWriter,
         prefix: &str,
-        hub: Hub,
+        sink: impl DeliverySink,
         metrics: Metrics,
         stop: watch::Receiver<bool>,
     ) -> (RedisBus, JoinHandle<()>) {
@@ -132,17 +132,18 @@ impl RedisBus {
         let ready = Arc::new(AtomicBool::new(false));
         let prefix: Arc<str> = prefix.into();
         let tag: Arc<str> = format!("{:016x}", rand::random::<u64>()).into();
+        let sink: Arc<dyn DeliverySink> = Arc::new(sink);
         let task = tokio::spawn(subscriber(
             client,
             prefix.clone(),
             tag.clone(),
-            hub.clone(),
+            sink.clone(),
             rx,
             ready.clone(),
             metrics,
             stop,
         ));
-        (RedisBus { prefix, tag, hub, writer, commands, ready }, task)
+        (RedisBus { prefix, tag, sink, writer, commands, ready }, task)
     }
 }
 
@@ -156,7 +157,7 @@ impl Bus for RedisBus {
         // published copy carries this node's tag so that it is dropped when it comes back. (Only messages: other
         // frames go the one way, through Redis, to every node alike.)
         let origin = if delivery.message.is_some() {
-            self.hub.deliver_many(users, delivery);
+            self.sink.deliver_many(users, delivery);
             Some(&*self.tag)
         } else {
             None
@@ -196,14 +197,14 @@ impl Bus for RedisBus {
     }
 }
 
-/// The subscriber connection's life: connect, subscribe every local user, feed the hub; on loss, mark the bus
+/// The subscriber connection's life: connect, subscribe every local user, feed the delivery sink; on loss, mark the bus
 /// not ready, reconnect with backoff, resubscribe and tell every session to resync.
 #[allow(clippy::too_many_arguments)]
 async fn subscriber(
     client: redis::Client,
     prefix: Arc<str>,
     tag: Arc<str>,
-    hub: Hub,
+    local: Arc<dyn DeliverySink>,
     mut commands: mpsc::Receiver<Command>,
     ready: Arc<AtomicBool>,
     metrics: Metrics,
@@ -245,7 +246,7 @@ async fn subscriber(
             }
         };
         let (mut sink, mut stream) = pubsub.split();
-        let mut subscribed: HashSet<i64> = hub.users().into_iter().collect();
+        let mut subscribed: HashSet<i64> = local.users().into_iter().collect();
         let mut all: Vec<String> = subscribed.iter().map(|u| channel(&prefix, *u)).collect();
         all.push(fanout.clone());
         let mut ok = true;
@@ -265,7 +266,7 @@ async fn subscriber(
             tracing::info!("Redis bus connected");
         } else {
             tracing::info!(users = subscribed.len(), "Redis bus reconnected; sessions resync");
-            hub.resync_all();
+            local.resync_all();
         }
         first = false;
 
@@ -284,12 +285,12 @@ async fn subscriber(
                             if let Some((users, json)) = parse_fanout(payload) {
                                 // Parsed once for every listed user this node holds (none: nothing to do,
                                 // unless it is a revocation, which every node acts on).
-                                if hub.has_any(&users) || Delivery::is_revocation_json(json) {
-                                    hub.deliver_many(&users, &Delivery::from_json(json));
+                                if local.has_any(&users) || Delivery::is_revocation_json(json) {
+                                    local.deliver_many(&users, &Delivery::from_json(json));
                                 }
                             }
                         } else if let (Some(user), Ok(json)) = (user_of(name), std::str::from_utf8(payload)) {
-                            hub.deliver(user, &Delivery::from_json(json));
+                            local.deliver_many(&[user], &Delivery::from_json(json));
                         }
                     }
                     None => {
@@ -313,7 +314,7 @@ async fn subscriber(
                     }
                     Some(Command::Release(user)) => {
                         // Decided on the hub's state now, so a socket that arrived meanwhile keeps its channel.
-                        if !hub.has_user(user) && subscribed.remove(&user) {
+                        if !local.has_user(user) && subscribed.remove(&user) {
                             let _ = sink.unsubscribe(channel(&prefix, user)).await;
                         }
                     }

@@ -2,6 +2,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::DomainError;
+use crate::domain::ErrorCode;
 
 /// Identifies a conversation: `d:<smaller user id>:<larger user id>` for a direct chat, `g:<group id>` for a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -43,10 +44,11 @@ impl fmt::Display for ConversationId {
 impl FromStr for ConversationId {
     type Err = DomainError;
     fn from_str(s: &str) -> Result<Self, DomainError> {
-        let bad =
-            || DomainError::new("invalid_conversation_id", "conversation_id must look like d:<id>:<id> or g:<id>");
+        let bad = || {
+            DomainError::new(ErrorCode::InvalidConversationId, "conversation_id must look like d:<id>:<id> or g:<id>")
+        };
         // Well-formed, but no conversation is called that: the smaller id comes first, and ids stay below 2^53.
-        let none = || DomainError::names_nothing("conversation_not_found", "no conversation has this id");
+        let none = || DomainError::new(ErrorCode::ConversationNotFound, "no conversation has this id");
         let id = |p: &str| -> Result<i64, DomainError> {
             if p.is_empty() || p.len() > 16 || p.starts_with('0') || !p.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(bad());
@@ -83,7 +85,7 @@ mod tests {
         // Well-formed (the OpenAPI pattern allows them) but naming no conversation that can exist.
         for none in ["d:9:3", "d:3:3", "g:9999999999999999"] {
             let e = none.parse::<ConversationId>().unwrap_err();
-            assert!(e.names_nothing && e.code == "conversation_not_found", "{none}");
+            assert!(e.code == "conversation_not_found", "{none}");
         }
         assert_eq!(ConversationId::direct(3, 9).peer_of(3), Some(9));
         assert_eq!(ConversationId::direct(3, 9).peer_of(4), None);

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::model::{FriendRequest, Group, Message, ReceiptStatus, SendMessage, UserSummary};
+use super::ErrorCode;
 
 /// A frame the server sends.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,7 +54,7 @@ pub enum ServerFrame {
         message: Message,
     },
     Error {
-        code: String,
+        code: ErrorCode,
         message: String,
     },
     /// Between nodes only, never written to a socket: the user's tokens before `token_version` are revoked (a
@@ -66,8 +67,8 @@ pub enum ServerFrame {
 }
 
 impl ServerFrame {
-    pub fn error(code: &str, message: impl Into<String>) -> Self {
-        ServerFrame::Error { code: code.to_string(), message: message.into() }
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerFrame::Error { code, message: message.into() }
     }
 
     pub fn to_json(&self) -> String {
@@ -99,7 +100,7 @@ pub enum ClientFrame {
 /// Why a client frame was refused: the `error` frame's code and message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadFrame {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
@@ -114,11 +115,11 @@ impl ClientFrame {
         };
         let bad = |code, message| Err(BadFrame { code, message });
         match serde_json::from_str::<serde_json::Value>(text) {
-            Err(_) => bad("invalid_json", "the frame is not valid JSON".to_string()),
+            Err(_) => bad(ErrorCode::InvalidJson, "the frame is not valid JSON".to_string()),
             Ok(v) => match v.get("type").and_then(|t| t.as_str()) {
-                None => bad("invalid_frame", "the frame needs a string `type`".to_string()),
-                Some(t) if !KNOWN.contains(&t) => bad("unknown_type", format!("unknown frame type `{t}`")),
-                Some(t) => bad("invalid_frame", format!("bad `{t}` frame: {e}")),
+                None => bad(ErrorCode::InvalidFrame, "the frame needs a string `type`".to_string()),
+                Some(t) if !KNOWN.contains(&t) => bad(ErrorCode::UnknownType, format!("unknown frame type `{t}`")),
+                Some(t) => bad(ErrorCode::InvalidFrame, format!("bad `{t}` frame: {e}")),
             },
         }
     }
@@ -156,7 +157,7 @@ mod tests {
     #[test]
     fn server_frames_are_tagged_by_type() {
         assert_eq!(ServerFrame::Pong {}.to_json(), r#"{"type":"pong"}"#);
-        let e = ServerFrame::error("bad", "worse").to_json();
-        assert_eq!(e, r#"{"type":"error","code":"bad","message":"worse"}"#);
+        let e = ServerFrame::error(ErrorCode::BadRequest, "worse").to_json();
+        assert_eq!(e, r#"{"type":"error","code":"bad_request","message":"worse"}"#);
     }
 }

@@ -5,6 +5,7 @@
 //! field that must say something is not *blank*: empty, or only characters that show nothing ([`is_invisible`]).
 
 use super::DomainError;
+use crate::domain::ErrorCode;
 
 /// Longest text message (and caption), in Unicode scalar values.
 pub const MAX_TEXT: usize = 4000;
@@ -48,7 +49,7 @@ pub fn is_blank(s: &str) -> bool {
 }
 
 /// Refuses U+0000 in any string field, with the field's own error code.
-pub fn reject_nul(s: &str, code: &'static str, field: &str) -> Result<(), DomainError> {
+pub fn reject_nul(s: &str, code: ErrorCode, field: &str) -> Result<(), DomainError> {
     if s.contains('\0') {
         return Err(DomainError::new(code, format!("{field} may not contain U+0000")));
     }
@@ -69,16 +70,16 @@ pub struct MessageText(String);
 impl MessageText {
     pub fn parse(s: &str) -> Result<Self, DomainError> {
         if s.chars().count() > MAX_TEXT {
-            return Err(DomainError::new("invalid_text", "text is at most 4000 characters"));
+            return Err(DomainError::new(ErrorCode::InvalidText, "text is at most 4000 characters"));
         }
         if s.chars().any(is_refused_control) {
             return Err(DomainError::new(
-                "invalid_text",
+                ErrorCode::InvalidText,
                 "text may not contain control characters other than tab and line breaks",
             ));
         }
         if is_blank(s) {
-            return Err(DomainError::new("invalid_text", "text must contain something visible"));
+            return Err(DomainError::new(ErrorCode::InvalidText, "text must contain something visible"));
         }
         Ok(Self(s.to_string()))
     }
@@ -97,7 +98,7 @@ impl ClientMsgId {
         let n = s.chars().count();
         if !(1..=MAX_CLIENT_MSG_ID).contains(&n) || s.chars().any(char::is_control) {
             return Err(DomainError::new(
-                "invalid_client_msg_id",
+                ErrorCode::InvalidClientMsgId,
                 "client_msg_id must be 1 to 64 characters without control characters",
             ));
         }
@@ -154,6 +155,6 @@ mod tests {
             assert_eq!(ClientMsgId::parse(bad).unwrap_err().code, "invalid_client_msg_id", "{bad:?}");
         }
         assert!(ClientMsgId::parse(&"x".repeat(65)).is_err());
-        assert_eq!(reject_nul("x\0", "invalid_x", "x").unwrap_err().code, "invalid_x");
+        assert_eq!(reject_nul("x\0", ErrorCode::InvalidText, "x").unwrap_err().code, "invalid_text");
     }
 }

@@ -1,6 +1,7 @@
 use std::fmt;
 
 use super::DomainError;
+use crate::domain::ErrorCode;
 
 /// A login name: 3–32 of `[A-Za-z0-9_.-]`. Uniqueness is case-insensitive, see [`Username::canonical`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -10,11 +11,11 @@ impl Username {
     pub fn parse(s: &str) -> Result<Self, DomainError> {
         let n = s.chars().count();
         if !(3..=32).contains(&n) {
-            return Err(DomainError::new("invalid_username", "username must be 3 to 32 characters"));
+            return Err(DomainError::new(ErrorCode::InvalidUsername, "username must be 3 to 32 characters"));
         }
         if !s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')) {
             return Err(DomainError::new(
-                "invalid_username",
+                ErrorCode::InvalidUsername,
                 "username may contain only letters, digits, `_`, `.` and `-`",
             ));
         }
@@ -43,9 +44,9 @@ impl Password {
     pub fn parse(s: &str) -> Result<Self, DomainError> {
         let n = s.chars().count();
         if !(8..=128).contains(&n) {
-            return Err(DomainError::new("invalid_password", "password must be 8 to 128 characters"));
+            return Err(DomainError::new(ErrorCode::InvalidPassword, "password must be 8 to 128 characters"));
         }
-        super::text::reject_nul(s, "invalid_password", "password")?;
+        super::text::reject_nul(s, ErrorCode::InvalidPassword, "password")?;
         Ok(Self(s.to_string()))
     }
     pub fn expose(&self) -> &str {
@@ -68,13 +69,13 @@ impl Nickname {
         let t = s.trim();
         let n = t.chars().count();
         if !(1..=64).contains(&n) {
-            return Err(DomainError::new("invalid_nickname", "nickname must be 1 to 64 characters"));
+            return Err(DomainError::new(ErrorCode::InvalidNickname, "nickname must be 1 to 64 characters"));
         }
         if t.chars().any(char::is_control) {
-            return Err(DomainError::new("invalid_nickname", "nickname may not contain control characters"));
+            return Err(DomainError::new(ErrorCode::InvalidNickname, "nickname may not contain control characters"));
         }
         if super::text::is_blank(t) {
-            return Err(DomainError::new("invalid_nickname", "nickname must contain something visible"));
+            return Err(DomainError::new(ErrorCode::InvalidNickname, "nickname must contain something visible"));
         }
         Ok(Self(t.to_string()))
     }
@@ -91,7 +92,7 @@ impl Sex {
     pub fn parse(v: i64) -> Result<Self, DomainError> {
         match v {
             0 | 1 => Ok(Self(v as i16)),
-            _ => Err(DomainError::new("invalid_sex", "sex must be 0 (male) or 1 (female)")),
+            _ => Err(DomainError::new(ErrorCode::InvalidSex, "sex must be 0 (male) or 1 (female)")),
         }
     }
     pub fn value(self) -> i16 {

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::frame::ServerFrame;
 use crate::domain::text::reject_nul;
 use crate::domain::{Nickname, Password, Sex, Username};
+use crate::error::ErrorCode;
 use crate::error::{AppError, AppResult};
 use crate::service::auth::{PasswordHasherPool, Principal, TokenService};
 use crate::service::events::Events;
@@ -53,7 +54,7 @@ impl Accounts {
 
     /// Creates an account; 409 `username_taken` when the name is taken in any letter case.
     pub async fn register(&self, r: Registration) -> AppResult<UserRecord> {
-        let taken = || AppError::conflict("username_taken", format!("the username `{}` is taken", r.username));
+        let taken = || AppError::new(ErrorCode::UsernameTaken, format!("the username `{}` is taken", r.username));
         // Cheap early answer for the common case; the unique index decides races.
         if self.users.user_by_username(&r.username.canonical()).await?.is_some() {
             return Err(taken());
@@ -78,9 +79,9 @@ impl Accounts {
     /// Checks credentials and issues a token. Unknown users and wrong passwords get the same 401, in the same
     /// time. Failures are rate limited per username and client (429; see [`crate::service::ratelimit::LoginFailures`]).
     pub async fn login(&self, username: &str, password: &str, client: Option<IpAddr>) -> AppResult<LoginOutcome> {
-        reject_nul(username, "invalid_username", "username")?;
-        reject_nul(password, "invalid_password", "password")?;
-        let invalid = || AppError::unauthorized("invalid_credentials", "wrong username or password");
+        reject_nul(username, ErrorCode::InvalidUsername, "username")?;
+        reject_nul(password, ErrorCode::InvalidPassword, "password")?;
+        let invalid = || AppError::new(ErrorCode::InvalidCredentials, "wrong username or password");
         let canonical = username.to_ascii_lowercase();
         if canonical.is_empty() || canonical.len() > 32 || password.len() > 1024 {
             return Err(invalid());
@@ -103,7 +104,7 @@ impl Accounts {
     }
 
     pub async fn profile(&self, user_id: i64) -> AppResult<UserRecord> {
-        self.users.user_by_id(user_id).await?.ok_or_else(|| AppError::not_found("user_not_found", "no such user"))
+        self.users.user_by_id(user_id).await?.ok_or_else(|| AppError::new(ErrorCode::UserNotFound, "no such user"))
     }
 
     pub async fn update_profile(
@@ -115,22 +116,22 @@ impl Accounts {
         self.users
             .update_profile(user_id, nickname.as_ref().map(Nickname::as_str), sex.map(Sex::value))
             .await?
-            .ok_or_else(|| AppError::not_found("user_not_found", "no such user"))
+            .ok_or_else(|| AppError::new(ErrorCode::UserNotFound, "no such user"))
     }
 
     /// Replaces the password after checking the old one; every token issued before stops working.
     pub async fn change_password(&self, user_id: i64, old: &str, new: Password) -> AppResult<()> {
-        reject_nul(old, "invalid_password", "old_password")?;
+        reject_nul(old, ErrorCode::InvalidPassword, "old_password")?;
         self.limits.check_password_change(user_id)?;
         let user = self.profile(user_id).await?;
         if !self.hasher.verify(old, Some(&user.password_hash)).await? {
-            return Err(AppError::forbidden("wrong_password", "the old password is not correct"));
+            return Err(AppError::new(ErrorCode::WrongPassword, "the old password is not correct"));
         }
         let hash = self.hasher.hash(new.expose()).await?;
         // Written only if no other change came between the check of the old password and now: two changes
         // racing with the same old password must not both be told they succeeded.
         let version = self.users.set_password(user_id, &hash, user.token_version).await?.ok_or_else(|| {
-            AppError::conflict("password_changed", "the password was changed meanwhile; log in again")
+            AppError::new(ErrorCode::PasswordChanged, "the password was changed meanwhile; log in again")
         })?;
         // This node refuses the old tokens at once; the event tells every node (their caches, and the user's
         // sockets opened with an old token, which close with 4403).
@@ -152,7 +153,7 @@ impl Accounts {
     pub async fn search(&self, q: &str) -> AppResult<Vec<UserRecord>> {
         if q.is_empty() || q.len() > 32 || !q.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
         {
-            return Err(AppError::invalid("invalid_query", "q must be 1 to 32 username characters"));
+            return Err(AppError::new(ErrorCode::InvalidQuery, "q must be 1 to 32 username characters"));
         }
         Ok(self.users.search_users(&q.to_ascii_lowercase(), SEARCH_LIMIT).await?)
     }

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use crate::error::ErrorCode;
 use crate::error::{AppError, AppResult};
 use crate::store::UserStore;
 
@@ -208,15 +209,15 @@ impl TokenService {
         validation.set_required_spec_claims(&["exp", "sub"]);
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(|e| match e.kind() {
             jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
-                AppError::unauthorized("token_expired", "the token has expired; log in again")
+                AppError::new(ErrorCode::TokenExpired, "the token has expired; log in again")
             }
-            _ => AppError::unauthorized("invalid_token", "the token is not valid"),
+            _ => AppError::new(ErrorCode::InvalidToken, "the token is not valid"),
         })?;
         let claims = data.claims;
         let user_id: i64 =
-            claims.sub.parse().map_err(|_| AppError::unauthorized("invalid_token", "the token is not valid"))?;
+            claims.sub.parse().map_err(|_| AppError::new(ErrorCode::InvalidToken, "the token is not valid"))?;
         let expires_at = DateTime::from_timestamp(claims.exp, 0)
-            .ok_or_else(|| AppError::unauthorized("invalid_token", "the token is not valid"))?;
+            .ok_or_else(|| AppError::new(ErrorCode::InvalidToken, "the token is not valid"))?;
         let current = self.current_version(user_id).await?;
         check_version(user_id, claims.ver, current, expires_at)
     }
@@ -252,7 +253,7 @@ impl TokenService {
         if credential.contains('.') {
             return self.verify(credential).await;
         }
-        let invalid = || AppError::unauthorized("invalid_ticket", "the ticket is unknown, used or expired");
+        let invalid = || AppError::new(ErrorCode::InvalidTicket, "the ticket is unknown, used or expired");
         if credential.len() != 43 {
             return Err(invalid());
         }
@@ -271,8 +272,8 @@ fn ticket_hash(ticket: &str) -> String {
 fn check_version(user_id: i64, ver: i64, current: Option<i64>, expires_at: DateTime<Utc>) -> AppResult<Principal> {
     match current {
         Some(v) if v == ver => Ok(Principal { user_id, token_version: ver, expires_at }),
-        Some(_) => Err(AppError::unauthorized("token_revoked", "the token was revoked by a password change")),
-        None => Err(AppError::unauthorized("invalid_token", "the token's user does not exist")),
+        Some(_) => Err(AppError::new(ErrorCode::TokenRevoked, "the token was revoked by a password change")),
+        None => Err(AppError::new(ErrorCode::InvalidToken, "the token's user does not exist")),
     }
 }
 

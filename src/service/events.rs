@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use crate::bus::SharedBus;
+use crate::delivery::Delivery;
 use crate::domain::frame::ServerFrame;
-use crate::ws::hub::Delivery;
 
 /// Sends frames to every device of the listed users, wherever they are connected. At-most-once (see
 /// [`crate::bus::Bus`]): a failed publish is logged where it fails (the bus), never turned into a failed request,

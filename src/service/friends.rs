@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::domain::frame::ServerFrame;
 use crate::domain::model::{FriendRequest, UserSummary};
+use crate::error::ErrorCode;
 use crate::error::{AppError, AppResult};
 use crate::service::events::Events;
 use crate::service::views;
@@ -32,7 +33,7 @@ impl Friends {
             .user_by_id(id)
             .await?
             .map(Into::into)
-            .ok_or_else(|| AppError::not_found("user_not_found", "no such user"))
+            .ok_or_else(|| AppError::new(ErrorCode::UserNotFound, "no such user"))
     }
 
     /// Asks `to` to be friends. If `to` already asked `from`, that request is accepted instead — also when both
@@ -41,16 +42,16 @@ impl Friends {
     pub async fn request(&self, from: i64, to: i64, message: Option<&str>) -> AppResult<FriendRequest> {
         let message = message.unwrap_or_default();
         if message.chars().count() > MAX_REQUEST_MESSAGE {
-            return Err(AppError::invalid("invalid_message", "a friend request note is at most 200 characters"));
+            return Err(AppError::new(ErrorCode::InvalidMessage, "a friend request note is at most 200 characters"));
         }
-        crate::domain::text::reject_nul(message, "invalid_message", "a friend request note")?;
+        crate::domain::text::reject_nul(message, ErrorCode::InvalidMessage, "a friend request note")?;
         if from == to {
             // 403, not 422: the body is well-formed; what it asks is not allowed for this caller.
-            return Err(AppError::forbidden("cannot_befriend_self", "you cannot befriend yourself"));
+            return Err(AppError::new(ErrorCode::CannotBefriendSelf, "you cannot befriend yourself"));
         }
         let target = self.summary(to).await?;
         if self.friends.are_friends(from, to).await? {
-            return Err(AppError::conflict("already_friends", "you are already friends"));
+            return Err(AppError::new(ErrorCode::AlreadyFriends, "you are already friends"));
         }
         if let Some(theirs) = self.friends.pending_request(to, from).await? {
             let (req, _) = self.accept(from, theirs.id).await?;
@@ -64,7 +65,7 @@ impl Friends {
                     let (req, _) = self.accept(from, theirs.id).await?;
                     return Ok(req);
                 }
-                return Err(AppError::conflict("request_pending", "a request to this user is already pending"));
+                return Err(AppError::new(ErrorCode::RequestPending, "a request to this user is already pending"));
             }
             Err(e) => return Err(e.into()),
         };
@@ -96,7 +97,7 @@ impl Friends {
             .friends
             .accept_request(req.id)
             .await?
-            .ok_or_else(|| AppError::conflict("request_not_pending", "the request was already answered"))?;
+            .ok_or_else(|| AppError::new(ErrorCode::RequestNotPending, "the request was already answered"))?;
         let requester = self.summary(accepted.from_user_id).await?;
         let accepter = self.summary(user).await?;
         self.events.publish(&[accepted.from_user_id], &ServerFrame::FriendAccepted { friend: accepter.clone() }).await;
@@ -110,18 +111,18 @@ impl Friends {
         self.friends
             .reject_request(req.id)
             .await?
-            .ok_or_else(|| AppError::conflict("request_not_pending", "the request was already answered"))?;
+            .ok_or_else(|| AppError::new(ErrorCode::RequestNotPending, "the request was already answered"))?;
         Ok(())
     }
 
     async fn addressed_to(&self, user: i64, request_id: i64) -> AppResult<FriendRequestRecord> {
-        let not_found = || AppError::not_found("request_not_found", "no such friend request addressed to you");
+        let not_found = || AppError::new(ErrorCode::RequestNotFound, "no such friend request addressed to you");
         let req = self.friends.request_by_id(request_id).await?.ok_or_else(not_found)?;
         if req.to_user_id != user {
             return Err(not_found());
         }
         if req.status != "pending" {
-            return Err(AppError::conflict("request_not_pending", "the request was already answered"));
+            return Err(AppError::new(ErrorCode::RequestNotPending, "the request was already answered"));
         }
         Ok(req)
     }
@@ -133,7 +134,7 @@ impl Friends {
     /// Ends the friendship on both sides and tells both users' devices.
     pub async fn remove(&self, user: i64, friend: i64) -> AppResult<()> {
         if !self.friends.remove_friendship(user, friend).await? {
-            return Err(AppError::not_found("not_friends", "this user is not your friend"));
+            return Err(AppError::new(ErrorCode::FriendNotFound, "this user is not your friend"));
         }
         self.events.publish(&[friend], &ServerFrame::FriendRemoved { user_id: user }).await;
         self.events.publish(&[user], &ServerFrame::FriendRemoved { user_id: friend }).await;

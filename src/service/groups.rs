@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::domain::frame::ServerFrame;
 use crate::domain::model::{AssignableRole, Group, GroupMember, GroupRole};
+use crate::error::ErrorCode;
 use crate::error::{AppError, AppResult};
 use crate::service::events::Events;
 use crate::store::{FriendStore, GroupRecord, GroupStore, MemberRecord, StoreError};
@@ -24,13 +25,13 @@ fn parse_name(name: &str) -> AppResult<String> {
     let n = name.trim();
     let len = n.chars().count();
     if !(1..=MAX_NAME).contains(&len) || n.chars().any(char::is_control) || crate::domain::text::is_blank(n) {
-        return Err(AppError::invalid("invalid_group_name", "a group name is 1 to 64 characters"));
+        return Err(AppError::new(ErrorCode::InvalidGroupName, "a group name is 1 to 64 characters"));
     }
     Ok(n.to_string())
 }
 
 fn not_found() -> AppError {
-    AppError::not_found("group_not_found", "no such group")
+    AppError::new(ErrorCode::GroupNotFound, "no such group")
 }
 
 /// A caller's standing in a live group.
@@ -52,7 +53,7 @@ impl Groups {
         let group = self.groups.group(group_id).await?.filter(|g| g.dissolved_at.is_none()).ok_or_else(not_found)?;
         let Some(member) = self.groups.member(group_id, user).await? else {
             if self.groups.was_member(group_id, user).await? {
-                return Err(AppError::forbidden("not_group_member", "you are not a member of this group"));
+                return Err(AppError::new(ErrorCode::NotGroupMember, "you are not a member of this group"));
             }
             return Err(not_found());
         };
@@ -62,21 +63,21 @@ impl Groups {
     fn require_admin(s: &Standing) -> AppResult<()> {
         match s.role {
             GroupRole::Owner | GroupRole::Admin => Ok(()),
-            GroupRole::Member => Err(AppError::forbidden("not_group_admin", "only the owner or an admin may do this")),
+            GroupRole::Member => Err(AppError::new(ErrorCode::NotGroupAdmin, "only the owner or an admin may do this")),
         }
     }
 
     fn require_owner(s: &Standing) -> AppResult<()> {
         match s.role {
             GroupRole::Owner => Ok(()),
-            _ => Err(AppError::forbidden("not_group_owner", "only the owner may do this")),
+            _ => Err(AppError::new(ErrorCode::NotGroupOwner, "only the owner may do this")),
         }
     }
 
     async fn require_friends(&self, user: i64, others: &[i64]) -> AppResult<()> {
         for &o in others {
             if o != user && !self.friends.are_friends(user, o).await? {
-                return Err(AppError::forbidden("not_friends", format!("user {o} is not your friend")));
+                return Err(AppError::new(ErrorCode::NotFriends, format!("user {o} is not your friend")));
             }
         }
         Ok(())
@@ -109,7 +110,10 @@ impl Groups {
         let name = parse_name(name)?;
         let members = Self::dedup(member_ids, owner);
         if members.len() as i64 + 1 > self.max_members {
-            return Err(AppError::invalid("group_full", format!("a group has at most {} members", self.max_members)));
+            return Err(AppError::new(
+                ErrorCode::GroupFull,
+                format!("a group has at most {} members", self.max_members),
+            ));
         }
         self.require_friends(owner, &members).await?;
         let record = self.groups.create_group(&name, owner, &members).await?;
@@ -141,7 +145,7 @@ impl Groups {
         let s = self.standing(group_id, user).await?;
         Self::require_admin(&s)?;
         if user_ids.is_empty() {
-            return Err(AppError::invalid("invalid_members", "user_ids must name at least one user"));
+            return Err(AppError::new(ErrorCode::InvalidMembers, "user_ids must name at least one user"));
         }
         let ids = Self::dedup(user_ids, user);
         if ids.is_empty() {
@@ -152,8 +156,8 @@ impl Groups {
         match self.groups.add_members(group_id, &ids, self.max_members).await {
             Ok(_) => {}
             Err(StoreError::GroupFull) => {
-                return Err(AppError::conflict(
-                    "group_full",
+                return Err(AppError::new(
+                    ErrorCode::GroupFull,
                     format!("a group has at most {} members", self.max_members),
                 ))
             }
@@ -168,8 +172,8 @@ impl Groups {
         let s = self.standing(group_id, user).await?;
         if target == user {
             if s.role == GroupRole::Owner {
-                return Err(AppError::conflict(
-                    "owner_must_transfer",
+                return Err(AppError::new(
+                    ErrorCode::OwnerMustTransfer,
                     "the owner must transfer ownership before leaving (or dissolve the group)",
                 ));
             }
@@ -178,21 +182,24 @@ impl Groups {
                 .groups
                 .member(group_id, target)
                 .await?
-                .ok_or_else(|| AppError::not_found("member_not_found", "that user is not a member"))?;
+                .ok_or_else(|| AppError::new(ErrorCode::MemberNotFound, "that user is not a member"))?;
             let target_role = GroupRole::parse(&t.role);
             match (s.role, target_role) {
                 (GroupRole::Owner, _) => {}
                 (GroupRole::Admin, GroupRole::Member) => {}
                 (GroupRole::Admin, _) => {
-                    return Err(AppError::forbidden("insufficient_role", "an admin may remove plain members only"))
+                    return Err(AppError::new(ErrorCode::InsufficientRole, "an admin may remove plain members only"))
                 }
                 (GroupRole::Member, _) => {
-                    return Err(AppError::forbidden("not_group_admin", "only the owner or an admin may remove members"))
+                    return Err(AppError::new(
+                        ErrorCode::NotGroupAdmin,
+                        "only the owner or an admin may remove members",
+                    ))
                 }
             }
         }
         if !self.groups.remove_member(group_id, target).await? {
-            return Err(AppError::not_found("member_not_found", "that user is not a member"));
+            return Err(AppError::new(ErrorCode::MemberNotFound, "that user is not a member"));
         }
         self.events.publish(&[target], &ServerFrame::GroupRemoved { group_id }).await;
         self.announce(group_id, &[]).await?;
@@ -203,12 +210,12 @@ impl Groups {
         let s = self.standing(group_id, user).await?;
         Self::require_owner(&s)?;
         if to == user {
-            return Err(AppError::conflict("already_owner", "you already own this group"));
+            return Err(AppError::new(ErrorCode::AlreadyOwner, "you already own this group"));
         }
         self.groups
             .member(group_id, to)
             .await?
-            .ok_or_else(|| AppError::not_found("member_not_found", "that user is not a member"))?;
+            .ok_or_else(|| AppError::new(ErrorCode::MemberNotFound, "that user is not a member"))?;
         self.groups.transfer(group_id, user, to).await?;
         self.announce(group_id, &[]).await
     }
@@ -225,9 +232,9 @@ impl Groups {
             .groups
             .member(group_id, target)
             .await?
-            .ok_or_else(|| AppError::not_found("member_not_found", "that user is not a member"))?;
+            .ok_or_else(|| AppError::new(ErrorCode::MemberNotFound, "that user is not a member"))?;
         if t.role == "owner" {
-            return Err(AppError::conflict("cannot_change_owner", "the owner's role changes only by transfer"));
+            return Err(AppError::new(ErrorCode::CannotChangeOwner, "the owner's role changes only by transfer"));
         }
         self.groups.set_role(group_id, target, role.as_str()).await?;
         self.announce(group_id, &[]).await
@@ -248,7 +255,7 @@ impl Groups {
         self.groups.group(group_id).await?.filter(|g| g.dissolved_at.is_none()).ok_or_else(not_found)?;
         if self.groups.member(group_id, user).await?.is_none() {
             if self.groups.was_member(group_id, user).await? {
-                return Err(AppError::forbidden("not_group_member", "you are not a member of this group"));
+                return Err(AppError::new(ErrorCode::NotGroupMember, "you are not a member of this group"));
             }
             return Err(not_found());
         }

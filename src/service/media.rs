@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::domain::model::{FileInfo, FileKind};
+use crate::error::ErrorCode;
 use crate::error::{AppError, AppResult};
 use crate::media::sniff::{self, Format};
 use crate::media::SharedMedia;
@@ -60,7 +61,7 @@ pub struct Authorized {
 }
 
 fn too_large(limit: u64, what: &str) -> AppError {
-    AppError::payload_too_large("file_too_large", format!("{what} may be at most {} MiB", limit / (1024 * 1024)))
+    AppError::new(ErrorCode::FileTooLarge, format!("{what} may be at most {} MiB", limit / (1024 * 1024)))
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -88,8 +89,9 @@ impl Media {
     /// quota cannot cover them now.
     fn charge_volume(&self, user: i64, bytes: u64) -> AppResult<()> {
         let mib = NonZeroU32::new(bytes.div_ceil(MIB).clamp(1, u32::MAX as u64) as u32).unwrap_or(NonZeroU32::MIN);
-        let refused =
-            |secs: u64| AppError::quota("upload_quota_exceeded", "your hourly upload volume is used up", secs);
+        let refused = |secs: u64| {
+            AppError::new(ErrorCode::UploadQuotaExceeded, "your hourly upload volume is used up").retry_after(secs)
+        };
         match self.volume.check_key_n(&user, mib) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(not_until)) => {
@@ -136,10 +138,11 @@ impl Media {
             self.charge_volume(user, n)?;
         }
         let bad_multipart = |e: poem::error::ParseMultipartError| {
-            AppError::bad_request("invalid_multipart", format!("the multipart body is not valid: {e}"))
+            AppError::new(ErrorCode::InvalidMultipart, format!("the multipart body is not valid: {e}"))
         };
         // The body is the field `file` and nothing else (as the OpenAPI document says).
-        let unexpected = || AppError::invalid("unexpected_field", "the multipart body has fields other than `file`");
+        let unexpected =
+            || AppError::new(ErrorCode::UnexpectedField, "the multipart body has fields other than `file`");
         let mut others = false;
         let field = loop {
             match multipart.next_field().await.map_err(bad_multipart)? {
@@ -149,7 +152,7 @@ impl Media {
                     let mut r = other.into_async_read().take(64 * 1024);
                     let _ = tokio::io::copy(&mut r, &mut tokio::io::sink()).await;
                 }
-                None => return Err(AppError::invalid("missing_file", "the multipart body has no `file` field")),
+                None => return Err(AppError::new(ErrorCode::MissingFile, "the multipart body has no `file` field")),
             }
         };
         if others {
@@ -159,7 +162,7 @@ impl Media {
         let file_name = field.file_name().map(str::to_string);
         let mut reader = Box::pin(field.into_async_read());
         let read_err =
-            |e: std::io::Error| AppError::bad_request("invalid_multipart", format!("reading the upload: {e}"));
+            |e: std::io::Error| AppError::new(ErrorCode::InvalidMultipart, format!("reading the upload: {e}"));
 
         let mut head = vec![0u8; HEAD];
         let mut filled = 0;
@@ -173,17 +176,17 @@ impl Media {
         }
         head.truncate(filled);
         if head.is_empty() {
-            return Err(AppError::invalid("empty_file", "the file is empty"));
+            return Err(AppError::new(ErrorCode::EmptyFile, "the file is empty"));
         }
         let format = sniff::detect(&head).ok_or_else(|| {
-            AppError::unsupported_media_type(
-                "unsupported_media_type",
+            AppError::new(
+                ErrorCode::UnsupportedMediaType,
                 "only JPEG, PNG, GIF and WebP images and MP4, QuickTime and WebM videos are accepted",
             )
         })?;
         if !sniff::agrees(format, declared_type.as_deref(), file_name.as_deref()) {
-            return Err(AppError::unsupported_media_type(
-                "unsupported_media_type",
+            return Err(AppError::new(
+                ErrorCode::UnsupportedMediaType,
                 format!("the file's bytes are {}, which its declared type or name contradicts", format.content_type()),
             ));
         }
@@ -236,8 +239,8 @@ impl Media {
             .await
             .map_err(AppError::internal)?;
             Some(size.ok_or_else(|| {
-                AppError::unsupported_media_type(
-                    "unsupported_media_type",
+                AppError::new(
+                    ErrorCode::UnsupportedMediaType,
                     format!("the file starts like {} but its header is not a valid one", format.content_type()),
                 )
             })?)
@@ -276,9 +279,9 @@ impl Media {
     /// The file, if `user` may read it: its uploader, or someone it was shared with in a conversation.
     pub async fn authorize(&self, user: i64, file_id: i64) -> AppResult<Authorized> {
         let file =
-            self.files.file(file_id).await?.ok_or_else(|| AppError::not_found("file_not_found", "no such file"))?;
+            self.files.file(file_id).await?.ok_or_else(|| AppError::new(ErrorCode::FileNotFound, "no such file"))?;
         if file.uploader_id != user && !self.files.shared_with(file_id, user).await? {
-            return Err(AppError::forbidden("file_forbidden", "this file was not shared with you"));
+            return Err(AppError::new(ErrorCode::FileForbidden, "this file was not shared with you"));
         }
         Ok(Authorized { file })
     }

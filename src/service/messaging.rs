@@ -3,12 +3,14 @@
 
 use std::collections::HashMap;
 
+use crate::delivery::Delivery;
 use crate::domain::frame::ServerFrame;
 use crate::domain::model::{
     Conversation, ConversationType, FileInfo, GroupSummary, HistoryPage, Message, MessageType, ReceiptStatus,
     SendMessage, UserSummary,
 };
 use crate::domain::{ClientMsgId, ConversationId, MessageText};
+use crate::error::ErrorCode;
 use crate::error::{AppError, AppResult};
 use crate::inbox::{SharedInbox, Want};
 use crate::metrics::Metrics;
@@ -18,7 +20,6 @@ use crate::service::media::Media;
 use crate::service::ratelimit::RateLimits;
 use crate::service::views;
 use crate::store::{MessageRecord, NewMessage, StoreError, Stores, UserConversationRecord};
-use crate::ws::hub::Delivery;
 
 /// Largest history page.
 pub const MAX_PAGE: i64 = 100;
@@ -68,7 +69,7 @@ impl Messaging {
         match (conversation, row) {
             (ConversationId::Direct { low, high }, row) => {
                 if user != low && user != high {
-                    return Err(AppError::forbidden("not_conversation_member", "this is not your conversation"));
+                    return Err(AppError::new(ErrorCode::NotConversationMember, "this is not your conversation"));
                 }
                 Ok(access_of(conversation, row.as_ref()))
             }
@@ -76,7 +77,7 @@ impl Messaging {
             (ConversationId::Group(g), None) => {
                 // Not a member now: 404 or 403 as for a send (a stranger learns nothing of the group).
                 self.groups.check_sender(g, user).await?;
-                Err(AppError::forbidden("not_group_member", "you are not a member of this group"))
+                Err(AppError::new(ErrorCode::NotGroupMember, "you are not a member of this group"))
             }
         }
     }
@@ -91,7 +92,7 @@ impl Messaging {
         // The text of a text message, or an image's or video's optional caption ("" for none): the same rules.
         let text = match (req.kind, req.text.as_deref()) {
             (MessageType::Text, None) => {
-                return Err(AppError::invalid("invalid_text", "a text message needs text of 1 to 4000 characters"))
+                return Err(AppError::new(ErrorCode::InvalidText, "a text message needs text of 1 to 4000 characters"))
             }
             (MessageType::Text, Some(t)) => Some(MessageText::parse(t)?.into_string()),
             (_, caption) => {
@@ -101,22 +102,25 @@ impl Messaging {
         let file = match req.kind {
             MessageType::Text => {
                 if req.file_id.is_some() {
-                    return Err(AppError::invalid("invalid_file", "file_id goes with image and video messages only"));
+                    return Err(AppError::new(
+                        ErrorCode::InvalidFile,
+                        "file_id goes with image and video messages only",
+                    ));
                 }
                 None
             }
             MessageType::Image | MessageType::Video => {
-                let file_id = req
-                    .file_id
-                    .ok_or_else(|| AppError::invalid("file_required", "an image or video message needs a file_id"))?;
+                let file_id = req.file_id.ok_or_else(|| {
+                    AppError::new(ErrorCode::FileRequired, "an image or video message needs a file_id")
+                })?;
                 let file = match self.stores.files.file(file_id).await? {
                     Some(f) if f.uploader_id == from => f,
-                    _ => return Err(AppError::not_found("file_not_found", "no such file among your uploads")),
+                    _ => return Err(AppError::new(ErrorCode::FileNotFound, "no such file among your uploads")),
                 };
                 if file.kind != req.kind.as_str() {
                     // 409: the body is fine; the file it names is of the other kind.
-                    return Err(AppError::conflict(
-                        "file_kind_mismatch",
+                    return Err(AppError::new(
+                        ErrorCode::FileKindMismatch,
                         format!("file {file_id} is an {}, not an {}", file.kind, req.kind.as_str()),
                     ));
                 }
@@ -127,7 +131,7 @@ impl Messaging {
             (Some(to), None) => {
                 if to == from {
                     // 403, not 422: the body is well-formed; what it asks is not allowed for this caller.
-                    return Err(AppError::forbidden("cannot_message_self", "you cannot message yourself"));
+                    return Err(AppError::new(ErrorCode::CannotMessageSelf, "you cannot message yourself"));
                 }
                 // Friendship is checked by the append itself, in the same transaction that allocates the seq.
                 (ConversationId::direct(from, to), Some(to), None)
@@ -135,7 +139,7 @@ impl Messaging {
             // Membership is checked by the append itself, under the lock that orders it against membership
             // changes (a refusal is then told apart as an unknown group or a non-member below).
             (None, Some(group)) => (ConversationId::group(group), None, Some(group)),
-            _ => return Err(AppError::invalid("invalid_recipient", "give exactly one of to_user_id and group_id")),
+            _ => return Err(AppError::new(ErrorCode::InvalidRecipient, "give exactly one of to_user_id and group_id")),
         };
         let new = NewMessage {
             conversation_id: conversation,
@@ -150,17 +154,17 @@ impl Messaging {
         let appended = match self.stores.messages.append(new).await {
             Ok(a) => a,
             Err(StoreError::NotFriends) => {
-                return Err(AppError::forbidden("not_friends", "you can only message your friends"))
+                return Err(AppError::new(ErrorCode::NotFriends, "you can only message your friends"))
             }
             Err(StoreError::NotMember) => {
                 if let Some(group) = group_id {
                     // 404 for an unknown or dissolved group, else 403.
                     self.groups.check_sender(group, from).await?;
                 }
-                return Err(AppError::forbidden("not_group_member", "you are not a member of this group"));
+                return Err(AppError::new(ErrorCode::NotGroupMember, "you are not a member of this group"));
             }
             Err(StoreError::FileGone) => {
-                return Err(AppError::not_found("file_not_found", "no such file among your uploads"))
+                return Err(AppError::new(ErrorCode::FileNotFound, "no such file among your uploads"))
             }
             Err(e) => return Err(e.into()),
         };
@@ -192,10 +196,10 @@ impl Messaging {
     ) -> AppResult<HistoryPage> {
         let limit = limit.unwrap_or(DEFAULT_PAGE);
         if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(AppError::invalid("invalid_limit", "limit must be 1 to 100"));
+            return Err(AppError::new(ErrorCode::InvalidLimit, "limit must be 1 to 100"));
         }
         if before_seq.is_some_and(|s| s < 1) || after_seq.is_some_and(|s| s < 0) {
-            return Err(AppError::invalid("invalid_seq", "before_seq must be positive and after_seq not negative"));
+            return Err(AppError::new(ErrorCode::InvalidSeq, "before_seq must be positive and after_seq not negative"));
         }
         let access = self.access(user, conversation_id).await?;
         let after = after_seq.unwrap_or(0).max(access.visible_from);
@@ -217,11 +221,11 @@ impl Messaging {
     pub async fn mark_read(&self, user: i64, conversation_id: &str, seq: i64) -> AppResult<()> {
         let access = self.access(user, conversation_id).await?;
         if seq < 1 {
-            return Err(AppError::invalid("invalid_seq", "seq must be at least 1"));
+            return Err(AppError::new(ErrorCode::InvalidSeq, "seq must be at least 1"));
         }
         if seq > access.last_seq {
-            return Err(AppError::conflict(
-                "seq_beyond_last",
+            return Err(AppError::new(
+                ErrorCode::SeqBeyondLast,
                 format!("the conversation's last seq is {}; nothing after it can be read", access.last_seq),
             ));
         }
@@ -257,7 +261,7 @@ impl Messaging {
         let access = self.access(user, conversation_id).await?;
         if let Some(peer) = access.conversation.peer_of(user) {
             if !self.stores.friends.are_friends(user, peer).await? {
-                return Err(AppError::forbidden("not_friends", "you can only message your friends"));
+                return Err(AppError::new(ErrorCode::NotFriends, "you can only message your friends"));
             }
         }
         self.limits.check_send(user)?;

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod events;
 pub mod friends;
 pub mod groups;
+pub mod health;
 pub mod media;
 pub mod messaging;
 pub mod ratelimit;

@@ -197,7 +197,7 @@ mod tests {
             f.record("carol", ip(1), now);
         }
         let err = f.check("carol", ip(1), now + Duration::from_secs(20)).unwrap_err();
-        assert_eq!((err.code(), err.status().as_u16()), ("rate_limited", 429));
+        assert_eq!((err.code().as_str(), err.status().as_u16()), ("rate_limited", 429));
         f.forgive("carol", ip(1));
         assert!(f.check("carol", ip(1), now).is_ok());
     }

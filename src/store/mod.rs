@@ -49,12 +49,6 @@ impl StoreError {
     }
 }
 
-impl From<StoreError> for crate::error::AppError {
-    fn from(e: StoreError) -> Self {
-        crate::error::AppError::internal(e)
-    }
-}
-
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// The present instant at the precision both databases keep (microseconds).

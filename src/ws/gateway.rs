@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use super::session;
 use crate::error::AppError;
+use crate::error::ErrorCode;
 use crate::state::AppState;
 
 /// Largest frame a client may send; bigger ones close the socket with 1009.
@@ -40,7 +41,7 @@ fn parse_device(d: Option<&str>) -> Result<String, AppError> {
         {
             Ok(d.to_string())
         }
-        Some(_) => Err(AppError::invalid("invalid_device", "device must be 1 to 64 of [A-Za-z0-9._-]")),
+        Some(_) => Err(AppError::new(ErrorCode::InvalidDevice, "device must be 1 to 64 of [A-Za-z0-9._-]")),
     }
 }
 
@@ -74,7 +75,7 @@ async fn upgrade(req: &Request) -> Result<Response, AppError> {
     let state = req.data::<Arc<AppState>>().cloned().ok_or_else(|| AppError::internal(anyhow::anyhow!("no state")))?;
     let Query(q) = Query::<WsQuery>::from_request_without_body(req)
         .await
-        .map_err(|e| AppError::bad_request("invalid_parameter", e.to_string()))?;
+        .map_err(|e| AppError::new(ErrorCode::InvalidParameter, e.to_string()))?;
     let bearer = req
         .headers()
         .get(poem::http::header::AUTHORIZATION)
@@ -82,8 +83,8 @@ async fn upgrade(req: &Request) -> Result<Response, AppError> {
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_string);
     let token = q.token.or(bearer).ok_or_else(|| {
-        AppError::unauthorized(
-            "missing_token",
+        AppError::new(
+            ErrorCode::MissingToken,
             "pass a ticket from POST /api/ws/ticket as /ws?token=<ticket> (or the token, or an Authorization header)",
         )
     })?;
@@ -91,29 +92,29 @@ async fn upgrade(req: &Request) -> Result<Response, AppError> {
     // REST allows a few seconds of clock leeway; a socket lives until the expiry, so one that would close at once
     // is not opened.
     if principal.expires_at <= chrono::Utc::now() {
-        return Err(AppError::unauthorized("token_expired", "the token has expired; refresh it or log in again"));
+        return Err(AppError::new(ErrorCode::TokenExpired, "the token has expired; refresh it or log in again"));
     }
     if let Some(claimed) = &q.user_id {
         if claimed.parse::<i64>().ok() != Some(principal.user_id) {
-            return Err(AppError::forbidden("user_mismatch", "userId does not match the token"));
+            return Err(AppError::new(ErrorCode::UserMismatch, "userId does not match the token"));
         }
     }
     let device = parse_device(q.device.as_deref())?;
     if state.is_draining() {
-        return Err(AppError::unavailable("draining", "this node is shutting down; reconnect to another"));
+        return Err(AppError::new(ErrorCode::Draining, "this node is shutting down; reconnect to another"));
     }
     if state.hub.connections() >= state.socket_capacity {
-        return Err(AppError::unavailable("at_capacity", "this node holds all the sockets it can; try another"));
+        return Err(AppError::new(ErrorCode::AtCapacity, "this node holds all the sockets it can; try another"));
     }
     let ws = WebSocket::from_request_without_body(req)
         .await
-        .map_err(|e| AppError::bad_request("not_a_websocket", format!("a WebSocket upgrade is required: {e}")))?;
+        .map_err(|e| AppError::new(ErrorCode::NotAWebsocket, format!("a WebSocket upgrade is required: {e}")))?;
     let resp = ws
         .config(socket_config())
         .on_upgrade(move |socket| session::run(state, principal, device, socket))
         .into_response();
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-        return Err(AppError::bad_request("not_a_websocket", "a WebSocket upgrade is required"));
+        return Err(AppError::new(ErrorCode::NotAWebsocket, "a WebSocket upgrade is required"));
     }
     Ok(resp)
 }

@@ -22,7 +22,7 @@ use super::hub::{Delivery, Outbound, Registration, Revoked};
 use crate::domain::frame::{BadFrame, ClientFrame, ServerFrame};
 use crate::domain::model::Message;
 use crate::domain::ConversationId;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::inbox::Want;
 use crate::service::auth::Principal;
 use crate::state::AppState;
@@ -217,7 +217,7 @@ impl Session {
                     match incoming {
                         Some(Ok(WsMessage::Text(text))) => Box::pin(self.on_text(socket, &text)).await,
                         Some(Ok(WsMessage::Binary(_))) => {
-                            self.error(socket, "binary_not_supported", "send JSON text frames").await
+                            self.error(socket, ErrorCode::BinaryNotSupported, "send JSON text frames").await
                         }
                         Some(Ok(WsMessage::Close(_))) | None => return None,
                         Some(Ok(_)) => Flow::Continue,
@@ -297,11 +297,11 @@ impl Session {
 
     /// Answers a client frame with an `error` frame, logged like an HTTP error reply (server faults are logged
     /// with their cause by [`Session::app_error`]).
-    async fn error(&mut self, socket: &mut WebSocketStream, code: &str, message: &str) -> Flow {
-        if code == "rate_limited" {
-            tracing::debug!(user_id = self.user_id, device = %self.device, code, "websocket frame refused");
+    async fn error(&mut self, socket: &mut WebSocketStream, code: ErrorCode, message: &str) -> Flow {
+        if code == ErrorCode::RateLimited {
+            tracing::debug!(user_id = self.user_id, device = %self.device, %code, "websocket frame refused");
         } else {
-            tracing::info!(user_id = self.user_id, device = %self.device, code, message, "websocket frame refused");
+            tracing::info!(user_id = self.user_id, device = %self.device, %code, message, "websocket frame refused");
         }
         match self.write(socket, ServerFrame::error(code, message).to_json()).await {
             Ok(()) => Flow::Continue,
@@ -467,7 +467,7 @@ impl Session {
             return Flow::Close(CloseCode::Size, "frame too large (max 64 KiB)");
         }
         if self.frames.check().is_err() {
-            return self.error(socket, "rate_limited", "too many frames; slow down").await;
+            return self.error(socket, ErrorCode::RateLimited, "too many frames; slow down").await;
         }
         let frame = match ClientFrame::parse(text) {
             Ok(f) => f,
@@ -527,7 +527,11 @@ impl Session {
         let written = sent.max(ahead);
         if seq < 1 || seq > written {
             return self
-                .error(socket, "invalid_seq", &format!("ack seq must be 1 to {written}, what this socket received"))
+                .error(
+                    socket,
+                    ErrorCode::InvalidSeq,
+                    &format!("ack seq must be 1 to {written}, what this socket received"),
+                )
                 .await;
         }
         // A device may ack its own message from a `sent` frame that overtook earlier messages still on their way
