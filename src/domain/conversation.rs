@@ -70,6 +70,15 @@ impl FromStr for ConversationId {
     }
 }
 
+/// Where a user's side of a conversation stands: its last seq, and the first seq the user may see after
+/// (`visible_from_seq`: a group member sees messages after the seq it joined at).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationHead {
+    pub conversation_id: String,
+    pub last_seq: i64,
+    pub visible_from_seq: i64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

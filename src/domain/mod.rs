@@ -8,7 +8,7 @@ pub mod schema;
 pub mod text;
 mod user;
 
-pub use conversation::ConversationId;
+pub use conversation::{ConversationHead, ConversationId};
 pub use error::{DomainError, ErrorCode};
 pub use text::{ClientMsgId, MessageText};
 pub use user::{Nickname, Password, Sex, Username};

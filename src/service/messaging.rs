@@ -9,7 +9,7 @@ use crate::domain::model::{
     Conversation, ConversationType, FileInfo, GroupSummary, HistoryPage, Message, MessageType, ReceiptStatus,
     SendMessage, UserSummary,
 };
-use crate::domain::{ClientMsgId, ConversationId, MessageText};
+use crate::domain::{ClientMsgId, ConversationHead, ConversationId, MessageText};
 use crate::error::ErrorCode;
 use crate::error::{AppError, AppResult};
 use crate::inbox::{SharedInbox, Want};
@@ -319,8 +319,16 @@ impl Messaging {
     }
 
     /// The heads of every conversation of the user (for a device's catch-up).
-    pub async fn heads(&self, user: i64) -> AppResult<Vec<UserConversationRecord>> {
-        Ok(self.stores.messages.user_conversations(user).await?)
+    pub async fn heads(&self, user: i64) -> AppResult<Vec<ConversationHead>> {
+        let records = self.stores.messages.user_conversations(user).await?;
+        Ok(records
+            .into_iter()
+            .map(|r| ConversationHead {
+                conversation_id: r.conversation_id,
+                last_seq: r.last_seq,
+                visible_from_seq: r.visible_from_seq,
+            })
+            .collect())
     }
 
     /// A device's delivered cursors.

@@ -9,7 +9,6 @@
 //! goes out as `sync` batches of at most [`SYNC_BATCH`]; while more remain, the next batch waits for the client's
 //! acks of the last one.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,13 +16,14 @@ use futures_util::{SinkExt, StreamExt};
 use poem::web::websocket::{CloseCode, Message as WsMessage, WebSocketStream};
 use tokio::time::{timeout, Instant};
 
+use super::catchup::{self, CatchUpWindow};
 use super::gateway::MAX_FRAME;
 use super::hub::{Delivery, Outbound, Registration, Revoked};
+use super::ordering::{Offer, SeqOrdering};
 use crate::domain::frame::{BadFrame, ClientFrame, ServerFrame};
 use crate::domain::model::Message;
 use crate::domain::ConversationId;
 use crate::error::{AppError, ErrorCode};
-use crate::inbox::Want;
 use crate::service::auth::Principal;
 use crate::state::AppState;
 
@@ -62,23 +62,14 @@ struct Session {
     state: Arc<AppState>,
     user_id: i64,
     device: String,
-    /// Highest seq written to this socket, per conversation.
-    sent: HashMap<String, i64>,
-    /// Highest seq the device acknowledged, per conversation.
-    acked: HashMap<String, i64>,
+    /// Each conversation's live messages in seq order, once each (see [`SeqOrdering`]).
+    ordering: SeqOrdering<Arc<Delivery>>,
+    /// The device's acks and the `sync` batch awaiting them.
+    window: CatchUpWindow,
     /// Something may be missing: compare with the store and catch up.
     behind: bool,
     /// Answer the next catch-up with a `sync` frame even when nothing is missing (after `hello` or `sync {}`).
     must_answer: bool,
-    /// A `sync` batch with `more` is out: the next one waits until these seqs are acked.
-    awaiting: Option<HashMap<String, i64>>,
-    /// Live messages that arrived ahead of their turn, by conversation and seq.
-    early: HashMap<String, BTreeMap<i64, Arc<Delivery>>>,
-    /// The device's own messages it already has from their `sent` frame, which came while earlier seqs of the
-    /// conversation were still on their way here: when their turn comes, they are not written again.
-    given: Vec<(String, i64)>,
-    /// When the oldest of `early` stops waiting and the session catches up instead.
-    gap_deadline: Option<Instant>,
     /// Queued deliveries were written less than [`FLUSH_INTERVAL`] ago: the queue waits until this instant.
     quiet_until: Option<Instant>,
     /// When the token the socket was opened with expires: the socket closes then ([`CLOSE_TOKEN_EXPIRED`]).
@@ -117,14 +108,10 @@ pub async fn run(state: Arc<AppState>, principal: Principal, device: String, mut
         state: state.clone(),
         user_id,
         device,
-        sent: HashMap::new(),
-        acked: HashMap::new(),
+        ordering: SeqOrdering::new(MAX_EARLY, GAP_GRACE),
+        window: CatchUpWindow::default(),
         behind: true,
         must_answer: true,
-        awaiting: None,
-        early: HashMap::new(),
-        given: Vec::new(),
-        gap_deadline: None,
         quiet_until: None,
         frames: frame_limiter(state.config.ws_frame_rate_per_sec),
         token_expiry: Instant::now()
@@ -159,8 +146,8 @@ impl Session {
         }
         match self.state.messaging.cursors(self.user_id, &self.device).await {
             Ok(c) => {
-                self.sent = c.clone();
-                self.acked = c;
+                self.ordering.reset_to(c.clone());
+                self.window = CatchUpWindow::new(c);
             }
             Err(e) => {
                 tracing::error!(error = %e, "loading device cursors");
@@ -171,18 +158,19 @@ impl Session {
         let mut ticker = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
         let mut idle_deadline = Instant::now() + idle;
         loop {
-            if self.behind && self.awaiting.is_none() {
+            if self.behind && self.window.is_open() {
                 // Boxed (here and for client frames below): the store and service futures inside are large, and
                 // held inline they would make every idle socket's task carry their space.
                 if let Err(()) = Box::pin(self.catch_up(socket)).await {
                     return None;
                 }
             }
-            let gap_at = self.gap_deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            let gap_deadline = self.ordering.gap_deadline();
+            let gap_at = gap_deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             let quiet_end = self.quiet_until.unwrap_or(gap_at);
             let flow = tokio::select! {
                 _ = crate::state::until_stopped(&mut stop) => Flow::Close(CloseCode::Restart, "server restart"),
-                _ = tokio::time::sleep_until(gap_at), if self.gap_deadline.is_some() => {
+                _ = tokio::time::sleep_until(gap_at), if gap_deadline.is_some() => {
                     self.behind = true;
                     Flow::Continue
                 }
@@ -327,8 +315,8 @@ impl Session {
     }
 
     /// Writes (without flushing) a queued delivery; a `message` goes out only as the next seq of its conversation
-    /// (one that arrives early waits in `early`), and a group message only while the group is not revoked for
-    /// this user.
+    /// (one that arrives early waits in the reorder buffer), and a group message only while the group is not
+    /// revoked for this user.
     async fn deliver(&mut self, socket: &mut WebSocketStream, d: &Arc<Delivery>, revoked: &Revoked) -> Result<(), ()> {
         let is_revoked =
             |d: &Delivery| d.group_id.is_some_and(|g| revoked.lock().unwrap_or_else(|e| e.into_inner()).contains(&g));
@@ -338,74 +326,25 @@ impl Session {
         let Some(meta) = &d.message else {
             return self.feed(socket, d.json.to_string()).await;
         };
-        let conversation = &meta.conversation_id;
-        let mut sent = self.sent.get(conversation).copied().unwrap_or(0);
-        if meta.seq <= sent {
-            return Ok(());
-        }
-        if meta.seq > sent + 1 {
-            let held: usize = self.early.values().map(BTreeMap::len).sum();
-            if held >= MAX_EARLY {
-                self.behind = true;
-            } else {
-                self.early.entry(conversation.clone()).or_default().insert(meta.seq, d.clone());
-                self.gap_deadline.get_or_insert_with(|| Instant::now() + GAP_GRACE);
-            }
-            return Ok(());
-        }
-        if !self.take_given(conversation, meta.seq) {
-            self.feed(socket, d.json.to_string()).await?;
-            self.observe("live", &[&meta.created_at]);
-        }
-        sent = meta.seq;
-        // The ones that were waiting for this one.
-        if let Some(mut waiting) = self.early.remove(conversation) {
-            while let Some(entry) = waiting.first_entry() {
-                let seq = *entry.key();
-                if seq > sent + 1 {
-                    break;
-                }
-                let next = entry.remove();
-                if seq <= sent || is_revoked(&next) {
-                    continue;
-                }
-                sent = seq;
-                if self.take_given(conversation, seq) {
-                    continue;
-                }
-                self.feed(socket, next.json.to_string()).await?;
-                if let Some(m) = &next.message {
-                    self.observe("live", &[&m.created_at]);
+        match self.ordering.offer(&meta.conversation_id, meta.seq, d.clone(), Instant::now(), |d| !is_revoked(d)) {
+            Offer::Write(ready) => {
+                for next in ready {
+                    self.feed(socket, next.json.to_string()).await?;
+                    if let Some(m) = &next.message {
+                        self.observe("live", &[&m.created_at]);
+                    }
                 }
             }
-            if !waiting.is_empty() {
-                self.early.insert(conversation.clone(), waiting);
-            }
-        }
-        self.sent.insert(conversation.clone(), sent);
-        if self.early.is_empty() {
-            self.gap_deadline = None;
+            Offer::CatchUp => self.behind = true,
+            Offer::Duplicate | Offer::Buffered => {}
         }
         Ok(())
-    }
-
-    /// Whether the device already has this message from its `sent` frame (forgotten once asked).
-    fn take_given(&mut self, conversation: &str, seq: i64) -> bool {
-        match self.given.iter().position(|(c, s)| *s == seq && c == conversation) {
-            Some(i) => {
-                self.given.swap_remove(i);
-                true
-            }
-            None => false,
-        }
     }
 
     /// Sends the next batch of what the device is missing, by the store's conversation heads.
     async fn catch_up(&mut self, socket: &mut WebSocketStream) -> Result<(), ()> {
         // Whatever was held back is read again from the inbox with the rest.
-        self.early.clear();
-        self.given.clear();
-        self.gap_deadline = None;
+        self.ordering.clear_pending();
         let heads = match self.state.messaging.heads(self.user_id).await {
             Ok(h) => h,
             Err(e) => {
@@ -415,15 +354,7 @@ impl Session {
                 return if matches!(flow, Flow::Continue) { Ok(()) } else { Err(()) };
             }
         };
-        let mut wants = Vec::new();
-        let mut missing: i64 = 0;
-        for h in heads {
-            let base = self.sent.get(&h.conversation_id).copied().unwrap_or(0).max(h.visible_from_seq);
-            if h.last_seq > base {
-                missing += h.last_seq - base;
-                wants.push(Want { conversation_id: h.conversation_id, after: base, upto: h.last_seq });
-            }
-        }
+        let (wants, missing) = catchup::plan(heads, |c| self.ordering.written(c));
         let messages: Vec<Message> = if wants.is_empty() {
             Vec::new()
         } else {
@@ -442,22 +373,15 @@ impl Session {
         }
         self.must_answer = false;
         let more = (messages.len() as i64) < missing;
-        let mut batch_heads: HashMap<String, i64> = HashMap::new();
-        for m in &messages {
-            let e = batch_heads.entry(m.conversation_id.clone()).or_insert(0);
-            *e = (*e).max(m.seq);
-        }
+        let batch_heads = catchup::batch_heads(messages.iter().map(|m| (&*m.conversation_id, m.seq)));
         for (c, s) in &batch_heads {
-            let e = self.sent.entry(c.clone()).or_insert(0);
-            *e = (*e).max(*s);
+            self.ordering.caught_up_to(c, *s);
         }
         let times: Vec<chrono::DateTime<chrono::Utc>> = messages.iter().map(|m| m.created_at).collect();
         self.write(socket, ServerFrame::Sync { messages, more }.to_json()).await?;
         self.observe("sync", &times.iter().collect::<Vec<_>>());
-        if more {
-            self.behind = true;
-            self.awaiting = Some(batch_heads);
-        }
+        self.behind |= more;
+        self.window.sent_batch(batch_heads, more);
         Ok(())
     }
 
@@ -485,12 +409,7 @@ impl Session {
                     Ok((message, _)) => {
                         // The `sent` frame delivers the message to this socket: its echo over the bus is then
                         // a duplicate, and the device acks it like any other.
-                        let sent = self.sent.get(&message.conversation_id).copied().unwrap_or(0);
-                        if message.seq == sent + 1 {
-                            self.sent.insert(message.conversation_id.clone(), message.seq);
-                        } else if message.seq > sent + 1 && self.given.len() < MAX_EARLY {
-                            self.given.push((message.conversation_id.clone(), message.seq));
-                        }
+                        self.ordering.note_given(&message.conversation_id, message.seq);
                         let frame =
                             ServerFrame::Sent { client_msg_id: client_msg_id.map(|c| c.into_string()), message };
                         match self.write(socket, frame.to_json()).await {
@@ -508,8 +427,8 @@ impl Session {
                 }
             }
             ClientFrame::Sync {} => {
-                self.sent = self.acked.clone();
-                self.awaiting = None;
+                self.ordering.reset_to(self.window.acked().clone());
+                self.window.restart();
                 self.behind = true;
                 self.must_answer = true;
                 Flow::Continue
@@ -522,9 +441,7 @@ impl Session {
             Ok(c) => c,
             Err(e) => return self.app_error(socket, AppError::from(e)).await,
         };
-        let sent = self.sent.get(conversation_id).copied().unwrap_or(0);
-        let ahead = self.given.iter().filter(|(c, _)| c == conversation_id).map(|(_, s)| *s).max().unwrap_or(0);
-        let written = sent.max(ahead);
+        let written = self.ordering.ackable(conversation_id);
         if seq < 1 || seq > written {
             return self
                 .error(
@@ -536,18 +453,12 @@ impl Session {
         }
         // A device may ack its own message from a `sent` frame that overtook earlier messages still on their way
         // here; its cursor moves only as far as this socket has written everything, so a reconnect cannot skip them.
-        let seq = seq.min(sent);
-        if seq <= self.acked.get(conversation_id).copied().unwrap_or(0) {
+        let seq = seq.min(self.ordering.written(conversation_id));
+        if !self.window.ack(conversation_id, seq) {
             return Flow::Continue;
         }
-        self.acked.insert(conversation_id.to_string(), seq);
         if let Err(e) = self.state.messaging.ack(self.user_id, &self.device, &conversation, seq).await {
             return self.app_error(socket, e).await;
-        }
-        if let Some(awaiting) = &self.awaiting {
-            if awaiting.iter().all(|(c, s)| self.acked.get(c).copied().unwrap_or(0) >= *s) {
-                self.awaiting = None;
-            }
         }
         Flow::Continue
     }
