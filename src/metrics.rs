@@ -25,6 +25,9 @@ pub struct Metrics {
     pub slow_consumer_disconnects: IntCounter,
     /// Bytes read from upload bodies, refused ones included.
     pub upload_bytes: IntCounter,
+    /// Batches of sends written, by the path that wrote them (Postgres: `direct`, `direct_many`, `group_many`,
+    /// `generic`, and `fallback` when a fast path refused its part).
+    pub store_send_batches: IntCounterVec,
 }
 
 struct Inner {
@@ -78,8 +81,14 @@ impl Metrics {
         let upload_bytes =
             IntCounter::new("gochat_upload_bytes_total", "Bytes read from upload bodies, refused ones too")
                 .expect("valid metric");
+        let store_send_batches = IntCounterVec::new(
+            Opts::new("gochat_store_send_batches_total", "Batches of sends written, by the store path that wrote them"),
+            &["path"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(upload_bytes.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(store_send_batches.clone()),
             Box::new(http_requests.clone()),
             Box::new(http_duration.clone()),
             Box::new(build_info),
@@ -101,6 +110,7 @@ impl Metrics {
             bus_errors,
             slow_consumer_disconnects,
             upload_bytes,
+            store_send_batches,
         }
     }
 

@@ -68,11 +68,11 @@ impl Application {
         // Only the node's user may read what it keeps there (database, media, secrets).
         crate::private_fs::create_dir(&config.data_dir)
             .with_context(|| format!("creating the data dir {} (GOCHAT_DATA_DIR)", config.data_dir.display()))?;
-        let stores = Stores::open(&config.database_url, config.db_pool_size)
+        let metrics = Metrics::new();
+        let stores = Stores::open_observed(&config.database_url, config.db_pool_size, &metrics)
             .await
             .with_context(|| format!("opening the database (GOCHAT_DATABASE_URL, {})", backend_name(&config)))?;
         let secret = jwt_secret(&config)?;
-        let metrics = Metrics::new();
         let limits = RateLimits::new(config.auth_rate_per_ip, config.auth_rate_per_username, config.send_rate_per_sec);
         let tokens = TokenService::new(secret.as_bytes(), config.token_ttl, stores.users.clone());
         let listen = config.listen;

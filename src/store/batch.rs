@@ -5,8 +5,27 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use super::{MessageRecord, NewMessage, StoreError, StoreResult};
+use super::{Appended, MessageRecord, MessageStore, NewMessage, StoreError, StoreResult, UserConversationRecord};
+
+/// The store's background writers (the group-commit dispatcher and its commits, the delivered-cursor writer):
+/// every task is tracked, and [`Writers::close`] has them write what they hold and joins them.
+#[derive(Clone, Default)]
+pub(crate) struct Writers {
+    tasks: TaskTracker,
+    closing: CancellationToken,
+}
+
+impl Writers {
+    /// Asks every writer to write what it holds and stop, and waits until they have.
+    pub(crate) async fn close(&self) {
+        self.closing.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
 
 type Outcome = StoreResult<(MessageRecord, Vec<i64>)>;
 type Job = (NewMessage, oneshot::Sender<Outcome>);
@@ -52,18 +71,27 @@ pub(crate) struct Batcher {
 }
 
 impl Batcher {
-    pub(crate) fn spawn<W: BatchWriter>(writer: W, committers: usize) -> Self {
+    pub(crate) fn spawn<W: BatchWriter>(writer: W, committers: usize, writers: &Writers) -> Self {
         let (jobs, mut rx) = mpsc::channel::<Job>(QUEUE);
         let writer = Arc::new(writer);
         let committers = committers.max(1);
         let slots = Arc::new(Semaphore::new(committers));
         let committed = Arc::new(Notify::new());
-        tokio::spawn(async move {
+        let (tasks, closing) = (writers.tasks.clone(), writers.closing.clone());
+        writers.tasks.spawn(async move {
             // The size of the batch dispatched last.
             let mut last_len = 0;
             loop {
                 let Ok(slot) = slots.clone().acquire_owned().await else { return };
-                let Some(first) = rx.recv().await else { return };
+                // Closing: no new sends are taken, the queued ones are still committed; then the loop ends.
+                let first = tokio::select! {
+                    job = rx.recv() => job,
+                    _ = closing.cancelled(), if !rx.is_closed() => {
+                        rx.close();
+                        continue;
+                    }
+                };
+                let Some(first) = first else { return };
                 let mut batch: Vec<Job> = vec![first];
                 // Company is only worth waiting for when batches are forming; a store under light load, whose
                 // batches are single messages, never waits.
@@ -100,7 +128,7 @@ impl Batcher {
                 last_len = batch.len();
                 let writer = writer.clone();
                 let committed = committed.clone();
-                tokio::spawn(async move {
+                tasks.spawn(async move {
                     let (messages, replies): (Vec<NewMessage>, Vec<oneshot::Sender<Outcome>>) =
                         batch.into_iter().unzip();
                     let mut results = writer.insert_batch(&messages).await;
@@ -109,7 +137,7 @@ impl Batcher {
                         // not fail every send in it: each failed one is tried again on its own, so only the
                         // culprit's sender gets the error.
                         for (i, result) in results.iter_mut().enumerate() {
-                            if matches!(result, Err(StoreError::Db(_))) {
+                            if result.as_ref().is_err_and(StoreError::is_fault) {
                                 if let Some(alone) = writer.insert_batch(std::slice::from_ref(&messages[i])).await.pop()
                                 {
                                     *result = alone;
@@ -130,9 +158,8 @@ impl Batcher {
 
     pub(crate) async fn insert(&self, new: NewMessage) -> Outcome {
         let (tx, rx) = oneshot::channel();
-        let gone = || StoreError::Db(sqlx::Error::PoolClosed);
-        self.jobs.send((new, tx)).await.map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())?
+        self.jobs.send((new, tx)).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 }
 
@@ -176,11 +203,21 @@ pub(crate) struct AckBatcher {
 }
 
 impl AckBatcher {
-    pub(crate) fn spawn<W: AckWriter>(writer: W) -> Self {
+    pub(crate) fn spawn<W: AckWriter>(writer: W, writers: &Writers) -> Self {
         let (acks, mut rx) = mpsc::channel::<(AckKey, i64)>(ACK_QUEUE);
-        tokio::spawn(async move {
+        let closing = writers.closing.clone();
+        writers.tasks.spawn(async move {
             let mut pending: std::collections::HashMap<AckKey, i64> = std::collections::HashMap::new();
-            while let Some((k, s)) = rx.recv().await {
+            loop {
+                // Closing: the acks already queued are still written (without pacing); then the loop ends.
+                let next = tokio::select! {
+                    ack = rx.recv() => ack,
+                    _ = closing.cancelled(), if !rx.is_closed() => {
+                        rx.close();
+                        continue;
+                    }
+                };
+                let Some((k, s)) = next else { return };
                 let started = tokio::time::Instant::now();
                 pending.insert(k, s);
                 while pending.len() < MAX_BATCH * 4 {
@@ -196,15 +233,95 @@ impl AckBatcher {
                 if let Err(e) = writer.write_acks(&batch).await {
                     tracing::warn!(error = %e, acks = batch.len(), "writing delivered cursors failed; those messages may be sent again");
                 }
+                if closing.is_cancelled() {
+                    continue;
+                }
                 let paced = std::time::Duration::from_secs(1) * batch.len() as u32 / ACK_ROWS_PER_SEC;
-                tokio::time::sleep_until(started + paced.max(ACK_INTERVAL)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep_until(started + paced.max(ACK_INTERVAL)) => {}
+                    _ = closing.cancelled() => {}
+                }
             }
         });
         Self { acks }
     }
 
     pub(crate) async fn ack(&self, key: AckKey, seq: i64) -> StoreResult<()> {
-        self.acks.send((key, seq)).await.map_err(|_| StoreError::Db(sqlx::Error::PoolClosed))
+        self.acks.send((key, seq)).await.map_err(|_| StoreError::Closed)
+    }
+}
+
+/// A message store whose appends go through group commit ([`Batcher`]) and whose delivered cursors are written
+/// in batches ([`AckBatcher`]); everything else goes straight to the store underneath.
+pub(crate) struct Batched<S> {
+    store: Arc<S>,
+    batcher: Batcher,
+    acks: AckBatcher,
+}
+
+impl<S: MessageStore + 'static> Batched<S> {
+    pub(crate) fn new(store: Arc<S>, batcher: Batcher, acks: AckBatcher) -> Self {
+        Self { store, batcher, acks }
+    }
+}
+
+/// The outcome of an insert as [`MessageStore::append`] answers it: a repeated `client_msg_id` (sent earlier, or
+/// by a concurrent send that committed first) returns the first message, whatever else changed since; the failed
+/// attempt rolled back whole, seq included, so the conversation stays gapless.
+pub(crate) async fn settle_append(
+    store: &(impl MessageStore + ?Sized),
+    new: &NewMessage,
+    inserted: StoreResult<(MessageRecord, Vec<i64>)>,
+) -> StoreResult<Appended> {
+    match inserted {
+        Ok((message, recipients)) => Ok(Appended { message, created: true, recipients }),
+        Err(e) => match &new.client_msg_id {
+            Some(cid) => match store.message_by_client_id(new.from_user_id, cid).await? {
+                Some(message) => Ok(Appended { message, created: false, recipients: Vec::new() }),
+                None => Err(e),
+            },
+            None => Err(e),
+        },
+    }
+}
+
+#[async_trait]
+impl<S: MessageStore + 'static> MessageStore for Batched<S> {
+    async fn append(&self, new: NewMessage) -> StoreResult<Appended> {
+        let inserted = self.batcher.insert(new.clone()).await;
+        settle_append(&*self.store, &new, inserted).await
+    }
+    async fn message_by_client_id(&self, from: i64, client_msg_id: &str) -> StoreResult<Option<MessageRecord>> {
+        self.store.message_by_client_id(from, client_msg_id).await
+    }
+    async fn messages_between(
+        &self,
+        conversation_id: &str,
+        after: i64,
+        before: i64,
+        limit: i64,
+        newest: bool,
+    ) -> StoreResult<Vec<MessageRecord>> {
+        self.store.messages_between(conversation_id, after, before, limit, newest).await
+    }
+    async fn user_conversations(&self, user: i64) -> StoreResult<Vec<UserConversationRecord>> {
+        self.store.user_conversations(user).await
+    }
+    async fn user_conversation(&self, user: i64, conversation_id: &str) -> StoreResult<Option<UserConversationRecord>> {
+        self.store.user_conversation(user, conversation_id).await
+    }
+    async fn last_messages(&self, conversation_ids: &[String]) -> StoreResult<Vec<MessageRecord>> {
+        self.store.last_messages(conversation_ids).await
+    }
+    async fn mark_read(&self, user: i64, conversation_id: &str, seq: i64) -> StoreResult<bool> {
+        self.store.mark_read(user, conversation_id, seq).await
+    }
+    async fn ack(&self, user: i64, device: &str, conversation_id: &str, seq: i64) -> StoreResult<()> {
+        let key = AckKey { user, device: device.to_string(), conversation: conversation_id.to_string() };
+        self.acks.ack(key, seq).await
+    }
+    async fn device_cursors(&self, user: i64, device: &str) -> StoreResult<Vec<(String, i64)>> {
+        self.store.device_cursors(user, device).await
     }
 }
 
@@ -279,7 +396,8 @@ mod tests {
     ) -> (Batcher, Arc<Mutex<Vec<usize>>>, Arc<Semaphore>, Vec<tokio::task::JoinHandle<Outcome>>) {
         let started = Arc::new(Mutex::new(Vec::new()));
         let release = Arc::new(Semaphore::new(0));
-        let batcher = Batcher::spawn(GatedWriter { started: started.clone(), release: release.clone() }, 2);
+        let batcher =
+            Batcher::spawn(GatedWriter { started: started.clone(), release: release.clone() }, 2, &Writers::default());
         let held = send(&batcher, first).await;
         assert_eq!(*started.lock().unwrap(), vec![4], "the first four sends make one batch");
         (batcher, started, release, held)
@@ -322,7 +440,8 @@ mod tests {
     async fn a_lone_send_under_light_load_does_not_wait_for_a_commit_in_flight() {
         let started = Arc::new(Mutex::new(Vec::new()));
         let release = Arc::new(Semaphore::new(0));
-        let batcher = Batcher::spawn(GatedWriter { started: started.clone(), release: release.clone() }, 2);
+        let batcher =
+            Batcher::spawn(GatedWriter { started: started.clone(), release: release.clone() }, 2, &Writers::default());
         let mut all = send(&batcher, vec![direct(0)]).await;
         all.extend(send(&batcher, vec![direct(1)]).await);
         assert_eq!(*started.lock().unwrap(), vec![1, 1], "the second send takes the free slot at once");

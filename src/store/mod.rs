@@ -1,17 +1,25 @@
 //! Persistence: one narrow trait per aggregate, implemented for Postgres and SQLite. The only module with SQL.
 
 pub(crate) mod batch;
+mod dialect;
+mod files;
+mod friends;
+mod groups;
+mod messages;
 mod postgres;
 mod sql;
 mod sqlite;
+mod users;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 
-pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
+pub use dialect::Dialect;
+pub use sql::SqlStore;
+
+use crate::metrics::Metrics;
 
 /// A store failure: a uniqueness conflict the caller can act on, or a database fault.
 #[derive(Debug, thiserror::Error)]
@@ -33,11 +41,27 @@ pub enum StoreError {
     /// Adding these members would exceed the group's limit.
     #[error("the group is full")]
     GroupFull,
+    /// A batch's transaction could not begin or commit; every message in it that had not failed on its own fails
+    /// with this cause (the batcher then tries each of them alone).
+    #[error("the batch's transaction failed: {0}")]
+    BatchFailed(String),
+    /// The database answered something the store cannot place (a batch row for no message of the batch).
+    #[error("inconsistent answer from the database: {0}")]
+    Inconsistent(String),
+    /// The store is shut down: its writers have stopped.
+    #[error("the store is closed")]
+    Closed,
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
 
 impl StoreError {
+    /// A failure of the database or of a whole batch rather than a refusal of this message: worth trying once
+    /// more on its own.
+    pub(crate) fn is_fault(&self) -> bool {
+        matches!(self, StoreError::Db(_) | StoreError::BatchFailed(_) | StoreError::Inconsistent(_))
+    }
+
     /// Turns a unique-constraint violation into [`StoreError::Conflict`]; everything else stays a fault.
     pub(crate) fn classify(e: sqlx::Error) -> Self {
         if let sqlx::Error::Database(db) = &e {
@@ -317,6 +341,8 @@ pub trait MessageStore: Send + Sync {
     /// Durably appends a message, returning it and whether it is new (false: an earlier send with the same
     /// `client_msg_id`). For a direct conversation both users get their side of it.
     async fn append(&self, new: NewMessage) -> StoreResult<Appended>;
+    /// The sender's message with this `client_msg_id`, if stored.
+    async fn message_by_client_id(&self, from: i64, client_msg_id: &str) -> StoreResult<Option<MessageRecord>>;
     /// Messages with `seq` in `(after, before)` that the user may see (`seq > visible_from`): the `limit`
     /// newest of them when `newest` is set, else the `limit` oldest; always returned in ascending `seq`.
     async fn messages_between(
@@ -357,31 +383,48 @@ pub struct Stores {
     pub groups: Arc<dyn GroupStore>,
     pub files: Arc<dyn FileStore>,
     pub health: Arc<dyn StoreHealth>,
+    /// The background writers (group commit, delivered cursors) behind `messages`.
+    writers: batch::Writers,
 }
 
 impl Stores {
-    fn from_backend<S>(s: S) -> Self
+    /// The stores of one database: `store` for every aggregate but messages, which go through `messages` (the
+    /// same store behind its batching writers).
+    fn assemble<S>(store: Arc<S>, messages: Arc<dyn MessageStore>, writers: batch::Writers) -> Self
     where
-        S: UserStore + FriendStore + MessageStore + GroupStore + FileStore + StoreHealth + 'static,
+        S: UserStore + FriendStore + GroupStore + FileStore + StoreHealth + 'static,
     {
-        let s = Arc::new(s);
         Stores {
-            users: s.clone(),
-            friends: s.clone(),
-            messages: s.clone(),
-            groups: s.clone(),
-            files: s.clone(),
-            health: s,
+            users: store.clone(),
+            friends: store.clone(),
+            messages,
+            groups: store.clone(),
+            files: store.clone(),
+            health: store,
+            writers,
         }
     }
 
-    /// Connects to `url` (`postgres://…` or `sqlite://…`) and applies pending migrations.
+    /// Connects to `url` (`postgres://…` or `sqlite://…`) and applies pending migrations. The node's metrics are
+    /// not fed (see [`Stores::open_observed`]).
     pub async fn open(url: &str, pool_size: u32) -> anyhow::Result<Stores> {
+        Self::open_observed(url, pool_size, &Metrics::new()).await
+    }
+
+    /// [`Stores::open`], counting in `metrics` which path each batch of sends took
+    /// (`gochat_store_send_batches_total`).
+    pub async fn open_observed(url: &str, pool_size: u32, metrics: &Metrics) -> anyhow::Result<Stores> {
         if url.starts_with("postgres") {
-            Ok(Self::from_backend(PgStore::connect(url, pool_size).await?))
+            postgres::open(url, pool_size, metrics).await
         } else {
-            Ok(Self::from_backend(SqliteStore::connect(url).await?))
+            sqlite::open(url, metrics).await
         }
+    }
+
+    /// Writes what the background writers hold (queued sends are committed, queued delivered cursors written)
+    /// and stops them; appends and acks after this fail with [`StoreError::Closed`]. Returns once they are done.
+    pub async fn close(&self) {
+        self.writers.close().await;
     }
 }
 

@@ -1,20 +1,17 @@
-//! The Postgres backend: the source of truth in cluster mode.
+//! The Postgres backend: the source of truth in cluster mode. It opens the pool and adds the fast paths of the
+//! send path ([`PgSendWriter`]) and of delivered cursors ([`PgAcks`]) to the generic SQL stores.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use prometheus::IntCounterVec;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::Postgres;
 
-use super::batch::{AckBatcher, AckKey, AckWriter, BatchWriter, Batcher};
-use super::{MessageRecord, NewMessage, StoreError, StoreHealth, StoreResult};
-
-/// A Postgres connection pool; every node of a cluster shares the database behind it.
-#[derive(Clone)]
-pub struct PgStore {
-    pool: PgPool,
-    batcher: Option<Batcher>,
-    acks: Option<AckBatcher>,
-}
+use super::batch::{AckBatcher, AckKey, AckWriter, BatchWriter, Batched, Batcher, Writers};
+use super::{MessageRecord, NewMessage, SqlStore, StoreError, StoreResult, Stores};
+use crate::metrics::Metrics;
 
 /// The member lists of the groups this node sent to, each with the `members_version` it was read at. A send
 /// passes the version it holds and gets the list back only when the group's version moved (see
@@ -46,52 +43,36 @@ impl MemberCache {
 }
 
 /// Concurrent group-commit transactions per node. Two: a send arriving while a batch commits need not wait for
-/// that commit (1:1 at 1,000 msg/s: p50 ~0.9 ms against ~1.2 ms with one); under load the batcher makes plain
-/// direct batches take turns rather than split the load into smaller ones (see [`Batcher`]).
+/// that commit; under load the batcher makes plain direct batches take turns rather than split the load into
+/// smaller ones (see [`Batcher`]).
 const COMMITTERS: usize = 2;
 
-impl PgStore {
-    /// Connects and applies pending migrations (idempotent; concurrent nodes serialise on sqlx's advisory lock).
-    pub async fn connect(url: &str, pool_size: u32) -> anyhow::Result<Self> {
-        let opts: PgConnectOptions = url.parse()?;
-        // No ping before each use: it doubled the round trips of every statement. A connection that broke
-        // (the server restarted) fails its next statement instead, and the pool replaces it.
-        let pool = PgPoolOptions::new()
-            .max_connections(pool_size)
-            .test_before_acquire(false)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(opts)
-            .await?;
-        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        let plain = Self { pool: pool.clone(), batcher: None, acks: None };
-        let batcher = Batcher::spawn(PgBatches { store: plain, members: Default::default() }, COMMITTERS);
-        let acks = AckBatcher::spawn(PgAcks(pool.clone()));
-        Ok(Self { pool, batcher: Some(batcher), acks: Some(acks) })
-    }
-
-    fn batcher(&self) -> Option<&Batcher> {
-        self.batcher.as_ref()
-    }
-
-    fn ack_batcher(&self) -> Option<&AckBatcher> {
-        self.acks.as_ref()
-    }
-
-    fn writer(&self) -> &PgPool {
-        &self.pool
-    }
-    fn reader(&self) -> &PgPool {
-        &self.pool
-    }
+/// Connects, applies pending migrations (idempotent; concurrent nodes serialise on sqlx's advisory lock) and
+/// starts the background writers.
+pub(super) async fn open(url: &str, pool_size: u32, metrics: &Metrics) -> anyhow::Result<Stores> {
+    let opts: PgConnectOptions = url.parse()?;
+    // No ping before each use: it doubled the round trips of every statement. A connection that broke
+    // (the server restarted) fails its next statement instead, and the pool replaces it.
+    let pool = PgPoolOptions::new()
+        .max_connections(pool_size)
+        .test_before_acquire(false)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(opts)
+        .await?;
+    sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+    let store = Arc::new(SqlStore::<Postgres>::new(pool.clone(), pool.clone()));
+    let writers = Writers::default();
+    let sends = PgSendWriter {
+        store: store.clone(),
+        pool: pool.clone(),
+        members: Default::default(),
+        paths: metrics.store_send_batches.clone(),
+    };
+    let batcher = Batcher::spawn(sends, COMMITTERS, &writers);
+    let acks = AckBatcher::spawn(PgAcks(pool), &writers);
+    let messages = Arc::new(Batched::new(store.clone(), batcher, acks));
+    Ok(Stores::assemble(store, messages, writers))
 }
-
-super::sql::impl_sql_stores!(
-    PgStore,
-    sqlx::Postgres,
-    ids = "SELECT value::bigint FROM jsonb_array_elements_text($1::jsonb)",
-    texts = "SELECT value FROM jsonb_array_elements_text($1::jsonb)",
-    direct = Some(DIRECT_SQL)
-);
 
 /// Moves many delivered cursors in one statement that is prepared once (arrays in, whatever their length: a
 /// multi-row VALUES list is new SQL text for every batch size, parsed and planned again each time), and commits
@@ -184,19 +165,30 @@ const DIRECT_SQL: &str = concat!(
 
 type Outcome = StoreResult<(MessageRecord, Vec<i64>)>;
 
-/// Group commit on Postgres. A batch is split by kind: its plain direct messages are one autocommitted statement
-/// ([`DIRECT_MANY_SQL`]), its plain group messages one short transaction ([`insert_group_many`]), and anything
-/// else (media messages) goes through the generic batch path. The parts run at once, each on its own
-/// connection. The direct and group parts touch disjoint rows (`d:` and `g:`); the generic part may share a
-/// conversation with either, but every part locks its rows in id order, so two parts that meet on a row commit one
-/// after the other and never deadlock.
-struct PgBatches {
-    store: PgStore,
+/// The send path on Postgres: group commit with the fast paths. A batch is split by kind: its plain direct
+/// messages are one autocommitted statement ([`DIRECT_SQL`] for one, [`DIRECT_MANY_SQL`] for more), its plain
+/// group messages one short transaction ([`insert_group_many`]), and anything else (media messages) goes through
+/// the generic batch path of [`SqlStore`]. The parts run at once, each on its own connection. The direct and group
+/// parts touch disjoint rows (`d:` and `g:`); the generic part may share a conversation with either, but every
+/// part locks its rows in id order, so two parts that meet on a row commit one after the other and never deadlock.
+/// A fast path that refuses its part as a whole (two sends with one `client_msg_id` in a batch, a lost race)
+/// hands it to the generic path. Each part is counted by the path that wrote it:
+/// `gochat_store_send_batches_total{path="direct|direct_many|group_many|generic|fallback"}`.
+struct PgSendWriter {
+    store: Arc<SqlStore<Postgres>>,
+    pool: PgPool,
     members: std::sync::Mutex<MemberCache>,
+    paths: IntCounterVec,
+}
+
+impl PgSendWriter {
+    fn count(&self, path: &str) {
+        self.paths.with_label_values(&[path]).inc();
+    }
 }
 
 #[async_trait]
-impl BatchWriter for PgBatches {
+impl BatchWriter for PgSendWriter {
     async fn insert_batch(&self, batch: &[NewMessage]) -> Vec<Outcome> {
         let (mut direct, mut group, mut rest) = (Vec::new(), Vec::new(), Vec::new());
         for (i, m) in batch.iter().enumerate() {
@@ -212,30 +204,49 @@ impl BatchWriter for PgBatches {
         let (direct_batch, group_batch, rest_batch) = (pick(&direct), pick(&group), pick(&rest));
         let (direct_results, group_results, rest_results) = tokio::join!(
             async {
-                if direct_batch.len() > 1 {
-                    match insert_direct_many(&self.store.pool, &direct_batch).await {
-                        Ok(results) => return results,
+                match direct_batch.as_slice() {
+                    [] => return Vec::new(),
+                    // A lone direct message (light load): one autocommitted statement, one round trip.
+                    [one] => {
+                        self.count("direct");
+                        return vec![insert_direct(&self.pool, one).await];
+                    }
+                    _ => match insert_direct_many(&self.pool, &direct_batch).await {
+                        Ok(results) => {
+                            self.count("direct_many");
+                            return results;
+                        }
                         // A repeated client_msg_id inside the batch (the unique index refused the statement,
                         // which wrote nothing), or a lost race: the generic path sorts it out message by message.
                         Err(e) => {
                             tracing::debug!(error = %e, size = direct_batch.len(), "batched direct insert fell back")
                         }
-                    }
+                    },
                 }
+                self.count("fallback");
                 self.store.insert_batch(&direct_batch).await
             },
             async {
-                if !group_batch.is_empty() {
-                    match insert_group_many(&self.store.pool, &self.members, &group_batch).await {
-                        Ok(results) => return results,
-                        Err(e) => {
-                            tracing::debug!(error = %e, size = group_batch.len(), "batched group insert fell back")
-                        }
-                    }
+                if group_batch.is_empty() {
+                    return Vec::new();
                 }
+                match insert_group_many(&self.pool, &self.members, &group_batch).await {
+                    Ok(results) => {
+                        self.count("group_many");
+                        return results;
+                    }
+                    Err(e) => tracing::debug!(error = %e, size = group_batch.len(), "batched group insert fell back"),
+                }
+                self.count("fallback");
                 self.store.insert_batch(&group_batch).await
             },
-            self.store.insert_batch(&rest_batch),
+            async {
+                if rest_batch.is_empty() {
+                    return Vec::new();
+                }
+                self.count("generic");
+                self.store.insert_batch(&rest_batch).await
+            },
         );
         let mut results: Vec<Option<Outcome>> = (0..batch.len()).map(|_| None).collect();
         for (part, outcomes) in [(direct, direct_results), (group, group_results), (rest, rest_results)] {
@@ -245,7 +256,7 @@ impl BatchWriter for PgBatches {
         }
         results
             .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(StoreError::Db(sqlx::Error::Protocol("batch result missing".into())))))
+            .map(|r| r.unwrap_or_else(|| Err(StoreError::Inconsistent("a message of the batch has no result".into()))))
             .collect()
     }
 
@@ -320,9 +331,10 @@ async fn insert_group_many(
         let version: i64 = row.try_get("members_version")?;
         let listed: Option<Vec<i64>> = row.try_get("members")?;
         let message = MessageRecord::from_row(&row)?;
-        let i = usize::try_from(ord - 1).ok().filter(|&i| i < n).ok_or_else(|| {
-            StoreError::Db(sqlx::Error::Protocol(format!("batched insert returned position {ord} of {n}")))
-        })?;
+        let i = usize::try_from(ord - 1)
+            .ok()
+            .filter(|&i| i < n)
+            .ok_or_else(|| StoreError::Inconsistent(format!("batched insert returned position {ord} of {n}")))?;
         let group = message.group_id.unwrap_or_default();
         let members: std::sync::Arc<[i64]> = match (listed, held.get(&group)) {
             (Some(list), _) => {
@@ -332,16 +344,16 @@ async fn insert_group_many(
             }
             (None, Some((v, list))) if *v == version => list.clone(),
             _ => {
-                return Err(StoreError::Db(sqlx::Error::Protocol(format!(
+                return Err(StoreError::Inconsistent(format!(
                     "group {group}: members at version {version} neither sent nor held"
-                ))))
+                )))
             }
         };
         results[i] = Ok((message, members.to_vec()));
     }
     if let Err(e) = tx.commit().await {
         let msg = e.to_string();
-        return Ok((0..n).map(|_| Err(StoreError::Db(sqlx::Error::Protocol(msg.clone())))).collect());
+        return Ok((0..n).map(|_| Err(StoreError::BatchFailed(msg.clone()))).collect());
     }
     let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
     for (group, version, list) in fresh {
@@ -414,7 +426,7 @@ async fn insert_direct_many(pool: &PgPool, batch: &[NewMessage]) -> StoreResult<
     let (mut kind, mut body, mut cmid) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
     for m in batch {
         let crate::domain::ConversationId::Direct { low: l, high: h } = m.conversation_id else {
-            return Err(StoreError::Db(sqlx::Error::Protocol("not a direct message".into())));
+            return Err(StoreError::Inconsistent("a batch of direct messages holds another kind".into()));
         };
         conv.push(m.conversation_id.to_string());
         from.push(m.from_user_id);
@@ -442,9 +454,10 @@ async fn insert_direct_many(pool: &PgPool, batch: &[NewMessage]) -> StoreResult<
     for row in rows {
         let ord: i64 = row.try_get("ord")?;
         let message = MessageRecord::from_row(&row)?;
-        let i = usize::try_from(ord - 1).ok().filter(|&i| i < n).ok_or_else(|| {
-            StoreError::Db(sqlx::Error::Protocol(format!("batched insert returned position {ord} of {n}")))
-        })?;
+        let i = usize::try_from(ord - 1)
+            .ok()
+            .filter(|&i| i < n)
+            .ok_or_else(|| StoreError::Inconsistent(format!("batched insert returned position {ord} of {n}")))?;
         results[i] = Ok((message, vec![high[i], low[i]]));
     }
     Ok(results)
@@ -498,13 +511,25 @@ const DIRECT_MANY_SQL: &str = concat!(
     SELECT planned.ord, msg.* FROM msg JOIN planned ON planned.conv = msg.conversation_id AND planned.seq = msg.seq"
 );
 
-#[async_trait]
-impl StoreHealth for PgStore {
-    async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-    fn backend(&self) -> &'static str {
-        "postgres"
-    }
+/// Runs [`DIRECT_SQL`] for one plain direct message: friendship check, seq allocation, insert and both parties'
+/// conversation rows at once. No row back means not friends, or a message with this client_msg_id already exists
+/// (the caller looks it up).
+async fn insert_direct(pool: &PgPool, new: &NewMessage) -> Outcome {
+    let crate::domain::ConversationId::Direct { low, high } = new.conversation_id else {
+        return Err(StoreError::Inconsistent("a direct send names a group conversation".into()));
+    };
+    let row: Option<MessageRecord> = sqlx::query_as(DIRECT_SQL)
+        .bind(new.conversation_id.to_string())
+        .bind(new.from_user_id)
+        .bind(new.to_user_id.unwrap_or_default())
+        .bind(low)
+        .bind(high)
+        .bind(new.kind)
+        .bind(new.body.as_deref())
+        .bind(new.client_msg_id.as_deref())
+        .bind(super::now())
+        .fetch_optional(pool)
+        .await
+        .map_err(StoreError::classify)?;
+    row.map(|m| (m, vec![high, low])).ok_or(StoreError::NotFriends)
 }

@@ -1,0 +1,160 @@
+//! Friend requests and friendships, on any SQL backend.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::{Executor, FromRow, IntoArguments};
+
+use super::dialect::{Dialect, Param};
+use super::sql::request_columns;
+use super::{now, FriendRequestRecord, FriendStore, SqlStore, StoreError, StoreResult, UserRecord};
+
+#[async_trait]
+impl<DB> FriendStore for SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    i64: for<'q> Param<'q, DB>,
+    Option<i64>: for<'q> Param<'q, DB>,
+    String: for<'q> Param<'q, DB>,
+    DateTime<Utc>: for<'q> Param<'q, DB>,
+    for<'q> &'q str: Param<'q, DB>,
+    for<'q> Option<&'q str>: Param<'q, DB>,
+    FriendRequestRecord: for<'r> FromRow<'r, DB::Row>,
+    UserRecord: for<'r> FromRow<'r, DB::Row>,
+    (i64,): for<'r> FromRow<'r, DB::Row>,
+{
+    async fn create_request(&self, from: i64, to: i64, message: &str) -> StoreResult<FriendRequestRecord> {
+        sqlx::query_as(concat!(
+            "INSERT INTO friend_requests (from_user_id, to_user_id, message, status, created_at, updated_at)
+             VALUES ($1, $2, $3, 'pending', $4, $4)
+             RETURNING ",
+            request_columns!()
+        ))
+        .bind(from)
+        .bind(to)
+        .bind(message)
+        .bind(now())
+        .fetch_one(self.writer())
+        .await
+        .map_err(StoreError::classify)
+    }
+
+    async fn request_by_id(&self, id: i64) -> StoreResult<Option<FriendRequestRecord>> {
+        Ok(sqlx::query_as(concat!("SELECT ", request_columns!(), " FROM friend_requests WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.reader())
+            .await?)
+    }
+
+    async fn pending_request(&self, from: i64, to: i64) -> StoreResult<Option<FriendRequestRecord>> {
+        Ok(sqlx::query_as(concat!(
+            "SELECT ",
+            request_columns!(),
+            " FROM friend_requests
+             WHERE from_user_id = $1 AND to_user_id = $2 AND status = 'pending'"
+        ))
+        .bind(from)
+        .bind(to)
+        .fetch_optional(self.reader())
+        .await?)
+    }
+
+    async fn list_requests(&self, user: i64, incoming: bool, limit: i64) -> StoreResult<Vec<FriendRequestRecord>> {
+        let sql = if incoming {
+            concat!(
+                "SELECT ",
+                request_columns!(),
+                " FROM friend_requests
+             WHERE to_user_id = $1 ORDER BY id DESC LIMIT $2"
+            )
+        } else {
+            concat!(
+                "SELECT ",
+                request_columns!(),
+                " FROM friend_requests
+             WHERE from_user_id = $1 ORDER BY id DESC LIMIT $2"
+            )
+        };
+        Ok(sqlx::query_as(sql).bind(user).bind(limit).fetch_all(self.reader()).await?)
+    }
+
+    async fn accept_request(&self, id: i64) -> StoreResult<Option<FriendRequestRecord>> {
+        let now = now();
+        let mut tx = self.writer().begin().await?;
+        let req: Option<FriendRequestRecord> = sqlx::query_as(concat!(
+            "UPDATE friend_requests SET status = 'accepted', updated_at = $2 WHERE id = $1 AND status = 'pending'
+             RETURNING ",
+            request_columns!()
+        ))
+        .bind(id)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(req) = req else { return Ok(None) };
+        sqlx::query(
+            "INSERT INTO friendships (user_id, friend_id, created_at) VALUES ($1, $2, $3), ($2, $1, $3)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(req.from_user_id)
+        .bind(req.to_user_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE friend_requests SET status = 'accepted', updated_at = $3
+             WHERE from_user_id = $1 AND to_user_id = $2 AND status = 'pending'",
+        )
+        .bind(req.to_user_id)
+        .bind(req.from_user_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(req))
+    }
+
+    async fn reject_request(&self, id: i64) -> StoreResult<Option<FriendRequestRecord>> {
+        Ok(sqlx::query_as(concat!(
+            "UPDATE friend_requests SET status = 'rejected', updated_at = $2 WHERE id = $1 AND status = 'pending'
+             RETURNING ",
+            request_columns!()
+        ))
+        .bind(id)
+        .bind(now())
+        .fetch_optional(self.writer())
+        .await?)
+    }
+
+    async fn are_friends(&self, a: i64, b: i64) -> StoreResult<bool> {
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT user_id FROM friendships WHERE user_id = $1 AND friend_id = $2")
+                .bind(a)
+                .bind(b)
+                .fetch_optional(self.reader())
+                .await?;
+        Ok(row.is_some())
+    }
+
+    async fn friends(&self, user: i64) -> StoreResult<Vec<UserRecord>> {
+        Ok(sqlx::query_as(
+            "SELECT u.id, u.username, u.nickname, u.sex, u.password_hash, u.token_version, u.created_at
+             FROM friendships f JOIN users u ON u.id = f.friend_id
+             WHERE f.user_id = $1 ORDER BY u.username_lower",
+        )
+        .bind(user)
+        .fetch_all(self.reader())
+        .await?)
+    }
+
+    async fn remove_friendship(&self, a: i64, b: i64) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "DELETE FROM friendships WHERE (user_id = $1 AND friend_id = $2) OR (user_id = $2 AND friend_id = $1)",
+        )
+        .bind(a)
+        .bind(b)
+        .execute(self.writer())
+        .await?;
+        Ok(DB::rows_affected(&done) > 0)
+    }
+}

@@ -1,0 +1,489 @@
+//! Messages, conversations and delivered cursors, on any SQL backend: the generic send path (seq allocation,
+//! batches under savepoints) that every backend has, whatever faster paths it adds (see `postgres.rs`).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::{Executor, FromRow, IntoArguments};
+
+use super::batch::{settle_append, AckKey, AckWriter, BatchWriter};
+use super::dialect::{Dialect, Param};
+use super::sql::{message_columns, ACK_ROWS_PER_STATEMENT};
+use super::{
+    json_strings, now, Appended, MessageRecord, MessageStore, NewMessage, SqlStore, StoreError, StoreResult,
+    UserConversationRecord,
+};
+
+impl<DB> SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    i64: for<'q> Param<'q, DB>,
+    Option<i64>: for<'q> Param<'q, DB>,
+    String: for<'q> Param<'q, DB>,
+    DateTime<Utc>: for<'q> Param<'q, DB>,
+    for<'q> &'q str: Param<'q, DB>,
+    for<'q> Option<&'q str>: Param<'q, DB>,
+    MessageRecord: for<'r> FromRow<'r, DB::Row>,
+    UserConversationRecord: for<'r> FromRow<'r, DB::Row>,
+    (i64,): for<'r> FromRow<'r, DB::Row>,
+    (i64, i64): for<'r> FromRow<'r, DB::Row>,
+    (String, i64): for<'r> FromRow<'r, DB::Row>,
+{
+    /// Checks a direct message's friendship, allocates the next seq (the conversation row stays locked until
+    /// commit, which serialises appends to one conversation) and inserts the message, inside the caller's
+    /// transaction. With `check_repeat`, a repeated client_msg_id is found before anything is written
+    /// (`Repeated`), which is exact on a backend with a single writer; without it, the unique index finds
+    /// it and the caller's savepoint returns the allocated seq.
+    async fn insert_one(
+        tx: &mut sqlx::Transaction<'_, DB>,
+        new: &NewMessage,
+        now: chrono::DateTime<chrono::Utc>,
+        check_repeat: bool,
+    ) -> StoreResult<(MessageRecord, Vec<i64>)> {
+        let conversation_id = new.conversation_id.to_string();
+        let (kind, group_id, low, high) = match new.conversation_id {
+            crate::domain::ConversationId::Direct { low, high } => ("direct", None, Some(low), Some(high)),
+            crate::domain::ConversationId::Group(g) => ("group", Some(g), None, None),
+        };
+        if let Some(to) = new.to_user_id {
+            let (friends, repeat): (i64, i64) = sqlx::query_as(
+                "SELECT (SELECT COUNT(*) FROM friendships WHERE user_id = $1 AND friend_id = $2),
+                        (SELECT COUNT(*) FROM messages WHERE from_user_id = $1 AND client_msg_id = $3)",
+            )
+            .bind(new.from_user_id)
+            .bind(to)
+            .bind(if check_repeat { new.client_msg_id.as_deref() } else { None })
+            .fetch_one(&mut **tx)
+            .await?;
+            if friends == 0 {
+                return Err(StoreError::NotFriends);
+            }
+            if repeat != 0 {
+                return Err(StoreError::Repeated);
+            }
+        }
+        // A group message: lock the group's conversation row first (membership changes lock it too), so
+        // the members read next are the members at the seq allocated after. An unknown group has no row,
+        // and a dissolved one no members: both are refused before anything is allocated.
+        let members: Option<Vec<i64>> = match group_id {
+            Some(g) => {
+                let locked: Option<(i64,)> =
+                    sqlx::query_as("UPDATE conversations SET updated_at = updated_at WHERE id = $1 RETURNING last_seq")
+                        .bind(conversation_id.as_str())
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                if locked.is_none() {
+                    return Err(StoreError::NotMember);
+                }
+                let members: Vec<(i64,)> = sqlx::query_as("SELECT user_id FROM group_members WHERE group_id = $1")
+                    .bind(g)
+                    .fetch_all(&mut **tx)
+                    .await?;
+                let members: Vec<i64> = members.into_iter().map(|m| m.0).collect();
+                if !members.contains(&new.from_user_id) {
+                    return Err(StoreError::NotMember);
+                }
+                Some(members)
+            }
+            None => None,
+        };
+        let (seq,): (i64,) = sqlx::query_as(
+            "INSERT INTO conversations (id, kind, group_id, user_low, user_high, last_seq, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, 1, $6, $6)
+             ON CONFLICT (id) DO UPDATE SET last_seq = conversations.last_seq + 1, updated_at = $6
+             RETURNING last_seq",
+        )
+        .bind(conversation_id.as_str())
+        .bind(kind)
+        .bind(group_id)
+        .bind(low)
+        .bind(high)
+        .bind(now)
+        .fetch_one(&mut **tx)
+        .await?;
+        // The file, if any, must still exist and be the sender's; referencing it protects it from cleanup
+        // (which deletes only unreferenced files, so it either ran before and we fail, or waits for us).
+        if let Some(file_id) = new.file_id {
+            let found: Option<(i64,)> = sqlx::query_as(
+                "UPDATE files SET referenced_at = COALESCE(referenced_at, $3) WHERE id = $1 AND uploader_id = $2
+                 RETURNING id",
+            )
+            .bind(file_id)
+            .bind(new.from_user_id)
+            .bind(now)
+            .fetch_optional(&mut **tx)
+            .await?;
+            if found.is_none() {
+                return Err(StoreError::FileGone);
+            }
+        }
+        let recipients: Vec<i64> = match members {
+            Some(members) => members,
+            None => vec![high.unwrap_or_default(), low.unwrap_or_default()],
+        };
+        let msg: MessageRecord = sqlx::query_as(
+            concat!("INSERT INTO messages (conversation_id, seq, from_user_id, to_user_id, group_id, kind, body, file_id, client_msg_id, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             RETURNING ", message_columns!()),
+        )
+        .bind(conversation_id.as_str())
+        .bind(seq)
+        .bind(new.from_user_id)
+        .bind(new.to_user_id)
+        .bind(new.group_id)
+        .bind(new.kind)
+        .bind(new.body.as_deref())
+        .bind(new.file_id)
+        .bind(new.client_msg_id.as_deref())
+        .bind(now)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(StoreError::classify)?;
+        // Both sides of a direct conversation exist from its first message; and sending implies having
+        // read the conversation up to one's own message. One statement for both.
+        let peer = match (low, high) {
+            (Some(l), Some(h)) => Some(if l == new.from_user_id { h } else { l }),
+            _ => None,
+        };
+        sqlx::query(
+            "INSERT INTO user_conversations (user_id, conversation_id, read_seq, visible_from_seq)
+             SELECT $1, $2, $3, 0 UNION ALL SELECT $4, $2, 0, 0 WHERE $4 IS NOT NULL
+             ON CONFLICT (user_id, conversation_id) DO UPDATE
+             SET read_seq = CASE WHEN excluded.read_seq > user_conversations.read_seq
+                                 THEN excluded.read_seq ELSE user_conversations.read_seq END",
+        )
+        .bind(new.from_user_id)
+        .bind(conversation_id.as_str())
+        .bind(seq)
+        .bind(peer)
+        .execute(&mut **tx)
+        .await?;
+        Ok((msg, recipients))
+    }
+
+    /// Appends a batch in one transaction (group commit: one durable commit for many sends). Messages are
+    /// taken in conversation-id order, so concurrent batches lock conversation rows in the same order and
+    /// cannot deadlock; within a conversation the arrival order is kept. A message that can fail after its
+    /// seq is allocated runs under a savepoint, whose rollback returns the seq, so every conversation stays
+    /// gapless whatever fails.
+    pub(crate) async fn insert_batch(&self, batch: &[NewMessage]) -> Vec<StoreResult<(MessageRecord, Vec<i64>)>> {
+        if batch.is_empty() {
+            return Vec::new();
+        }
+        let now = now();
+        if batch.iter().any(|m| m.is_plain_direct()) {
+            // Optimistic: direct messages without savepoints, their repeats found before writing (exact with
+            // one writer, as on SQLite; elsewhere a rare race of two sends with one client_msg_id in different
+            // batches makes the unique index refuse one). On any failure nothing is committed and the batch
+            // runs again carefully.
+            if let Some(results) = self.run_batch(batch, now, true).await {
+                return results;
+            }
+        }
+        self.run_batch(batch, now, false).await.unwrap_or_else(|| {
+            batch.iter().map(|_| Err(StoreError::BatchFailed("the batch could not run".into()))).collect()
+        })
+    }
+
+    /// Appends a batch in one transaction (group commit: one durable commit for many sends). Messages are
+    /// taken in conversation-id order, so concurrent batches lock conversation rows in the same order and
+    /// cannot deadlock; within a conversation the arrival order is kept. In careful mode, a message that
+    /// can fail after its seq is allocated runs under a savepoint, whose rollback returns the seq, so every
+    /// conversation stays gapless whatever fails. In optimistic mode, plain direct messages run without a
+    /// savepoint (with repeats checked first) and any failure of
+    /// theirs other than a refusal abandons the whole transaction (`None`) for the caller to run it again
+    /// carefully.
+    async fn run_batch(
+        &self,
+        batch: &[NewMessage],
+        now: chrono::DateTime<chrono::Utc>,
+        optimistic: bool,
+    ) -> Option<Vec<StoreResult<(MessageRecord, Vec<i64>)>>> {
+        let mut order: Vec<usize> = (0..batch.len()).collect();
+        order.sort_by_cached_key(|&i| batch[i].conversation_id.to_string());
+        let mut results: Vec<Option<StoreResult<_>>> = (0..batch.len()).map(|_| None).collect();
+        let mut tx = match self.writer().begin().await {
+            Ok(tx) => tx,
+            Err(e) => {
+                let msg = e.to_string();
+                return Some(batch.iter().map(|_| Err(StoreError::BatchFailed(msg.clone()))).collect());
+            }
+        };
+        for i in order {
+            let new = &batch[i];
+            if optimistic && new.is_plain_direct() {
+                let r = Self::insert_one(&mut tx, new, now, true).await;
+                match r {
+                    // (A refusal wrote nothing and leaves the transaction usable.)
+                    r @ (Ok(_) | Err(StoreError::NotFriends) | Err(StoreError::Repeated)) => results[i] = Some(r),
+                    Err(_) => {
+                        let _ = tx.rollback().await;
+                        return None;
+                    }
+                }
+                continue;
+            }
+            // In a batch every message runs under a savepoint: a statement the database refuses aborts
+            // the whole transaction otherwise, and the commit would quietly roll back the others too.
+            let guarded =
+                batch.len() > 1 || new.client_msg_id.is_some() || new.file_id.is_some() || new.group_id.is_some();
+            if guarded {
+                if let Err(e) = sqlx::query("SAVEPOINT one").execute(&mut *tx).await {
+                    results[i] = Some(Err(e.into()));
+                    continue;
+                }
+            }
+            let r = Self::insert_one(&mut tx, new, now, false).await;
+            if guarded {
+                let end = if r.is_ok() { "RELEASE SAVEPOINT one" } else { "ROLLBACK TO SAVEPOINT one" };
+                let _ = sqlx::query(end).execute(&mut *tx).await;
+                if r.is_err() {
+                    let _ = sqlx::query("RELEASE SAVEPOINT one").execute(&mut *tx).await;
+                }
+            }
+            results[i] = Some(r);
+        }
+        if let Err(e) = tx.commit().await {
+            let msg = e.to_string();
+            return Some(
+                results
+                    .into_iter()
+                    .map(|r| match r {
+                        Some(Err(e)) => Err(e),
+                        _ => Err(StoreError::BatchFailed(format!("commit failed: {msg}"))),
+                    })
+                    .collect(),
+            );
+        }
+        Some(
+            results
+                .into_iter()
+                .map(|r| {
+                    r.unwrap_or_else(|| Err(StoreError::Inconsistent("a message of the batch was not run".into())))
+                })
+                .collect(),
+        )
+    }
+}
+
+#[async_trait]
+impl<DB> AckWriter for SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    i64: for<'q> Param<'q, DB>,
+    Option<i64>: for<'q> Param<'q, DB>,
+    String: for<'q> Param<'q, DB>,
+    DateTime<Utc>: for<'q> Param<'q, DB>,
+    for<'q> &'q str: Param<'q, DB>,
+    for<'q> Option<&'q str>: Param<'q, DB>,
+    MessageRecord: for<'r> FromRow<'r, DB::Row>,
+    UserConversationRecord: for<'r> FromRow<'r, DB::Row>,
+    (i64,): for<'r> FromRow<'r, DB::Row>,
+    (i64, i64): for<'r> FromRow<'r, DB::Row>,
+    (String, i64): for<'r> FromRow<'r, DB::Row>,
+{
+    async fn write_acks(&self, acks: &[(AckKey, i64)]) -> StoreResult<()> {
+        let mut sorted: Vec<&(AckKey, i64)> = acks.iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        // One multi-row upsert per chunk instead of a round trip per cursor: a busy group produces a
+        // cursor move per member per message. Keys are unique within a batch (the batcher keeps the
+        // highest seq per cursor), as one statement may not update a row twice.
+        // One statement (the usual case) commits by itself; more need a transaction around them.
+        let single = sorted.len() <= ACK_ROWS_PER_STATEMENT;
+        let mut tx = if single { None } else { Some(self.writer().begin().await?) };
+        for chunk in sorted.chunks(ACK_ROWS_PER_STATEMENT) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|i| format!("(${}, ${}, ${}, ${})", 4 * i + 1, 4 * i + 2, 4 * i + 3, 4 * i + 4))
+                .collect();
+            let sql = format!(
+                "INSERT INTO delivery_cursors (user_id, device_id, conversation_id, delivered_seq) VALUES {}
+                 ON CONFLICT (user_id, device_id, conversation_id)
+                 DO UPDATE SET delivered_seq = excluded.delivered_seq
+                 WHERE delivery_cursors.delivered_seq < excluded.delivered_seq",
+                rows.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for (k, seq) in chunk {
+                q = q.bind(k.user).bind(k.device.as_str()).bind(k.conversation.as_str()).bind(*seq);
+            }
+            match tx.as_mut() {
+                Some(tx) => q.execute(&mut **tx).await?,
+                None => q.execute(self.writer()).await?,
+            };
+        }
+        if let Some(tx) = tx {
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<DB> BatchWriter for SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    i64: for<'q> Param<'q, DB>,
+    Option<i64>: for<'q> Param<'q, DB>,
+    String: for<'q> Param<'q, DB>,
+    DateTime<Utc>: for<'q> Param<'q, DB>,
+    for<'q> &'q str: Param<'q, DB>,
+    for<'q> Option<&'q str>: Param<'q, DB>,
+    MessageRecord: for<'r> FromRow<'r, DB::Row>,
+    UserConversationRecord: for<'r> FromRow<'r, DB::Row>,
+    (i64,): for<'r> FromRow<'r, DB::Row>,
+    (i64, i64): for<'r> FromRow<'r, DB::Row>,
+    (String, i64): for<'r> FromRow<'r, DB::Row>,
+{
+    async fn insert_batch(&self, batch: &[NewMessage]) -> Vec<StoreResult<(MessageRecord, Vec<i64>)>> {
+        <SqlStore<DB>>::insert_batch(self, batch).await
+    }
+}
+
+#[async_trait]
+impl<DB> MessageStore for SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    i64: for<'q> Param<'q, DB>,
+    Option<i64>: for<'q> Param<'q, DB>,
+    String: for<'q> Param<'q, DB>,
+    DateTime<Utc>: for<'q> Param<'q, DB>,
+    for<'q> &'q str: Param<'q, DB>,
+    for<'q> Option<&'q str>: Param<'q, DB>,
+    MessageRecord: for<'r> FromRow<'r, DB::Row>,
+    UserConversationRecord: for<'r> FromRow<'r, DB::Row>,
+    (i64,): for<'r> FromRow<'r, DB::Row>,
+    (i64, i64): for<'r> FromRow<'r, DB::Row>,
+    (String, i64): for<'r> FromRow<'r, DB::Row>,
+{
+    /// Appends one message on its own (no batching: see `batch::Batched` for the writer the node uses).
+    async fn append(&self, new: NewMessage) -> StoreResult<Appended> {
+        let inserted = self
+            .insert_batch(std::slice::from_ref(&new))
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Inconsistent("a batch of one had no result".into())));
+        settle_append(self, &new, inserted).await
+    }
+
+    async fn message_by_client_id(&self, from: i64, client_msg_id: &str) -> StoreResult<Option<MessageRecord>> {
+        Ok(sqlx::query_as(concat!(
+            "SELECT ",
+            message_columns!(),
+            "
+             FROM messages WHERE from_user_id = $1 AND client_msg_id = $2"
+        ))
+        .bind(from)
+        .bind(client_msg_id)
+        .fetch_optional(self.writer())
+        .await?)
+    }
+
+    async fn messages_between(
+        &self,
+        conversation_id: &str,
+        after: i64,
+        before: i64,
+        limit: i64,
+        newest: bool,
+    ) -> StoreResult<Vec<MessageRecord>> {
+        let sql = if newest {
+            concat!(
+                "SELECT ",
+                message_columns!(),
+                "
+             FROM messages WHERE conversation_id = $1 AND seq > $2 AND seq < $3 ORDER BY seq DESC LIMIT $4"
+            )
+        } else {
+            concat!(
+                "SELECT ",
+                message_columns!(),
+                "
+             FROM messages WHERE conversation_id = $1 AND seq > $2 AND seq < $3 ORDER BY seq ASC LIMIT $4"
+            )
+        };
+        let mut rows: Vec<MessageRecord> = sqlx::query_as(sql)
+            .bind(conversation_id)
+            .bind(after)
+            .bind(before)
+            .bind(limit)
+            .fetch_all(self.reader())
+            .await?;
+        if newest {
+            rows.reverse();
+        }
+        Ok(rows)
+    }
+
+    async fn user_conversations(&self, user: i64) -> StoreResult<Vec<UserConversationRecord>> {
+        Ok(sqlx::query_as(
+            "SELECT uc.conversation_id, c.kind, c.group_id, c.user_low, c.user_high, c.last_seq, uc.read_seq,
+                    uc.visible_from_seq, c.updated_at
+             FROM user_conversations uc JOIN conversations c ON c.id = uc.conversation_id
+             WHERE uc.user_id = $1 ORDER BY c.updated_at DESC, c.id",
+        )
+        .bind(user)
+        .fetch_all(self.reader())
+        .await?)
+    }
+
+    async fn user_conversation(&self, user: i64, conversation_id: &str) -> StoreResult<Option<UserConversationRecord>> {
+        Ok(sqlx::query_as(
+            "SELECT uc.conversation_id, c.kind, c.group_id, c.user_low, c.user_high, c.last_seq, uc.read_seq,
+                    uc.visible_from_seq, c.updated_at
+             FROM user_conversations uc JOIN conversations c ON c.id = uc.conversation_id
+             WHERE uc.user_id = $1 AND uc.conversation_id = $2",
+        )
+        .bind(user)
+        .bind(conversation_id)
+        .fetch_optional(self.reader())
+        .await?)
+    }
+
+    async fn last_messages(&self, conversation_ids: &[String]) -> StoreResult<Vec<MessageRecord>> {
+        if conversation_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT m.id, m.conversation_id, m.seq, m.from_user_id, m.to_user_id, m.group_id, m.kind, m.body, m.file_id,
+                    m.client_msg_id, m.created_at
+             FROM conversations c JOIN messages m ON m.conversation_id = c.id AND m.seq = c.last_seq
+             WHERE c.id IN ({})",
+            DB::TEXT_SET
+        );
+        Ok(sqlx::query_as(&sql).bind(json_strings(conversation_ids)).fetch_all(self.reader()).await?)
+    }
+
+    async fn mark_read(&self, user: i64, conversation_id: &str, seq: i64) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE user_conversations SET read_seq = $3 WHERE user_id = $1 AND conversation_id = $2 AND read_seq < $3",
+        )
+        .bind(user)
+        .bind(conversation_id)
+        .bind(seq)
+        .execute(self.writer())
+        .await?;
+        Ok(DB::rows_affected(&done) > 0)
+    }
+
+    async fn ack(&self, user: i64, device: &str, conversation_id: &str, seq: i64) -> StoreResult<()> {
+        let key = AckKey { user, device: device.to_string(), conversation: conversation_id.to_string() };
+        AckWriter::write_acks(self, &[(key, seq)]).await
+    }
+
+    async fn device_cursors(&self, user: i64, device: &str) -> StoreResult<Vec<(String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT conversation_id, delivered_seq FROM delivery_cursors WHERE user_id = $1 AND device_id = $2",
+        )
+        .bind(user)
+        .bind(device)
+        .fetch_all(self.reader())
+        .await?)
+    }
+}
