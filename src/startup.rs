@@ -9,8 +9,9 @@ use anyhow::Context;
 use poem::endpoint::{EmbeddedFileEndpoint, EmbeddedFilesEndpoint};
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route, Server};
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
@@ -28,7 +29,7 @@ use crate::service::health::Health;
 use crate::service::media::Media;
 use crate::service::messaging::Messaging;
 use crate::service::ratelimit::RateLimits;
-use crate::state::AppState;
+use crate::state::{AppState, Parts};
 use crate::store::Stores;
 use crate::ws::hub::Hub;
 
@@ -43,133 +44,60 @@ struct WebAssets;
 pub struct Application {
     addr: SocketAddr,
     state: AppState,
-    stop: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
-    background: Vec<JoinHandle<()>>,
+    /// Written to last on the way out: the stores' background writers, and Redis's.
+    stores: Stores,
+    redis_writer: Option<RedisWriter>,
 }
 
 /// Something that can tell a node to shut down gracefully (from a signal handler, or a test).
 #[derive(Clone)]
-pub struct ShutdownHandle(watch::Sender<bool>);
+pub struct ShutdownHandle(CancellationToken);
 
 impl ShutdownHandle {
     pub fn shutdown(&self) {
-        let _ = self.0.send(true);
+        self.0.cancel();
     }
 }
 
-async fn stopped(mut rx: watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await;
+/// The longest the writers' final flush may take (queued sends, delivered cursors, Redis writes): the part of
+/// `GOCHAT_SHUTDOWN_GRACE` kept back from draining connections, so the whole shutdown fits the grace period (and
+/// the Helm chart's `terminationGracePeriodSeconds`, 5 s above it).
+const FLUSH_BUDGET: Duration = Duration::from_secs(5);
+
+/// The node's backends, connected: the database, the bus and inbox (Redis, or in-process and the database),
+/// and media storage.
+struct Backends {
+    stores: Stores,
+    bus: SharedBus,
+    inbox: SharedInbox,
+    media: SharedMedia,
+    redis_writer: Option<RedisWriter>,
 }
 
 impl Application {
-    /// Connects every backend, applies migrations and binds the listener; serving starts at once.
+    /// Connects every backend, applies migrations, builds the services and the router, and binds the listener;
+    /// serving starts at once.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         // Only the node's user may read what it keeps there (database, media, secrets).
         crate::private_fs::create_dir(&config.data_dir)
             .with_context(|| format!("creating the data dir {} (GOCHAT_DATA_DIR)", config.data_dir.display()))?;
         let metrics = Metrics::new();
+        let (tasks, shutdown) = (TaskTracker::new(), CancellationToken::new());
         let stores = Stores::open_observed(&config.database_url, config.db_pool_size, &metrics)
             .await
             .with_context(|| format!("opening the database (GOCHAT_DATABASE_URL, {})", backend_name(&config)))?;
         let secret = jwt_secret(&config)?;
-        let limits = RateLimits::new(config.auth_rate_per_ip, config.auth_rate_per_username, config.send_rate_per_sec);
         let tokens = TokenService::new(secret.as_bytes(), config.token_ttl, stores.users.clone());
-        let listen = config.listen;
-        let grace = config.shutdown_grace;
-        let (stop, stop_rx) = watch::channel(false);
-        let mut background = Vec::new();
-
         let hub = Hub::new(metrics.clone(), tokens.versions().clone());
-        let db_inbox = DatabaseInbox::new(stores.messages.clone());
-        let (bus, inbox): (SharedBus, SharedInbox) = match &config.redis_url {
-            Some(url) => {
-                let client = redis::Client::open(url.as_str()).context("GOCHAT_REDIS_URL is not a valid Redis URL")?;
-                let manager_config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(Duration::from_secs(5)))
-                    .set_response_timeout(Some(Duration::from_secs(5)))
-                    .set_number_of_retries(2);
-                let conn = ConnectionManager::new_with_config(client.clone(), manager_config)
-                    .await
-                    .context("connecting to Redis (GOCHAT_REDIS_URL)")?;
-                let writer = RedisWriter::start(conn.clone(), metrics.clone());
-                let (bus, task) = RedisBus::start(
-                    client,
-                    writer.clone(),
-                    &config.redis_prefix,
-                    hub.clone(),
-                    metrics.clone(),
-                    stop_rx.clone(),
-                );
-                background.push(task);
-                let inbox = RedisInbox::new(conn, writer, &config.redis_prefix, db_inbox, metrics.clone());
-                (Arc::new(bus), Arc::new(inbox))
-            }
-            None => (Arc::new(MemoryBus::new(hub.clone())), Arc::new(db_inbox)),
-        };
-        let store: SharedMedia = match &config.s3 {
-            Some(s3) => Arc::new(S3Media::connect(s3).await.context("connecting to S3 (GOCHAT_S3_*)")?),
-            None => Arc::new(
-                LocalMedia::new(config.data_dir.join("media"))
-                    .with_context(|| format!("creating {}/media (GOCHAT_DATA_DIR)", config.data_dir.display()))?,
-            ),
-        };
-        let media = Media::new(
-            store,
-            stores.files.clone(),
-            config.data_dir.join("tmp"),
-            config.upload_rate_per_min,
-            config.upload_mib_per_hour,
-            &metrics,
-        )
-        .with_context(|| format!("creating {}/tmp (GOCHAT_DATA_DIR)", config.data_dir.display()))?;
-        let events = Events::new(bus.clone());
-        let accounts =
-            Accounts::new(stores.users.clone(), PasswordHasherPool::new(), tokens, limits.clone(), events.clone());
-        let friends = Friends::new(stores.users.clone(), stores.friends.clone(), events.clone());
-        let groups =
-            Groups::new(stores.groups.clone(), stores.friends.clone(), events.clone(), config.max_group_members);
-        let messaging = Messaging::new(stores.clone(), groups.clone(), events, inbox, metrics.clone(), limits.clone());
-        let socket_capacity = match config.max_connections {
-            Some(n) => n as usize,
-            None => socket_capacity(),
-        };
-        let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let health = Health::new(stores.health.clone(), media.store().clone(), bus.clone(), draining.clone());
-        let state = AppState {
-            config: Arc::new(config),
-            health,
-            accounts,
-            friends,
-            groups,
-            media,
-            messaging,
-            limits,
-            metrics,
-            hub,
-            bus,
-            routes: Arc::new(crate::api::routes::RouteTable::from_spec(&crate::api::spec_json())),
-            socket_capacity,
-            draining,
-            stop: stop_rx.clone(),
-        };
-        background.push(tokio::spawn(prune_rate_limits(state.clone(), stop_rx.clone())));
-        background.push(tokio::spawn(clean_uploads(state.clone(), stop_rx.clone())));
+        let backends = connect(&config, stores, &hub, &metrics, &tasks, &shutdown).await?;
+        let (stores, redis_writer) = (backends.stores.clone(), backends.redis_writer.clone());
+        let state = build_services(config, backends, tokens, hub, metrics, tasks, shutdown)?;
+        state.tasks.spawn(prune_rate_limits(state.clone()));
+        state.tasks.spawn(clean_uploads(state.clone()));
+        let app = router(&state);
 
-        let api = crate::api::service();
-        let (spec, docs) = (api.spec_endpoint(), api.swagger_ui());
-        let app = Route::new()
-            .nest("/", api.around(crate::api::middleware::limit_body::<MAX_JSON_BODY, _>))
-            .at("/api/openapi.json", spec)
-            .nest("/docs", docs)
-            .nest("/web", EmbeddedFilesEndpoint::<WebAssets>::new())
-            .at("/ws", crate::ws::gateway::gateway)
-            .around(serve_index)
-            .around(crate::api::middleware::observe)
-            .data(state.clone())
-            // The sockets' shared handle to the same state (see `ws::session`).
-            .data(Arc::new(state.clone()));
-
+        let listen = state.config.listen;
         let acceptor = TcpListener::bind(listen.to_string())
             .into_acceptor()
             .await
@@ -188,20 +116,22 @@ impl Application {
         );
 
         let drain_state = state.clone();
+        // Draining connections gets the grace period less what the final flush may take.
+        let drain = state.config.shutdown_grace.saturating_sub(FLUSH_BUDGET).max(Duration::from_secs(1));
         let server = tokio::spawn(async move {
             Server::new_with_acceptor(acceptor)
                 .run_with_graceful_shutdown(
                     app,
                     async move {
-                        stopped(stop_rx).await;
+                        drain_state.shutdown.cancelled().await;
                         drain_state.start_draining();
                         tracing::info!("shutting down: refusing new connections, draining in-flight requests");
                     },
-                    Some(grace),
+                    Some(drain),
                 )
                 .await
         });
-        Ok(Application { addr, state, stop, server, background })
+        Ok(Application { addr, state, server, stores, redis_writer })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -213,27 +143,153 @@ impl Application {
     }
 
     pub fn shutdown_handle(&self) -> ShutdownHandle {
-        ShutdownHandle(self.stop.clone())
+        ShutdownHandle(self.state.shutdown.clone())
     }
 
-    /// Serves until [`ShutdownHandle::shutdown`] is called and in-flight work has drained.
+    /// Serves until [`ShutdownHandle::shutdown`] is called, then shuts down in order: connections drain (within
+    /// `GOCHAT_SHUTDOWN_GRACE` less [`FLUSH_BUDGET`]) and sockets close; the node's tasks are joined; then what
+    /// the writers hold is written — Redis publishes and inbox copies, queued sends, delivered cursors — within
+    /// [`FLUSH_BUDGET`]. A writer that cannot finish in time (its backend does not answer) only costs what
+    /// at-least-once delivery makes up for: messages sent again.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let result = self.server.await.context("server task")?;
-        // What the last requests published (and their inbox copies, on the same queue) leaves before the node
-        // goes; a Redis that does not answer in time only costs those deliveries their live path.
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.state.bus.flush()).await;
-        let _ = self.stop.send(true);
-        for task in self.background {
-            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        let state = self.state;
+        state.shutdown.cancel();
+        let deadline = tokio::time::Instant::now() + FLUSH_BUDGET;
+        state.tasks.close();
+        if tokio::time::timeout_at(deadline, state.tasks.wait()).await.is_err() {
+            tracing::warn!("some sockets or tasks did not end in time");
+        }
+        // What the last requests published (and their inbox copies, on the same queue) leaves first.
+        let _ = tokio::time::timeout_at(deadline, state.bus.flush()).await;
+        if tokio::time::timeout_at(deadline, self.stores.close()).await.is_err() {
+            tracing::warn!("the database writers did not finish in time; some acks may be lost (messages re-sent)");
+        }
+        if let Some(writer) = &self.redis_writer {
+            let _ = tokio::time::timeout_at(deadline, writer.close()).await;
         }
         result.context("serving")
     }
 
     /// Stops the node and waits for it to finish.
     pub async fn stop(self) -> anyhow::Result<()> {
-        let _ = self.stop.send(true);
+        self.state.shutdown.cancel();
         self.run_until_stopped().await
     }
+}
+
+/// Connects the bus, the inbox and media storage: Redis and S3 when configured, else in-process and local disk.
+/// Long-lived tasks (the Redis subscriber) go on `tasks` and end on `shutdown`.
+async fn connect(
+    config: &Config,
+    stores: Stores,
+    hub: &Hub,
+    metrics: &Metrics,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Backends> {
+    let db_inbox = DatabaseInbox::new(stores.messages.clone());
+    let (bus, inbox, redis_writer): (SharedBus, SharedInbox, _) = match &config.redis_url {
+        Some(url) => {
+            let client = redis::Client::open(url.as_str()).context("GOCHAT_REDIS_URL is not a valid Redis URL")?;
+            let manager_config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(Duration::from_secs(5)))
+                .set_response_timeout(Some(Duration::from_secs(5)))
+                .set_number_of_retries(2);
+            let conn = ConnectionManager::new_with_config(client.clone(), manager_config)
+                .await
+                .context("connecting to Redis (GOCHAT_REDIS_URL)")?;
+            let writer = RedisWriter::start(conn.clone(), metrics.clone());
+            let bus = RedisBus::start(
+                client,
+                writer.clone(),
+                &config.redis_prefix,
+                hub.clone(),
+                metrics.clone(),
+                shutdown.clone(),
+                tasks,
+            );
+            let inbox = RedisInbox::new(conn, writer.clone(), &config.redis_prefix, db_inbox, metrics.clone());
+            (Arc::new(bus), Arc::new(inbox), Some(writer))
+        }
+        None => (Arc::new(MemoryBus::new(hub.clone())), Arc::new(db_inbox), None),
+    };
+    let media: SharedMedia = match &config.s3 {
+        Some(s3) => Arc::new(S3Media::connect(s3).await.context("connecting to S3 (GOCHAT_S3_*)")?),
+        None => Arc::new(
+            LocalMedia::new(config.data_dir.join("media"))
+                .with_context(|| format!("creating {}/media (GOCHAT_DATA_DIR)", config.data_dir.display()))?,
+        ),
+    };
+    Ok(Backends { stores, bus, inbox, media, redis_writer })
+}
+
+/// Builds the services on the backends, and the state that hands them to handlers and sockets.
+fn build_services(
+    config: Config,
+    backends: Backends,
+    tokens: TokenService,
+    hub: Hub,
+    metrics: Metrics,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+) -> anyhow::Result<AppState> {
+    let Backends { stores, bus, inbox, media, .. } = backends;
+    let limits = RateLimits::new(config.auth_rate_per_ip, config.auth_rate_per_username, config.send_rate_per_sec);
+    let media = Media::new(
+        media,
+        stores.files.clone(),
+        config.data_dir.join("tmp"),
+        config.upload_rate_per_min,
+        config.upload_mib_per_hour,
+        &metrics,
+    )
+    .with_context(|| format!("creating {}/tmp (GOCHAT_DATA_DIR)", config.data_dir.display()))?;
+    let events = Events::new(bus.clone());
+    let accounts =
+        Accounts::new(stores.users.clone(), PasswordHasherPool::new(), tokens, limits.clone(), events.clone());
+    let friends = Friends::new(stores.users.clone(), stores.friends.clone(), events.clone());
+    let groups = Groups::new(stores.groups.clone(), stores.friends.clone(), events.clone(), config.max_group_members);
+    let messaging = Messaging::new(stores.clone(), groups.clone(), events, inbox, metrics.clone(), limits.clone());
+    let socket_capacity = match config.max_connections {
+        Some(n) => n as usize,
+        None => socket_capacity(),
+    };
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let health = Health::new(stores.health.clone(), media.store().clone(), bus.clone(), draining.clone());
+    Ok(AppState::new(Parts {
+        config: Arc::new(config),
+        health,
+        accounts,
+        friends,
+        groups,
+        media,
+        messaging,
+        limits,
+        metrics,
+        hub,
+        bus,
+        routes: Arc::new(crate::api::routes::RouteTable::from_spec(&crate::api::spec_json())),
+        socket_capacity,
+        tasks,
+        draining,
+        shutdown,
+    }))
+}
+
+/// The router: the API (with Swagger UI and its spec), the web client, and `/ws`, with the state registered once.
+fn router(state: &AppState) -> impl Endpoint + 'static {
+    let api = crate::api::service();
+    let (spec, docs) = (api.spec_endpoint(), api.swagger_ui());
+    Route::new()
+        .nest("/", api.around(crate::api::middleware::limit_body::<MAX_JSON_BODY, _>))
+        .at("/api/openapi.json", spec)
+        .nest("/docs", docs)
+        .nest("/web", EmbeddedFilesEndpoint::<WebAssets>::new())
+        .at("/ws", crate::ws::gateway::gateway)
+        .around(serve_index)
+        .around(crate::api::middleware::observe)
+        .data(state.clone())
 }
 
 fn backend_name(config: &Config) -> &'static str {
@@ -270,13 +326,11 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 }
 
 /// Every minute, drops rate-limit buckets that are full again. Ends with the node.
-async fn prune_rate_limits(state: AppState, stop: watch::Receiver<bool>) {
+async fn prune_rate_limits(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
-    let stop = stopped(stop);
-    tokio::pin!(stop);
     loop {
         tokio::select! {
-            _ = &mut stop => return,
+            _ = state.shutdown.cancelled() => return,
             _ = tick.tick() => state.limits.prune(),
         }
     }
@@ -296,15 +350,13 @@ async fn serve_index<E: Endpoint>(next: E, req: Request) -> poem::Result<Respons
 
 /// Deletes uploads that no message used within `GOCHAT_UPLOAD_TTL`, every quarter of that age (at most hourly).
 /// Several nodes may run it at once: each file row is deleted by exactly one of them.
-async fn clean_uploads(state: AppState, stop: watch::Receiver<bool>) {
+async fn clean_uploads(state: AppState) {
     let ttl = state.config.upload_ttl;
     let every = (ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600));
     let mut tick = tokio::time::interval(every);
-    let stop = stopped(stop);
-    tokio::pin!(stop);
     loop {
         tokio::select! {
-            _ = &mut stop => return,
+            _ = state.shutdown.cancelled() => return,
             _ = tick.tick() => match state.media.cleanup(ttl).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(removed = n, "removed unused uploads"),

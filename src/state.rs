@@ -1,10 +1,12 @@
-//! The node's shared state: a cheap-to-clone handle passed to every handler with `.data()`. No globals, so one
-//! process can run several nodes (the tests do).
+//! The node's shared state: one cheap handle (an `Arc`) registered once with the router and passed to every
+//! handler and socket. No globals, so one process can run several nodes (the tests do).
 
+use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::api::routes::RouteTable;
 use crate::bus::SharedBus;
@@ -19,8 +21,12 @@ use crate::service::messaging::Messaging;
 use crate::service::ratelimit::RateLimits;
 use crate::ws::hub::Hub;
 
+/// A handle to the node's state; cloning it copies one pointer.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Parts>);
+
+/// What the node's handlers and sockets share.
+pub struct Parts {
     pub config: Arc<Config>,
     pub health: Health,
     pub accounts: Accounts,
@@ -36,11 +42,24 @@ pub struct AppState {
     pub routes: Arc<RouteTable>,
     /// Most sockets this node accepts (configured, or derived from its open-file limit).
     pub socket_capacity: usize,
+    /// The node's long-lived tasks (sockets, the bus subscriber, periodic jobs): joined on shutdown.
+    pub tasks: TaskTracker,
     pub(crate) draining: Arc<AtomicBool>,
-    pub(crate) stop: watch::Receiver<bool>,
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl Deref for AppState {
+    type Target = Parts;
+    fn deref(&self) -> &Parts {
+        &self.0
+    }
 }
 
 impl AppState {
+    pub fn new(parts: Parts) -> Self {
+        Self(Arc::new(parts))
+    }
+
     /// Marks the node as shutting down: `/readyz` turns 503 so load balancers stop sending it traffic, and new
     /// sockets are refused.
     pub fn start_draining(&self) {
@@ -51,13 +70,8 @@ impl AppState {
         self.draining.load(Ordering::SeqCst)
     }
 
-    /// Becomes true when the node shuts down; long-lived tasks (sockets) end on it.
-    pub fn stop_signal(&self) -> watch::Receiver<bool> {
-        self.stop.clone()
+    /// Cancelled when the node shuts down; long-lived tasks (sockets, periodic jobs) end on it.
+    pub fn shutdown_signal(&self) -> CancellationToken {
+        self.shutdown.clone()
     }
-}
-
-/// Resolves once `stop` turns true (or its sender is gone).
-pub async fn until_stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
 }

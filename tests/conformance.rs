@@ -19,20 +19,22 @@ use gochat::media::{LocalMedia, MediaStore, S3Media};
 use gochat::metrics::Metrics;
 use gochat::store::{NewMessage, NewUser, Stores};
 use gochat::ws::hub::{Delivery, Hub, Outbound};
-use tokio::sync::watch;
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::task::TaskTracker;
 
-/// The bus of the backend set, its hub, and what keeps it running.
-async fn bus_for(env: &TestEnv) -> (Arc<dyn Bus>, Hub, watch::Sender<bool>) {
+/// The bus of the backend set, its hub, and what keeps it running (dropping it stops the bus).
+async fn bus_for(env: &TestEnv) -> (Arc<dyn Bus>, Hub, DropGuard) {
     let metrics = Metrics::new();
     let hub = Hub::new(metrics.clone(), gochat::service::auth::TokenVersions::default());
-    let (stop, stop_rx) = watch::channel(false);
+    let stop = CancellationToken::new();
     let bus: Arc<dyn Bus> = match env.backend {
         Backend::Sqlite => Arc::new(MemoryBus::new(hub.clone())),
         Backend::Postgres => {
             let client = redis::Client::open(common::redis_url()).unwrap();
             let conn = redis::aio::ConnectionManager::new(client.clone()).await.unwrap();
             let writer = RedisWriter::start(conn, metrics.clone());
-            let (bus, _task) = RedisBus::start(client, writer, &env.redis_prefix, hub.clone(), metrics, stop_rx);
+            let tasks = TaskTracker::new();
+            let bus = RedisBus::start(client, writer, &env.redis_prefix, hub.clone(), metrics, stop.clone(), &tasks);
             Arc::new(bus)
         }
     };
@@ -41,7 +43,7 @@ async fn bus_for(env: &TestEnv) -> (Arc<dyn Bus>, Hub, watch::Sender<bool>) {
         assert!(tokio::time::Instant::now() < deadline, "bus never became ready");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    (bus, hub, stop)
+    (bus, hub, stop.drop_guard())
 }
 
 async fn next(rx: &mut tokio::sync::mpsc::Receiver<Outbound>) -> Option<String> {

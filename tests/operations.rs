@@ -3,8 +3,11 @@
 #[macro_use]
 mod common;
 
-use common::TestEnv;
+use std::time::Duration;
+
+use common::{uniq, TestEnv};
 use reqwest::{Method, StatusCode};
+use serde_json::json;
 
 backend_tests! {
     async fn health_readiness_and_metrics_answer(backend) {
@@ -61,6 +64,45 @@ backend_tests! {
         let url = node.url("/healthz");
         node.stop().await;
         assert!(reqwest::get(url).await.is_err(), "the listener is closed after shutdown");
+    }
+
+    async fn a_graceful_stop_under_load_writes_every_ack_it_took_so_nothing_acked_is_sent_again(backend) {
+        let env = TestEnv::new(backend).await;
+        let node = env.node().await;
+        let (a, ta) = node.user(&uniq("sa")).await;
+        let (b, tb) = node.user(&uniq("sb")).await;
+        node.befriend((a, &ta), (b, &tb)).await;
+        let mut phone = node.ws(&tb, "phone").await;
+        assert_eq!(phone.recv_type("sync").await["messages"].as_array().unwrap().len(), 0);
+        // Under load: 16 concurrent senders while the phone acks every message as it arrives.
+        let total = 400;
+        let sends = async {
+            for round in 0..total / 16 {
+                let texts: Vec<String> = (0..16).map(|i| format!("m{round}-{i}")).collect();
+                futures_util::future::join_all(texts.iter().map(|t| node.send_text(&ta, b, t))).await;
+            }
+        };
+        let (_, got) = tokio::join!(sends, phone.collect(total));
+        let last = got.iter().map(|m| m["seq"].as_i64().unwrap()).max().unwrap();
+        assert_eq!(last, total as i64);
+        // Every ack is in the node's hands once the socket answers a ping sent after them.
+        phone.send(json!({"type": "ping"})).await;
+        phone.recv_type("pong").await;
+        let conversation = got[0]["conversation_id"].as_str().unwrap().to_string();
+        // The device goes, and the node stops at once: the last acks may still be queued in the node.
+        drop(phone);
+        node.stop().await;
+
+        // When the stop returns, the cursor is written: a process exiting now loses nothing.
+        let stores = gochat::store::Stores::open(&env.database_url, 1).await.unwrap();
+        let cursors = stores.messages.device_cursors(b, "phone").await.unwrap();
+        assert_eq!(cursors, vec![(conversation, last)], "the last ack is durable when the stop returns");
+        // And a node started afterwards sends the phone nothing again.
+        let node = env.node().await;
+        let mut phone = node.ws(&tb, "phone").await;
+        let sync = phone.recv_type("sync").await;
+        assert_eq!(sync["messages"].as_array().unwrap().len(), 0, "acked messages are not sent again: {sync}");
+        assert_eq!(phone.recv_within(Duration::from_millis(300)).await, None);
     }
 }
 

@@ -280,6 +280,27 @@ backend_tests! {
         assert_eq!(tail.last().unwrap().seq, 39, "refusals allocate no seq");
     }
 
+    async fn closing_the_stores_writes_the_sends_and_acks_still_queued_and_refuses_later_ones(backend) {
+        let env = TestEnv::new(backend).await;
+        let s = stores(&env).await;
+        let (a, b, _) = three(&s).await;
+        befriend(&s, a, b).await;
+        let conv = ConversationId::direct(a, b);
+        for _ in 0..3 {
+            s.messages.append(msg(conv, a, Some(b), None)).await.unwrap();
+        }
+        // The first ack is written at once; the ones right after it wait for the writer's next turn.
+        for seq in 1..=3 {
+            s.messages.ack(b, "phone", &conv.to_string(), seq).await.unwrap();
+        }
+        s.close().await;
+        let other = stores(&env).await;
+        let cursors = other.messages.device_cursors(b, "phone").await.unwrap();
+        assert_eq!(cursors, vec![(conv.to_string(), 3)], "every queued ack is written once close returns");
+        assert!(matches!(s.messages.ack(b, "phone", &conv.to_string(), 3).await, Err(StoreError::Closed)));
+        assert!(matches!(s.messages.append(msg(conv, a, Some(b), None)).await, Err(StoreError::Closed)));
+    }
+
     async fn group_membership_bounds_what_members_receive(backend) {
         let env = TestEnv::new(backend).await;
         let s = stores(&env).await;

@@ -23,8 +23,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::{Bus, RedisWriter};
 use crate::delivery::{Delivery, DeliverySink};
@@ -119,21 +120,23 @@ fn parse_fanout(payload: &[u8]) -> Option<(Vec<i64>, &str)> {
 }
 
 impl RedisBus {
-    /// Starts the subscriber task (ended by `stop`); publishes go out through `writer`.
+    /// Starts the subscriber task on `tasks` (it ends when `shutdown` is cancelled); publishes go out through
+    /// `writer`.
     pub fn start(
         client: redis::Client,
         writer: RedisWriter,
         prefix: &str,
         sink: impl DeliverySink,
         metrics: Metrics,
-        stop: watch::Receiver<bool>,
-    ) -> (RedisBus, JoinHandle<()>) {
+        shutdown: CancellationToken,
+        tasks: &TaskTracker,
+    ) -> RedisBus {
         let (commands, rx) = mpsc::channel(COMMAND_QUEUE);
         let ready = Arc::new(AtomicBool::new(false));
         let prefix: Arc<str> = prefix.into();
         let tag: Arc<str> = format!("{:016x}", rand::random::<u64>()).into();
         let sink: Arc<dyn DeliverySink> = Arc::new(sink);
-        let task = tokio::spawn(subscriber(
+        tasks.spawn(subscriber(
             client,
             prefix.clone(),
             tag.clone(),
@@ -141,9 +144,9 @@ impl RedisBus {
             rx,
             ready.clone(),
             metrics,
-            stop,
+            shutdown,
         ));
-        (RedisBus { prefix, tag, sink, writer, commands, ready }, task)
+        RedisBus { prefix, tag, sink, writer, commands, ready }
     }
 }
 
@@ -208,7 +211,7 @@ async fn subscriber(
     mut commands: mpsc::Receiver<Command>,
     ready: Arc<AtomicBool>,
     metrics: Metrics,
-    mut stop: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) {
     let mut first = true;
     let mut backoff = Duration::from_millis(100);
@@ -217,7 +220,7 @@ async fn subscriber(
     let fanout = fanout_channel(&prefix);
     loop {
         let connected = tokio::select! {
-            _ = crate::state::until_stopped(&mut stop) => return,
+            _ = shutdown.cancelled() => return,
             c = tokio::time::timeout(Duration::from_secs(5), client.get_async_pubsub()) => c,
         };
         let pubsub = match connected {
@@ -232,7 +235,7 @@ async fn subscriber(
                 tokio::pin!(deadline);
                 loop {
                     tokio::select! {
-                        _ = crate::state::until_stopped(&mut stop) => return,
+                        _ = shutdown.cancelled() => return,
                         _ = &mut deadline => break,
                         cmd = commands.recv() => match cmd {
                             Some(Command::Subscribe(_, reply)) => { let _ = reply.send(()); }
@@ -272,7 +275,7 @@ async fn subscriber(
 
         loop {
             tokio::select! {
-                _ = crate::state::until_stopped(&mut stop) => return,
+                _ = shutdown.cancelled() => return,
                 msg = stream.next() => match msg {
                     Some(msg) => {
                         let (origin, payload) = split_origin(msg.get_payload_bytes());

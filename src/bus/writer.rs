@@ -24,8 +24,8 @@ const QUEUE: usize = 8192;
 /// and a few hundred KiB, and a long queue still drains in steps that let each reply be read promptly.
 const MAX_WRITES: usize = 256;
 
-/// A handle to the writer task; cheap to clone. The task ends when the last handle is dropped, after writing
-/// what was queued.
+/// A handle to the writer task; cheap to clone. The task ends at [`RedisWriter::close`] (or when the last handle
+/// is dropped), after writing what was queued.
 #[derive(Clone)]
 pub struct RedisWriter {
     tx: mpsc::Sender<Write>,
@@ -35,6 +35,8 @@ enum Write {
     Commands(Vec<redis::Cmd>),
     /// Answered once everything queued before it has been written (or has failed).
     Flush(oneshot::Sender<()>),
+    /// Like `Flush`, and the writer stops: writes queued after it may be dropped.
+    Close(oneshot::Sender<()>),
 }
 
 impl RedisWriter {
@@ -60,12 +62,22 @@ impl RedisWriter {
             let _ = written.await;
         }
     }
+
+    /// Writes everything queued before this call, then stops the writer; returns once it has stopped. Used last
+    /// when a node shuts down: later writes are dropped (they are at-most-once anyway).
+    pub async fn close(&self) {
+        let (done, written) = oneshot::channel();
+        if self.tx.send(Write::Close(done)).await.is_ok() {
+            let _ = written.await;
+        }
+    }
 }
 
 async fn run(mut conn: ConnectionManager, mut rx: mpsc::Receiver<Write>, metrics: Metrics) {
     let mut queued = Vec::with_capacity(MAX_WRITES);
     let mut flushes = Vec::new();
-    while rx.recv_many(&mut queued, MAX_WRITES).await > 0 {
+    let mut closing = false;
+    while !closing && rx.recv_many(&mut queued, MAX_WRITES).await > 0 {
         let mut pipe = redis::pipe();
         for write in queued.drain(..) {
             match write {
@@ -75,6 +87,10 @@ async fn run(mut conn: ConnectionManager, mut rx: mpsc::Receiver<Write>, metrics
                     }
                 }
                 Write::Flush(done) => flushes.push(done),
+                Write::Close(done) => {
+                    flushes.push(done);
+                    closing = true;
+                }
             }
         }
         if !pipe.is_empty() {

@@ -1,8 +1,6 @@
 //! `GET /ws`: authenticates before the upgrade, enforces the node's connection cap, then hands the socket to a
 //! session.
 
-use std::sync::Arc;
-
 use poem::http::StatusCode;
 use poem::web::websocket::{WebSocket, WebSocketConfig};
 use poem::web::Query;
@@ -72,7 +70,7 @@ pub async fn gateway(req: &Request) -> Response {
 }
 
 async fn upgrade(req: &Request) -> Result<Response, AppError> {
-    let state = req.data::<Arc<AppState>>().cloned().ok_or_else(|| AppError::internal(anyhow::anyhow!("no state")))?;
+    let state = req.data::<AppState>().cloned().ok_or_else(|| AppError::internal(anyhow::anyhow!("no state")))?;
     let Query(q) = Query::<WsQuery>::from_request_without_body(req)
         .await
         .map_err(|e| AppError::new(ErrorCode::InvalidParameter, e.to_string()))?;
@@ -111,7 +109,11 @@ async fn upgrade(req: &Request) -> Result<Response, AppError> {
         .map_err(|e| AppError::new(ErrorCode::NotAWebsocket, format!("a WebSocket upgrade is required: {e}")))?;
     let resp = ws
         .config(socket_config())
-        .on_upgrade(move |socket| session::run(state, principal, device, socket))
+        .on_upgrade(move |socket| {
+            // Tracked, so that a shutdown waits for the socket to close (it does on the node's shutdown signal).
+            let tasks = state.tasks.clone();
+            tasks.track_future(session::run(state, principal, device, socket))
+        })
         .into_response();
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         return Err(AppError::new(ErrorCode::NotAWebsocket, "a WebSocket upgrade is required"));

@@ -57,9 +57,8 @@ const FLUSH_INTERVAL: Duration = Duration::from_millis(5);
 const GROUP_FLUSH_INTERVAL: Duration = Duration::from_millis(20);
 
 struct Session {
-    /// Shared, not cloned: a clone of the state is ~800 bytes inline plus what its parts copy, and every idle
-    /// socket carried two (sharing it measured 10.1 → 5.5 KiB RSS per idle socket).
-    state: Arc<AppState>,
+    /// One pointer: the state is shared, not copied (a copy of its parts was ~800 bytes per idle socket).
+    state: AppState,
     user_id: i64,
     device: String,
     /// Each conversation's live messages in seq order, once each (see [`SeqOrdering`]).
@@ -99,7 +98,7 @@ pub const CLOSE_TOKEN_EXPIRED: u16 = 4401;
 /// Close code of a socket whose token was revoked (a password change): the client must log in again.
 pub const CLOSE_TOKEN_REVOKED: u16 = 4403;
 
-pub async fn run(state: Arc<AppState>, principal: Principal, device: String, mut socket: WebSocketStream) {
+pub async fn run(state: AppState, principal: Principal, device: String, mut socket: WebSocketStream) {
     let user_id = principal.user_id;
     let mut registration = state.hub.register(user_id, principal.token_version);
     // Live before catching up: anything published from here on reaches the queue, anything before is stored.
@@ -154,7 +153,7 @@ impl Session {
                 return Some((CloseCode::Error, "try again"));
             }
         }
-        let mut stop = self.state.stop_signal();
+        let shutdown = self.state.shutdown_signal();
         let mut ticker = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
         let mut idle_deadline = Instant::now() + idle;
         loop {
@@ -169,7 +168,7 @@ impl Session {
             let gap_at = gap_deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             let quiet_end = self.quiet_until.unwrap_or(gap_at);
             let flow = tokio::select! {
-                _ = crate::state::until_stopped(&mut stop) => Flow::Close(CloseCode::Restart, "server restart"),
+                _ = shutdown.cancelled() => Flow::Close(CloseCode::Restart, "server restart"),
                 _ = tokio::time::sleep_until(gap_at), if gap_deadline.is_some() => {
                     self.behind = true;
                     Flow::Continue
