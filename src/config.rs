@@ -29,7 +29,7 @@ pub struct S3Config {
     pub endpoint: String,
     pub bucket: String,
     pub access_key: String,
-    pub secret_key: String,
+    pub secret_key: Secret,
     pub region: String,
 }
 
@@ -39,12 +39,12 @@ pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     /// `sqlite://…` or `postgres://…`.
-    pub database_url: String,
-    pub redis_url: Option<String>,
+    pub database_url: CredentialUrl,
+    pub redis_url: Option<CredentialUrl>,
     pub redis_prefix: String,
     pub s3: Option<S3Config>,
     /// `None` in embedded mode means "generate one into the data dir on first start".
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<Secret>,
     pub token_ttl: Duration,
     pub log: String,
     pub log_format: LogFormat,
@@ -152,7 +152,7 @@ impl Config {
         let data_dir = PathBuf::from(get("GOCHAT_DATA_DIR").unwrap_or("./data"));
         let database_url = match get("GOCHAT_DATABASE_URL") {
             Some(v) if v.starts_with("postgres://") || v.starts_with("postgresql://") || v.starts_with("sqlite:") => {
-                v.to_string()
+                CredentialUrl(v.to_string())
             }
             Some(v) => {
                 return Err(err(
@@ -160,10 +160,10 @@ impl Config {
                     format!("`{}` must start with postgres:// or sqlite://", redact(v)),
                 ))
             }
-            None => format!("sqlite://{}", data_dir.join("gochat.db").display()),
+            None => CredentialUrl(format!("sqlite://{}", data_dir.join("gochat.db").display())),
         };
         let redis_url = match get("GOCHAT_REDIS_URL") {
-            Some(v) if v.starts_with("redis://") || v.starts_with("rediss://") => Some(v.to_string()),
+            Some(v) if v.starts_with("redis://") || v.starts_with("rediss://") => Some(CredentialUrl(v.to_string())),
             Some(v) => return Err(err("GOCHAT_REDIS_URL", format!("`{}` must start with redis://", redact(v)))),
             None => None,
         };
@@ -184,14 +184,14 @@ impl Config {
                 endpoint,
                 bucket: get("GOCHAT_S3_BUCKET").unwrap_or_default().to_string(),
                 access_key: get("GOCHAT_S3_ACCESS_KEY").unwrap_or_default().to_string(),
-                secret_key: get("GOCHAT_S3_SECRET_KEY").unwrap_or_default().to_string(),
+                secret_key: Secret(get("GOCHAT_S3_SECRET_KEY").unwrap_or_default().to_string()),
                 region: get("GOCHAT_S3_REGION").unwrap_or("us-east-1").to_string(),
             })
         } else {
             None
         };
 
-        let jwt_secret = get("GOCHAT_JWT_SECRET").map(str::to_string);
+        let jwt_secret = get("GOCHAT_JWT_SECRET").map(|s| Secret(s.to_string()));
         if let Some(s) = &jwt_secret {
             if s.len() < 32 {
                 return Err(err("GOCHAT_JWT_SECRET", "must be at least 32 characters"));
@@ -268,6 +268,59 @@ impl Config {
 }
 
 /// Hides a password in a URL before it is echoed back in an error.
+/// A secret setting (the JWT secret, the S3 secret key): `Debug` shows `<redacted>`, so it never reaches a log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Secret(s)
+    }
+}
+
+impl std::ops::Deref for Secret {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A URL that may carry credentials (`postgres://user:password@host/db`): `Debug` shows it with the
+/// credentials replaced by `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CredentialUrl(String);
+
+impl CredentialUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for CredentialUrl {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for CredentialUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", redact(&self.0))
+    }
+}
+
 fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => format!("{}://***{}", &url[..s], &url[at..]),
@@ -372,6 +425,26 @@ mod tests {
         assert_eq!(c.token_ttl, Duration::from_secs(12 * 3600));
         assert_eq!(c.heartbeat, Duration::from_secs(5));
         assert_eq!(parse_toml("bogus = 1").unwrap_err().key, "bogus");
+    }
+
+    #[test]
+    fn secrets_and_credentials_never_show_in_debug_output() {
+        let c = Config::from_pairs([
+            ("GOCHAT_DATABASE_URL", "postgres://gochat:db-pass-123@db/gochat"),
+            ("GOCHAT_REDIS_URL", "redis://:redis-pass-456@cache:6379"),
+            ("GOCHAT_JWT_SECRET", "jwt-secret-jwt-secret-jwt-secret-789"),
+            ("GOCHAT_S3_ENDPOINT", "http://minio:9000"),
+            ("GOCHAT_S3_BUCKET", "media"),
+            ("GOCHAT_S3_ACCESS_KEY", "access"),
+            ("GOCHAT_S3_SECRET_KEY", "s3-secret-000"),
+        ])
+        .unwrap();
+        let shown = format!("{c:?}");
+        for secret in ["db-pass-123", "redis-pass-456", "jwt-secret-jwt", "s3-secret-000"] {
+            assert!(!shown.contains(secret), "{secret} leaked: {shown}");
+        }
+        assert!(shown.contains("postgres://***@db/gochat"), "the rest of a URL stays readable: {shown}");
+        assert_eq!(c.database_url.as_str(), "postgres://gochat:db-pass-123@db/gochat");
     }
 
     #[test]

@@ -303,7 +303,7 @@ fn backend_name(config: &Config) -> &'static str {
 /// The JWT secret: configured, or in embedded mode generated once into `<data dir>/jwt_secret` (mode 0600).
 fn jwt_secret(config: &Config) -> anyhow::Result<Arc<String>> {
     if let Some(s) = &config.jwt_secret {
-        return Ok(Arc::new(s.clone()));
+        return Ok(Arc::new(s.as_str().to_string()));
     }
     let path = config.data_dir.join("jwt_secret");
     if let Ok(s) = std::fs::read_to_string(&path) {

@@ -108,7 +108,7 @@ async fn media_for(env: &TestEnv) -> Arc<dyn MediaStore> {
                 endpoint: var("GOCHAT_TEST_S3_ENDPOINT"),
                 bucket: env.bucket(),
                 access_key: var("GOCHAT_TEST_S3_ACCESS_KEY"),
-                secret_key: var("GOCHAT_TEST_S3_SECRET_KEY"),
+                secret_key: var("GOCHAT_TEST_S3_SECRET_KEY").into(),
                 region: "us-east-1".into(),
             };
             Arc::new(S3Media::connect(&cfg).await.unwrap())

@@ -16,7 +16,7 @@ use super::ApiTags;
 use crate::domain::model::FileInfo;
 use crate::error::AppError;
 use crate::error::ErrorCode;
-use crate::service::media::{extension_of, Media};
+use crate::service::media::{extension_of, Upload};
 use crate::state::AppState;
 
 pub struct FilesApi;
@@ -158,6 +158,47 @@ fn parse_range_spec(part: &str, size: u64) -> Option<Option<(u64, u64)>> {
     })
 }
 
+/// The upload's HTTP framing around the media service: the body is the multipart field `file` and nothing else
+/// (as the OpenAPI document says), and must end properly after it (a truncated body is not a file).
+async fn receive_and_save(
+    state: &AppState,
+    user: i64,
+    mut multipart: Multipart,
+    declared: Option<u64>,
+) -> Result<FileInfo, AppError> {
+    state.media.admit(user, declared)?;
+    let bad_multipart = |e: poem::error::ParseMultipartError| {
+        AppError::new(ErrorCode::InvalidMultipart, format!("the multipart body is not valid: {e}"))
+    };
+    let unexpected = || AppError::new(ErrorCode::UnexpectedField, "the multipart body has fields other than `file`");
+    let mut others = false;
+    let field = loop {
+        match multipart.next_field().await.map_err(bad_multipart)? {
+            Some(f) if f.name() == Some("file") => break f,
+            Some(other) => {
+                // Read a little of it, so that the refusal names the field rather than a broken body.
+                others = true;
+                let mut r = tokio::io::AsyncReadExt::take(other.into_async_read(), 64 * 1024);
+                let _ = tokio::io::copy(&mut r, &mut tokio::io::sink()).await;
+            }
+            None => return Err(AppError::new(ErrorCode::MissingFile, "the multipart body has no `file` field")),
+        }
+    };
+    if others {
+        return Err(unexpected());
+    }
+    let upload = Upload {
+        declared_type: field.content_type().map(str::to_string),
+        file_name: field.file_name().map(str::to_string),
+        reader: Box::pin(field.into_async_read()),
+    };
+    let received = state.media.receive(upload).await?;
+    if multipart.next_field().await.map_err(bad_multipart)?.is_some() {
+        return Err(unexpected());
+    }
+    state.media.save(user, received, declared).await
+}
+
 #[OpenApi(tag = "ApiTags::Messages")]
 impl FilesApi {
     /// Upload an image or video (multipart field `file`), streamed; its type is decided by its bytes.
@@ -170,8 +211,9 @@ impl FilesApi {
         body: UploadBody,
     ) -> Result<Uploaded, AppError> {
         let declared = req.header(header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
-        let file = state.media.upload(auth.user_id(), body.0, declared).await.map_err(AppError::closing_connection)?;
-        Ok(Uploaded::File(Json(Media::info(&file))))
+        let file =
+            receive_and_save(&state, auth.user_id(), body.0, declared).await.map_err(AppError::closing_connection)?;
+        Ok(Uploaded::File(Json(file)))
     }
 
     /// Download a file: to its uploader and to those it was sent to. `Range` is honoured (206).
@@ -183,9 +225,9 @@ impl FilesApi {
         req: &Request,
         id: poem_openapi::param::Path<i64>,
     ) -> Result<FileBody, AppError> {
-        let file = state.media.authorize(auth.user_id(), id.0).await?.file;
-        let size = file.size as u64;
-        let etag = format!("\"{}\"", file.sha256);
+        let file = std::sync::Arc::new(state.media.authorize(auth.user_id(), id.0).await?);
+        let size = file.size();
+        let etag = format!("\"{}\"", file.sha256());
         let common = |b: poem::ResponseBuilder| {
             b.header(header::ETAG, &etag)
                 .header(header::CACHE_CONTROL, "private, max-age=31536000, immutable")
@@ -194,14 +236,13 @@ impl FilesApi {
                 .header(header::ACCEPT_RANGES, "bytes")
                 .header(
                     header::CONTENT_DISPOSITION,
-                    format!("inline; filename=\"file-{}.{}\"", file.id, extension_of(&file.content_type)),
+                    format!("inline; filename=\"file-{}.{}\"", file.id(), extension_of(file.content_type())),
                 )
         };
         if req.header(header::IF_NONE_MATCH).is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
         {
             return Ok(FileBody(common(Response::builder()).status(StatusCode::NOT_MODIFIED).finish()));
         }
-        let store = state.media.store().clone();
         let ranges = match parse_range(req.headers(), size) {
             Ok(r) => r,
             Err(()) => {
@@ -215,18 +256,18 @@ impl FilesApi {
         };
         let resp = match ranges.as_deref() {
             None => {
-                let stream = store.get(&file.storage_key, None).await.map_err(AppError::internal)?;
+                let stream = file.read(None).await?;
                 common(Response::builder())
                     .status(StatusCode::OK)
-                    .content_type(&file.content_type)
+                    .content_type(file.content_type())
                     .header(header::CONTENT_LENGTH, size)
                     .body(Body::from_bytes_stream(stream))
             }
             Some([(start, end)]) => {
-                let stream = store.get(&file.storage_key, Some((*start, *end))).await.map_err(AppError::internal)?;
+                let stream = file.read(Some((*start, *end))).await?;
                 common(Response::builder())
                     .status(StatusCode::PARTIAL_CONTENT)
-                    .content_type(&file.content_type)
+                    .content_type(file.content_type())
                     .header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}"))
                     .header(header::CONTENT_LENGTH, end - start + 1)
                     .body(Body::from_bytes_stream(stream))
@@ -238,19 +279,19 @@ impl FilesApi {
                 for (start, end) in many {
                     let head = format!(
                         "\r\n--{boundary}\r\nContent-Type: {}\r\nContent-Range: bytes {start}-{end}/{size}\r\n\r\n",
-                        file.content_type
+                        file.content_type()
                     );
                     length += head.len() as u64 + (end - start + 1);
                     parts.push((Bytes::from(head), (*start, *end)));
                 }
                 let tail = Bytes::from(format!("\r\n--{boundary}--\r\n"));
                 length += tail.len() as u64;
-                let key = file.storage_key.clone();
+                let file = file.clone();
                 let body = futures_util::stream::iter(parts)
                     .then(move |(head, range)| {
-                        let (store, key) = (store.clone(), key.clone());
+                        let file = file.clone();
                         async move {
-                            let data = store.get(&key, Some(range)).await.map_err(std::io::Error::other)?;
+                            let data = file.read(Some(range)).await.map_err(std::io::Error::other)?;
                             let head = futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(head) });
                             Ok::<_, std::io::Error>(head.chain(data))
                         }

@@ -8,15 +8,14 @@ use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use poem::web::Multipart;
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use crate::domain::model::{FileInfo, FileKind};
 use crate::error::ErrorCode;
 use crate::error::{AppError, AppResult};
 use crate::media::sniff::{self, Format};
-use crate::media::SharedMedia;
+use crate::media::{ByteStream, SharedMedia};
 use crate::metrics::Metrics;
 use crate::store::{FileRecord, FileStore, NewFile};
 
@@ -33,6 +32,23 @@ const CHUNK: usize = 64 * 1024;
 
 /// Removes a temp file when dropped, unless it was handed on.
 struct TempFile(Option<PathBuf>);
+
+/// An upload's bytes as they arrive, with what the client declared about them.
+pub struct Upload<R> {
+    pub reader: R,
+    /// The part's declared `Content-Type`.
+    pub declared_type: Option<String>,
+    /// The part's declared file name.
+    pub file_name: Option<String>,
+}
+
+/// An upload read whole into a private temp file (removed if it is never stored), typed by its bytes.
+pub struct Received {
+    temp: TempFile,
+    format: Format,
+    size: u64,
+    sha256: String,
+}
 
 impl Drop for TempFile {
     fn drop(&mut self) {
@@ -55,9 +71,31 @@ pub struct Media {
 
 const MIB: u64 = 1024 * 1024;
 
-/// What a download request resolved to.
+/// A file the caller may read: what a download answers with, and its bytes.
 pub struct Authorized {
-    pub file: FileRecord,
+    file: FileRecord,
+    store: SharedMedia,
+}
+
+impl Authorized {
+    pub fn id(&self) -> i64 {
+        self.file.id
+    }
+    pub fn content_type(&self) -> &str {
+        &self.file.content_type
+    }
+    /// Size in bytes.
+    pub fn size(&self) -> u64 {
+        self.file.size as u64
+    }
+    /// The SHA-256 of the bytes, in hex (the download's ETag).
+    pub fn sha256(&self) -> &str {
+        &self.file.sha256
+    }
+    /// The bytes, or the inclusive byte range `(first, last)` of them.
+    pub async fn read(&self, range: Option<(u64, u64)>) -> AppResult<ByteStream> {
+        self.store.get(&self.file.storage_key, range).await.map_err(AppError::internal)
+    }
 }
 
 fn too_large(limit: u64, what: &str) -> AppError {
@@ -117,15 +155,10 @@ impl Media {
         }
     }
 
-    /// Reads the multipart body's `file` field into the store. Refuses, as soon as it can tell: a declared body
-    /// larger than any file may be (413), bytes of an unaccepted type or disagreeing with the declared type or
-    /// name (415), an empty file (422), a file over its kind's limit (413, the moment the limit is crossed).
-    pub async fn upload(
-        &self,
-        user: i64,
-        mut multipart: Multipart,
-        declared_len: Option<u64>,
-    ) -> AppResult<FileRecord> {
+    /// Checks what can be judged before the body is read: the user's upload rate (429), a declared body larger
+    /// than any file may be (413, `declared_len` counts the multipart framing too), and the hourly volume, charged
+    /// up front from the declared length (a body of unknown length is charged once read, by [`Media::save`]).
+    pub fn admit(&self, user: i64, declared_len: Option<u64>) -> AppResult<()> {
         if let Err(not_until) = self.per_user.check_key(&user) {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             return Err(AppError::too_many_requests(wait.as_secs_f64().ceil() as u64));
@@ -133,37 +166,23 @@ impl Media {
         if declared_len.is_some_and(|n| n > MAX_VIDEO + MULTIPART_OVERHEAD) {
             return Err(too_large(MAX_VIDEO, "a video"));
         }
-        // Volume: charged up front from the declared length; a body of unknown length is charged once read.
         if let Some(n) = declared_len {
             self.charge_volume(user, n)?;
         }
-        let bad_multipart = |e: poem::error::ParseMultipartError| {
-            AppError::new(ErrorCode::InvalidMultipart, format!("the multipart body is not valid: {e}"))
-        };
-        // The body is the field `file` and nothing else (as the OpenAPI document says).
-        let unexpected =
-            || AppError::new(ErrorCode::UnexpectedField, "the multipart body has fields other than `file`");
-        let mut others = false;
-        let field = loop {
-            match multipart.next_field().await.map_err(bad_multipart)? {
-                Some(f) if f.name() == Some("file") => break f,
-                Some(other) => {
-                    others = true;
-                    let mut r = other.into_async_read().take(64 * 1024);
-                    let _ = tokio::io::copy(&mut r, &mut tokio::io::sink()).await;
-                }
-                None => return Err(AppError::new(ErrorCode::MissingFile, "the multipart body has no `file` field")),
-            }
-        };
-        if others {
-            return Err(unexpected());
-        }
-        let declared_type = field.content_type().map(str::to_string);
-        let file_name = field.file_name().map(str::to_string);
-        let mut reader = Box::pin(field.into_async_read());
+        Ok(())
+    }
+
+    /// Reads an upload's bytes into a private temp file, refusing as soon as it can tell: bytes of an unaccepted
+    /// type or disagreeing with the declared type or name (415), an empty file (422), a file over its kind's
+    /// limit (413, the moment the limit is crossed). Read errors are the client's body ending badly (400
+    /// `invalid_multipart`). Nothing is stored until [`Media::save`].
+    pub async fn receive<R>(&self, upload: Upload<R>) -> AppResult<Received>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        let Upload { mut reader, declared_type, file_name } = upload;
         let read_err =
             |e: std::io::Error| AppError::new(ErrorCode::InvalidMultipart, format!("reading the upload: {e}"));
-
         let mut head = vec![0u8; HEAD];
         let mut filled = 0;
         while filled < HEAD {
@@ -196,7 +215,7 @@ impl Media {
         }
 
         let path = self.tmp.join(format!("upload-{}", random_hex(12)));
-        let mut temp = TempFile(Some(path.clone()));
+        let temp = TempFile(Some(path.clone()));
         let mut out = tokio::fs::OpenOptions::from(crate::private_fs::file_options())
             .open(&path)
             .await
@@ -220,13 +239,16 @@ impl Media {
             out.write_all(&buf[..n]).await.map_err(AppError::internal)?;
         }
         out.flush().await.map_err(AppError::internal)?;
-        drop(out);
-        drop(reader);
-        // The multipart body must end properly after the file (a truncated body is not a file).
-        if multipart.next_field().await.map_err(bad_multipart)?.is_some() {
-            return Err(unexpected());
-        }
+        let sha256 = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>();
+        Ok(Received { temp, format, size, sha256 })
+    }
 
+    /// Stores a received upload: its volume charged if its length was not declared, an image's header decoded by
+    /// the image library (bytes that only start like an image are refused, 415), the bytes handed to the media
+    /// store and the file's row written.
+    pub async fn save(&self, user: i64, received: Received, declared_len: Option<u64>) -> AppResult<FileInfo> {
+        let Received { mut temp, format, size, sha256 } = received;
+        let path = temp.0.clone().ok_or_else(|| AppError::internal(anyhow::anyhow!("upload without a temp file")))?;
         if declared_len.is_none() {
             self.charge_volume(user, size)?;
         }
@@ -253,7 +275,6 @@ impl Media {
             let _ = tokio::fs::remove_file(&path).await;
             return Err(AppError::internal(e));
         }
-        let sha256 = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>();
         let new = NewFile {
             uploader_id: user,
             storage_key: key.clone(),
@@ -267,7 +288,7 @@ impl Media {
         match self.files.create_file(new).await {
             Ok(f) => {
                 tracing::info!(file_id = f.id, size, content_type = format.content_type(), "file uploaded");
-                Ok(f)
+                Ok(Self::info(&f))
             }
             Err(e) => {
                 let _ = self.store.delete(&key).await;
@@ -283,7 +304,7 @@ impl Media {
         if file.uploader_id != user && !self.files.shared_with(file_id, user).await? {
             return Err(AppError::new(ErrorCode::FileForbidden, "this file was not shared with you"));
         }
-        Ok(Authorized { file })
+        Ok(Authorized { file, store: self.store.clone() })
     }
 
     /// Removes uploads no message referenced within `max_age`; returns how many.
