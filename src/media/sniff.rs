@@ -72,9 +72,6 @@ impl Format {
 const ALL: [Format; 7] =
     [Format::Jpeg, Format::Png, Format::Gif, Format::Webp, Format::Mp4, Format::QuickTime, Format::Webm];
 
-/// Bytes of a file's start that [`detect`] needs.
-pub const SNIFF_LEN: usize = 16;
-
 /// The format of a file starting with `head`, if it is one the server accepts.
 pub fn detect(head: &[u8]) -> Option<Format> {
     if head.starts_with(&[0xFF, 0xD8, 0xFF]) {

@@ -1,11 +1,8 @@
 //! Operations over real HTTP: health, readiness, metrics, request ids, docs, the CLI and configuration errors.
 
-#[macro_use]
-mod common;
-
 use std::time::Duration;
 
-use common::{uniq, TestEnv};
+use crate::common::{uniq, TestEnv};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -19,7 +16,7 @@ backend_tests! {
         let r = node.call(Method::GET, "/readyz", None, None).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         assert_eq!(r.body["status"], "ready");
-        let key = if backend == common::Backend::Sqlite { "database (sqlite)" } else { "database (postgres)" };
+        let key = if backend == crate::common::Backend::Sqlite { "database (sqlite)" } else { "database (postgres)" };
         assert_eq!(r.body["checks"][key], "ok");
 
         node.login("nobody-here", "password123").await;

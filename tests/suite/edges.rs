@@ -2,12 +2,9 @@
 //! types, revocation and expiry reaching live sockets, races, abuse limits, unbounded metrics, headers and files,
 //! HTTP's own answers, and secrets in URLs. Each test pins one kind of failure on every path of that kind.
 
-#[macro_use]
-mod common;
-
 use std::time::Duration;
 
-use common::{uniq, TestEnv, TestNode};
+use crate::common::{uniq, TestEnv, TestNode};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -340,7 +337,7 @@ async fn upload(node: &TestNode, token: &str, name: &str, bytes: &[u8]) -> reqwe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_closes_with_4401_when_its_token_expires() {
-    let env = TestEnv::new(common::Backend::Sqlite).await;
+    let env = TestEnv::new(crate::common::Backend::Sqlite).await;
     let node = env.node_with(&[("GOCHAT_TOKEN_TTL", "2s")]).await;
     let (_, token) = node.user(&uniq("exp")).await;
     let mut ws = node.ws(&token, "d").await;
@@ -349,7 +346,7 @@ async fn a_socket_closes_with_4401_when_its_token_expires() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_correct_password_from_a_client_that_has_not_failed_is_never_locked_out() {
-    let env = TestEnv::new(common::Backend::Sqlite).await;
+    let env = TestEnv::new(crate::common::Backend::Sqlite).await;
     let node = env.node_with(&[("GOCHAT_AUTH_RATE_PER_USERNAME", "5"), ("GOCHAT_TRUST_FORWARDED_FOR", "true")]).await;
     let name = uniq("owner");
     node.user(&name).await;
@@ -386,7 +383,7 @@ async fn a_correct_password_from_a_client_that_has_not_failed_is_never_locked_ou
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn password_changes_are_rate_limited_per_user() {
-    let env = TestEnv::new(common::Backend::Sqlite).await;
+    let env = TestEnv::new(crate::common::Backend::Sqlite).await;
     let node = env.node().await;
     let (_, token) = node.user(&uniq("pw")).await;
     let mut statuses = Vec::new();
@@ -402,7 +399,7 @@ async fn password_changes_are_rate_limited_per_user() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_paths_and_methods_do_not_grow_the_metrics() {
-    let env = TestEnv::new(common::Backend::Sqlite).await;
+    let env = TestEnv::new(crate::common::Backend::Sqlite).await;
     let node = env.node().await;
     for i in 0..300 {
         node.call(Method::GET, &format!("/api/nothing/{i}/x{i}"), None, None).await;
@@ -420,7 +417,7 @@ async fn unknown_paths_and_methods_do_not_grow_the_metrics() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_answers_itself_as_http_says_with_security_headers_on_everything() {
-    let env = TestEnv::new(common::Backend::Sqlite).await;
+    let env = TestEnv::new(crate::common::Backend::Sqlite).await;
     let node = env.node().await;
     let http = &node.http;
     for path in ["/", "/web/app.js", "/web/style.css"] {
@@ -477,7 +474,7 @@ async fn http_answers_itself_as_http_says_with_security_headers_on_everything() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_over_long_websocket_frame_gets_a_clean_1009_close() {
-    let env = TestEnv::new(common::Backend::Sqlite).await;
+    let env = TestEnv::new(crate::common::Backend::Sqlite).await;
     let node = env.node().await;
     let (_, token) = node.user(&uniq("big")).await;
     let mut ws = node.ws(&token, "d").await;
@@ -499,7 +496,7 @@ async fn an_over_long_websocket_frame_gets_a_clean_1009_close() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn of_two_password_changes_racing_with_the_same_old_password_exactly_one_succeeds() {
-    let env = TestEnv::new(common::Backend::Sqlite).await;
+    let env = TestEnv::new(crate::common::Backend::Sqlite).await;
     let node = env.node().await;
     let name = uniq("race");
     let (_, token) = node.user(&name).await;

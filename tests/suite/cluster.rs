@@ -2,11 +2,9 @@
 //! loses what it held or drops the nodes' connections. Each test uses a Redis database of its own, so flushing
 //! and killing connections touches nothing else the suite runs.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{redis_url, uniq, Backend, TestEnv, TestNode};
+use crate::common::{redis_url, uniq, Backend, TestEnv, TestNode};
 use serde_json::Value;
 
 /// The suite's Redis (whose URL names no database), database `db`.

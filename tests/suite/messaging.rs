@@ -1,13 +1,10 @@
 //! 1:1 messaging and the delivery contract over real HTTP and WebSockets, on both backend sets (SQLite +
 //! in-process bus, Postgres + Redis). On Postgres the parties sit on different nodes, as in a cluster.
 
-#[macro_use]
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{uniq, TestEnv, TestNode};
+use crate::common::{uniq, TestEnv, TestNode};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 

@@ -2,14 +2,11 @@
 //! uploads typed by their bytes and limited while streaming, image and video messages, ranged downloads, access
 //! control, and cleanup of unused uploads.
 
-#[macro_use]
-mod common;
-
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{uniq, TestEnv, TestNode};
+use crate::common::{uniq, TestEnv, TestNode};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -64,7 +61,7 @@ fn multipart(name: &str, content_type: &str, data: &[u8]) -> Vec<u8> {
     body
 }
 
-async fn upload_raw(node: &TestNode, token: &str, body: Vec<u8>) -> common::Reply {
+async fn upload_raw(node: &TestNode, token: &str, body: Vec<u8>) -> crate::common::Reply {
     node.raw(
         reqwest::Method::POST,
         "/api/messages/upload",

@@ -1,10 +1,7 @@
 //! One conformance suite for every store implementation: each test runs against SQLite and Postgres and must
 //! observe the same behaviour through the store traits.
 
-#[macro_use]
-mod common;
-
-use common::TestEnv;
+use crate::common::TestEnv;
 use gochat::domain::ConversationId;
 use gochat::store::{NewFile, NewMessage, NewUser, StoreError, Stores};
 

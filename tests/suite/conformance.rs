@@ -2,13 +2,10 @@
 //! implementation: the in-process bus, the database inbox and local disk (embedded); the Redis bus, the
 //! Redis-streams inbox and S3 (cluster). The store traits have theirs in `store_conformance.rs`.
 
-#[macro_use]
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Backend, TestEnv};
+use crate::common::{Backend, TestEnv};
 use futures_util::StreamExt;
 use gochat::bus::{Bus, MemoryBus, RedisBus, RedisWriter};
 use gochat::config::S3Config;
@@ -30,7 +27,7 @@ async fn bus_for(env: &TestEnv) -> (Arc<dyn Bus>, Hub, DropGuard) {
     let bus: Arc<dyn Bus> = match env.backend {
         Backend::Sqlite => Arc::new(MemoryBus::new(hub.clone())),
         Backend::Postgres => {
-            let client = redis::Client::open(common::redis_url()).unwrap();
+            let client = redis::Client::open(crate::common::redis_url()).unwrap();
             let conn = redis::aio::ConnectionManager::new(client.clone()).await.unwrap();
             let writer = RedisWriter::start(conn, metrics.clone());
             let tasks = TaskTracker::new();
@@ -58,7 +55,7 @@ async fn inbox_for(env: &TestEnv, stores: &Stores) -> Arc<dyn Inbox> {
     match env.backend {
         Backend::Sqlite => Arc::new(db),
         Backend::Postgres => {
-            let client = redis::Client::open(common::redis_url()).unwrap();
+            let client = redis::Client::open(crate::common::redis_url()).unwrap();
             let conn = redis::aio::ConnectionManager::new(client).await.unwrap();
             let writer = RedisWriter::start(conn.clone(), Metrics::new());
             Arc::new(RedisInbox::new(conn, writer, &env.redis_prefix, db, Metrics::new()))

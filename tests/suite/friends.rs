@@ -1,10 +1,7 @@
 //! Friends over real HTTP and WebSockets on both backend sets: requests, acceptance, rejection, removal, and
 //! the events each sends to the other user's devices.
 
-#[macro_use]
-mod common;
-
-use common::{uniq, TestEnv};
+use crate::common::{uniq, TestEnv};
 use reqwest::StatusCode;
 use serde_json::json;
 

@@ -1,14 +1,11 @@
 //! Groups over real HTTP and WebSockets on both backend sets: every permission row, membership semantics,
 //! fan-out to a large group across nodes, and races between membership changes and sends.
 
-#[macro_use]
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{uniq, TestEnv, TestNode};
+use crate::common::{uniq, TestEnv, TestNode};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -28,7 +25,7 @@ fn seqs(ms: &[Value]) -> Vec<i64> {
     ms.iter().map(|m| m["seq"].as_i64().unwrap()).collect()
 }
 
-async fn send_group(node: &TestNode, token: &str, group: i64, text: &str) -> common::Reply {
+async fn send_group(node: &TestNode, token: &str, group: i64, text: &str) -> crate::common::Reply {
     node.post("/api/messages/send", Some(token), json!({"group_id": group, "type": "text", "text": text})).await
 }
 

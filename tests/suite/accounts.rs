@@ -1,10 +1,7 @@
 //! Accounts over real HTTP on both backends: the DESIGN.md paths and shapes, every class of bad input, token
 //! revocation, concurrency and rate limiting.
 
-#[macro_use]
-mod common;
-
-use common::{uniq, TestEnv};
+use crate::common::{uniq, TestEnv};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -191,10 +188,10 @@ backend_tests! {
         let r = node.get("/api/user/profile", &forged).await;
         assert_eq!((r.status, r.code()), (StatusCode::UNAUTHORIZED, "invalid_token"));
         let (id, _) = node.user(&uniq("exp")).await;
-        let expired = jwt(common::JWT_SECRET.as_bytes(), id, 0, -3600);
+        let expired = jwt(crate::common::JWT_SECRET.as_bytes(), id, 0, -3600);
         let r = node.get("/api/user/profile", &expired).await;
         assert_eq!((r.status, r.code()), (StatusCode::UNAUTHORIZED, "token_expired"));
-        let valid = jwt(common::JWT_SECRET.as_bytes(), id, 0, 3600);
+        let valid = jwt(crate::common::JWT_SECRET.as_bytes(), id, 0, 3600);
         assert_eq!(node.get("/api/user/profile", &valid).await.status, StatusCode::OK, "the forging helper is right");
         let r = node.raw(Method::GET, "/api/user/profile", None, None).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);

@@ -1,0 +1,18 @@
+//! The integration suite, as one test binary (one link instead of eleven): real nodes on port 0, a fresh
+//! database per test, real HTTP and WebSockets. Every `backend_tests!` test runs as `…::sqlite::…` (SQLite,
+//! in-process bus, local disk) and `…::postgres::…` (Postgres, Redis, S3; provisioned by `scripts/test.sh`).
+
+#[macro_use]
+mod common;
+
+mod accounts;
+mod cluster;
+mod conformance;
+mod edges;
+mod friends;
+mod groups;
+mod media;
+mod messaging;
+mod openapi_spec;
+mod operations;
+mod store_conformance;
