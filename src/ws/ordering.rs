@@ -15,9 +15,9 @@ use tokio::time::Instant;
 /// What to do with a live message offered to [`SeqOrdering::offer`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum Offer<T> {
-    /// Write these, in this order (the offered message, unless the device already has it, then the buffered
-    /// ones that became next). May be empty.
-    Write(Vec<T>),
+    /// Write `now` (the offered message, unless the device already has it), then `released` (buffered messages
+    /// that became next), in this order. `released` is empty (and allocates nothing) unless a gap just closed.
+    Write { now: Option<T>, released: Vec<T> },
     /// Already written (or given) to this socket: drop it.
     Duplicate,
     /// Ahead of its turn: held in the reorder buffer.
@@ -104,10 +104,8 @@ impl<T> SeqOrdering<T> {
             self.gap_deadline.get_or_insert(now + self.gap_grace);
             return Offer::Buffered;
         }
-        let mut out = Vec::new();
-        if !self.take_given(conversation, seq) {
-            out.push(item);
-        }
+        let now = if self.take_given(conversation, seq) { None } else { Some(item) };
+        let mut released = Vec::new();
         written = seq;
         // The ones that were waiting for this one.
         if let Some(mut waiting) = self.reorder_buffer.remove(conversation) {
@@ -122,7 +120,7 @@ impl<T> SeqOrdering<T> {
                 }
                 written = next;
                 if !self.take_given(conversation, next) {
-                    out.push(buffered);
+                    released.push(buffered);
                 }
             }
             if !waiting.is_empty() {
@@ -133,7 +131,7 @@ impl<T> SeqOrdering<T> {
         if self.reorder_buffer.is_empty() {
             self.gap_deadline = None;
         }
-        Offer::Write(out)
+        Offer::Write { now, released }
     }
 
     /// The device got its own message `seq` in a `sent` reply. The next seq counts as written; one ahead of its
@@ -182,15 +180,33 @@ mod tests {
         SeqOrdering::new(4, GRACE)
     }
 
-    fn offer(o: &mut SeqOrdering<i64>, seq: i64) -> Offer<i64> {
-        o.offer("d:1:2", seq, seq, Instant::now(), |_| true)
+    /// The offer, with what it writes flattened in order (`Offer::Write` as `Write(vec![…])`).
+    fn offer(o: &mut SeqOrdering<i64>, seq: i64) -> Flat {
+        flat(o.offer("d:1:2", seq, seq, Instant::now(), |_| true))
+    }
+
+    #[derive(Debug, PartialEq, Eq)]
+    enum Flat {
+        Write(Vec<i64>),
+        Duplicate,
+        Buffered,
+        CatchUp,
+    }
+
+    fn flat(o: Offer<i64>) -> Flat {
+        match o {
+            Offer::Write { now, released } => Flat::Write(now.into_iter().chain(released).collect()),
+            Offer::Duplicate => Flat::Duplicate,
+            Offer::Buffered => Flat::Buffered,
+            Offer::CatchUp => Flat::CatchUp,
+        }
     }
 
     #[test]
     fn messages_in_order_are_written_at_once() {
         let mut o = ordering();
         for seq in 1..=3 {
-            assert_eq!(offer(&mut o, seq), Offer::Write(vec![seq]));
+            assert_eq!(offer(&mut o, seq), Flat::Write(vec![seq]));
         }
         assert_eq!(o.written("d:1:2") + 1, 4, "next_seq");
         assert_eq!(o.gap_deadline(), None);
@@ -199,60 +215,60 @@ mod tests {
     #[test]
     fn an_overtaking_publish_waits_and_goes_out_right_after_the_one_it_overtook() {
         let mut o = ordering();
-        assert_eq!(offer(&mut o, 1), Offer::Write(vec![1]));
-        assert_eq!(offer(&mut o, 3), Offer::Buffered);
-        assert_eq!(offer(&mut o, 4), Offer::Buffered);
+        assert_eq!(offer(&mut o, 1), Flat::Write(vec![1]));
+        assert_eq!(offer(&mut o, 3), Flat::Buffered);
+        assert_eq!(offer(&mut o, 4), Flat::Buffered);
         assert!(o.gap_deadline().is_some());
-        assert_eq!(offer(&mut o, 2), Offer::Write(vec![2, 3, 4]));
+        assert_eq!(offer(&mut o, 2), Flat::Write(vec![2, 3, 4]));
         assert_eq!(o.gap_deadline(), None, "nothing waits any more");
     }
 
     #[test]
     fn duplicates_are_dropped_whether_written_or_buffered_before() {
         let mut o = ordering();
-        assert_eq!(offer(&mut o, 1), Offer::Write(vec![1]));
-        assert_eq!(offer(&mut o, 1), Offer::Duplicate);
-        assert_eq!(offer(&mut o, 3), Offer::Buffered);
-        assert_eq!(offer(&mut o, 3), Offer::Buffered, "held once, in one slot");
-        assert_eq!(offer(&mut o, 2), Offer::Write(vec![2, 3]));
-        assert_eq!(offer(&mut o, 3), Offer::Duplicate);
+        assert_eq!(offer(&mut o, 1), Flat::Write(vec![1]));
+        assert_eq!(offer(&mut o, 1), Flat::Duplicate);
+        assert_eq!(offer(&mut o, 3), Flat::Buffered);
+        assert_eq!(offer(&mut o, 3), Flat::Buffered, "held once, in one slot");
+        assert_eq!(offer(&mut o, 2), Flat::Write(vec![2, 3]));
+        assert_eq!(offer(&mut o, 3), Flat::Duplicate);
     }
 
     #[test]
     fn a_gap_that_never_fills_sets_a_deadline_of_the_grace_period_and_keeps_it() {
         let mut o = ordering();
         let t0 = Instant::now();
-        assert_eq!(o.offer("d:1:2", 2, 2, t0, |_| true), Offer::Buffered);
+        assert_eq!(flat(o.offer("d:1:2", 2, 2, t0, |_| true)), Flat::Buffered);
         assert_eq!(o.gap_deadline(), Some(t0 + GRACE));
         // Later arrivals do not push the deadline back.
-        assert_eq!(o.offer("d:1:2", 3, 3, t0 + GRACE / 2, |_| true), Offer::Buffered);
+        assert_eq!(flat(o.offer("d:1:2", 3, 3, t0 + GRACE / 2, |_| true)), Flat::Buffered);
         assert_eq!(o.gap_deadline(), Some(t0 + GRACE));
         // Catch-up takes over: what waited is read again from the inbox.
         o.clear_pending();
         assert_eq!(o.gap_deadline(), None);
         o.caught_up_to("d:1:2", 3);
-        assert_eq!(offer(&mut o, 3), Offer::Duplicate);
+        assert_eq!(offer(&mut o, 3), Flat::Duplicate);
     }
 
     #[test]
     fn a_full_reorder_buffer_asks_for_catch_up_instead_of_growing() {
         let mut o = ordering();
         for seq in 2..=5 {
-            assert_eq!(offer(&mut o, seq), Offer::Buffered);
+            assert_eq!(offer(&mut o, seq), Flat::Buffered);
         }
-        assert_eq!(offer(&mut o, 6), Offer::CatchUp);
+        assert_eq!(offer(&mut o, 6), Flat::CatchUp);
     }
 
     #[test]
     fn own_messages_acked_from_sent_ahead_of_earlier_ones_are_not_written_again() {
         let mut o = ordering();
-        assert_eq!(offer(&mut o, 1), Offer::Write(vec![1]));
+        assert_eq!(offer(&mut o, 1), Flat::Write(vec![1]));
         // The device's own message got seq 3 while seq 2 (someone else's) is still on its way here.
         o.note_given("d:1:2", 3);
         assert_eq!(o.written("d:1:2"), 1, "seq 2 is not written yet");
         assert_eq!(o.ackable("d:1:2"), 3, "the device may ack what its sent reply gave it");
-        assert_eq!(offer(&mut o, 3), Offer::Buffered, "its live copy waits for seq 2");
-        assert_eq!(offer(&mut o, 2), Offer::Write(vec![2]), "and is then dropped: the device has it");
+        assert_eq!(offer(&mut o, 3), Flat::Buffered, "its live copy waits for seq 2");
+        assert_eq!(offer(&mut o, 2), Flat::Write(vec![2]), "and is then dropped: the device has it");
         assert_eq!(o.written("d:1:2") + 1, 4, "next_seq");
         assert_eq!(o.ackable("d:1:2"), 3);
     }
@@ -262,16 +278,16 @@ mod tests {
         let mut o = ordering();
         o.note_given("d:1:2", 1);
         assert_eq!(o.written("d:1:2"), 1);
-        assert_eq!(offer(&mut o, 1), Offer::Duplicate);
+        assert_eq!(offer(&mut o, 1), Flat::Duplicate);
     }
 
     #[test]
     fn a_buffered_message_refused_by_keep_is_dropped_and_leaves_its_gap() {
         let mut o = ordering();
         let now = Instant::now();
-        assert_eq!(o.offer("g:7", 2, 2, now, |_| true), Offer::Buffered);
-        assert_eq!(o.offer("g:7", 3, 3, now, |_| true), Offer::Buffered);
-        assert_eq!(o.offer("g:7", 1, 1, now, |s| *s != 2), Offer::Write(vec![1]));
+        assert_eq!(flat(o.offer("g:7", 2, 2, now, |_| true)), Flat::Buffered);
+        assert_eq!(flat(o.offer("g:7", 3, 3, now, |_| true)), Flat::Buffered);
+        assert_eq!(flat(o.offer("g:7", 1, 1, now, |s| *s != 2)), Flat::Write(vec![1]));
         assert_eq!(o.written("g:7"), 1);
     }
 
@@ -279,10 +295,10 @@ mod tests {
     fn conversations_are_ordered_independently() {
         let mut o = ordering();
         let now = Instant::now();
-        assert_eq!(o.offer("d:1:2", 2, 2, now, |_| true), Offer::Buffered);
-        assert_eq!(o.offer("g:9", 1, 10, now, |_| true), Offer::Write(vec![10]));
+        assert_eq!(flat(o.offer("d:1:2", 2, 2, now, |_| true)), Flat::Buffered);
+        assert_eq!(flat(o.offer("g:9", 1, 10, now, |_| true)), Flat::Write(vec![10]));
         assert!(o.gap_deadline().is_some(), "d:1:2 still waits");
-        assert_eq!(o.offer("d:1:2", 1, 1, now, |_| true), Offer::Write(vec![1, 2]));
+        assert_eq!(flat(o.offer("d:1:2", 1, 1, now, |_| true)), Flat::Write(vec![1, 2]));
         assert_eq!(o.gap_deadline(), None);
     }
 
@@ -309,7 +325,7 @@ mod tests {
             let mut o = SeqOrdering::new(64, GRACE);
             let mut out: Vec<i64> = Vec::new();
             for seq in &arrivals {
-                if let Offer::Write(items) = o.offer("c", *seq, *seq, Instant::now(), |_| true) {
+                if let Flat::Write(items) = flat(o.offer("c", *seq, *seq, Instant::now(), |_| true)) {
                     out.extend(items);
                 }
                 let expected: Vec<i64> = (1..=out.len() as i64).collect();

@@ -326,8 +326,8 @@ impl Session {
             return self.feed(socket, d.json.to_string()).await;
         };
         match self.ordering.offer(&meta.conversation_id, meta.seq, d.clone(), Instant::now(), |d| !is_revoked(d)) {
-            Offer::Write(ready) => {
-                for next in ready {
+            Offer::Write { now, released } => {
+                for next in now.into_iter().chain(released) {
                     self.feed(socket, next.json.to_string()).await?;
                     if let Some(m) = &next.message {
                         self.observe("live", &[&m.created_at]);
