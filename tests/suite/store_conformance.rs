@@ -298,6 +298,72 @@ backend_tests! {
         assert!(matches!(s.messages.append(msg(conv, a, Some(b), None)).await, Err(StoreError::Closed)));
     }
 
+    async fn the_postgres_send_writer_counts_the_path_that_wrote_each_batch(backend) {
+        let env = TestEnv::new(backend).await;
+        let metrics = gochat::metrics::Metrics::new();
+        let s = Stores::open_observed(&env.database_url, 8, &metrics).await.unwrap();
+        let count = |path: &str| {
+            let series = format!("gochat_store_send_batches_total{{path=\"{path}\"}} ");
+            metrics.render().lines().find_map(|l| l.strip_prefix(&series)?.parse::<u64>().ok()).unwrap_or(0)
+        };
+        let (a, b, _) = three(&s).await;
+        befriend(&s, a, b).await;
+        let conv = ConversationId::direct(a, b);
+        // A lone send under no load: the one-statement path.
+        s.messages.append(msg(conv, a, Some(b), None)).await.unwrap();
+        if backend == crate::common::Backend::Sqlite {
+            assert_eq!(count("direct"), 0, "SQLite has one path, the generic one, and counts nothing");
+            return;
+        }
+        assert_eq!(count("direct"), 1);
+        // Sends arriving together: one statement for the batch (tried a few times: batches form by timing).
+        for round in 0..5 {
+            let sends = (0..40).map(|i| s.messages.append(msg(conv, a, Some(b), Some(&format!("many-{round}-{i}")))));
+            futures_util::future::join_all(sends).await.into_iter().for_each(|r| assert!(r.unwrap().created));
+            if count("direct_many") > 0 {
+                break;
+            }
+        }
+        assert!(count("direct_many") > 0, "a batch of direct sends was written by one statement");
+        // Two sends with one client_msg_id in one batch: the batch statement refuses them, the generic path
+        // sorts them out (one message, returned to both).
+        for round in 0..5 {
+            let mut sends: Vec<_> = (0..20).map(|i| msg(conv, a, Some(b), Some(&format!("fb-{round}-{i}")))).collect();
+            sends.push(msg(conv, a, Some(b), Some(&format!("fb-{round}-0"))));
+            let results = futures_util::future::join_all(sends.into_iter().map(|m| s.messages.append(m))).await;
+            let twins: Vec<_> = results.iter().filter(|r| r.as_ref().unwrap().message.client_msg_id.as_deref() == Some(&format!("fb-{round}-0"))).collect();
+            assert_eq!(twins.len(), 2);
+            assert_eq!(twins[0].as_ref().unwrap().message.id, twins[1].as_ref().unwrap().message.id);
+            if count("fallback") > 0 {
+                break;
+            }
+        }
+        assert!(count("fallback") > 0, "a refused batch statement fell back to the generic path");
+        // A group message: the batched group transaction. A media message: the generic path.
+        let g = s.groups.create_group("g", a, &[b]).await.unwrap();
+        s.messages.append(msg(ConversationId::Group(g.id), a, None, None)).await.unwrap();
+        assert_eq!(count("group_many"), 1);
+        let file = s
+            .files
+            .create_file(NewFile {
+                uploader_id: a,
+                storage_key: "k".into(),
+                kind: "image",
+                content_type: "image/png",
+                size: 10,
+                width: Some(2),
+                height: Some(3),
+                sha256: "00".into(),
+            })
+            .await
+            .unwrap();
+        let mut m = msg(conv, a, Some(b), None);
+        m.kind = "image";
+        m.file_id = Some(file.id);
+        s.messages.append(m).await.unwrap();
+        assert_eq!(count("generic"), 1, "the media message took the generic path");
+    }
+
     async fn group_membership_bounds_what_members_receive(backend) {
         let env = TestEnv::new(backend).await;
         let s = stores(&env).await;
