@@ -29,7 +29,8 @@ enum Command {
 
 /// Large allocations (argon2's 19 MiB per hash, big frames) go straight to `mmap` and back to the system when
 /// freed. glibc's default raises its mmap threshold after the first such free, after which each thread's arena
-/// keeps those blocks: measured here, ten registrations grew an idle node from 20 MB to 215 MB.
+/// keeps those blocks, and an idle node that served a few registrations holds hundreds of MB (README, "Measurements
+/// behind the tunables").
 fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator parameters; it is called once, before any other thread exists.

@@ -396,8 +396,8 @@ pub fn socket_capacity() -> usize {
 }
 
 /// poem's TCP acceptor with `TCP_NODELAY` on every connection. Chat frames are small and each one is awaited by
-/// someone; with Nagle's algorithm a `sent` frame waits for the client's delayed ACK of the previous one
-/// (measured: 16 closed-loop senders were held to 1,000 msg/s, 16 ms per send, with 1.5 ms of real work).
+/// someone; with Nagle's algorithm a `sent` frame waits for the client's delayed ACK of the previous one, which
+/// held closed-loop senders to a fraction of their rate (README, "Measurements behind the tunables").
 struct NoDelay(poem::listener::TcpAcceptor);
 
 impl Acceptor for NoDelay {

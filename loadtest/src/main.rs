@@ -173,37 +173,35 @@ fn rss_kib(pids: &[u32]) -> Option<u64> {
     Some(total)
 }
 
+/// The nodes under test, each through the shared client (`gochat-client`).
 struct Api {
-    http: reqwest::Client,
+    nodes: Vec<gochat_client::Client>,
     urls: Vec<String>,
     password: String,
 }
 
 impl Api {
+    fn new(urls: Vec<String>, password: String) -> Self {
+        let http = reqwest::Client::new();
+        let nodes = urls.iter().map(|u| gochat_client::Client::with_http(u.clone(), http.clone())).collect();
+        Self { nodes, urls, password }
+    }
+
+    fn node(&self, i: usize) -> &gochat_client::Client {
+        &self.nodes[i % self.nodes.len()]
+    }
+
     fn url(&self, i: usize, path: &str) -> String {
-        format!("{}{}", self.urls[i % self.urls.len()], path)
+        self.node(i).url(path)
     }
 
     async fn post(&self, node: usize, path: &str, token: Option<&str>, body: Value) -> anyhow::Result<Value> {
-        let mut req = self.http.post(self.url(node, path)).json(&body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().await?;
-        let status = resp.status();
-        let v: Value = resp.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            bail!("{path}: {status} {v}");
-        }
-        Ok(v)
+        self.node(node).call(reqwest::Method::POST, path, token, Some(body)).await?.success(path)
     }
 
     /// Registers and logs in `name`: (user id, token).
     async fn user(&self, node: usize, name: &str) -> anyhow::Result<(i64, String)> {
-        let body = json!({"username": name, "password": self.password, "nickname": name});
-        let u = self.post(node, "/api/user/register", None, body).await?;
-        let l = self.post(node, "/api/user/login", None, json!({"username": name, "password": self.password})).await?;
-        Ok((u["id"].as_i64().unwrap_or(0), l["token"].as_str().unwrap_or("").to_string()))
+        self.node(node).user(name, &self.password).await
     }
 
     /// `n` users, created 16 at a time.
@@ -221,17 +219,13 @@ impl Api {
     }
 
     async fn befriend(&self, a: &(i64, String), b: &(i64, String)) -> anyhow::Result<()> {
-        let r = self.post(0, "/api/friends/request", Some(&a.1), json!({"to_user_id": b.0})).await?;
-        if r["status"] == "pending" {
-            self.post(0, "/api/friends/accept", Some(&b.1), json!({"request_id": r["id"]})).await?;
-        }
-        Ok(())
+        self.node(0).befriend((a.0, &a.1), (b.0, &b.1)).await
     }
 }
 
 /// Opens a WebSocket from `source` (a loopback address, to spread ephemeral ports) and reads its `hello`.
 async fn connect(base: &str, token: &str, device: &str, source: Option<IpAddr>) -> anyhow::Result<Ws> {
-    let ws_url = format!("{}/ws?token={token}&device={device}", base.replacen("http", "ws", 1));
+    let ws_url = gochat_client::ws_url(base, token, device);
     let host = base.trim_start_matches("http://").trim_end_matches('/');
     let addr: SocketAddr = tokio::net::lookup_host(host).await?.next().context("no address")?;
     let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
@@ -362,7 +356,7 @@ fn micros_of_rfc3339(t: &str) -> Option<u64> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let api = Arc::new(Api { http: reqwest::Client::new(), urls: cli.url.clone(), password: cli.password.clone() });
+    let api = Arc::new(Api::new(cli.url.clone(), cli.password.clone()));
     let report = match cli.scenario {
         Scenario::Direct { pairs, seconds, rate, inflight, http } => {
             direct(&api, pairs, seconds, rate, inflight, http, &cli.pid).await?

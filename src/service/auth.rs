@@ -19,7 +19,7 @@ use crate::store::UserStore;
 ///
 /// Hashing runs on a few dedicated threads (one per core, at most four), fed by a bounded queue. Not on tokio's
 /// blocking pool: that pool grows to hundreds of threads under a login storm, and the allocator keeps a 19 MiB
-/// arena per thread that ever hashed, which is how a node once sat at 900 MB after 100 registrations. A fixed
+/// arena per thread that ever hashed (a node once sat near a gigabyte after a registration burst). A fixed
 /// set of threads bounds that memory to a few tens of MiB and leaves the executor to the chat traffic.
 #[derive(Clone)]
 pub struct PasswordHasherPool {

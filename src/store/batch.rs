@@ -58,11 +58,9 @@ const QUEUE: usize = 4096;
 /// while another is committing gathers more instead of paying a whole commit for a few messages: until it has
 /// [`FORMING`] sends, or, where the writer says the batch is better off large
 /// ([`BatchWriter::gathers_until_commit`]), until that commit ends, so the slots take turns with batches as large as
-/// the load makes them. (Postgres, plain direct messages, 1:1 closed loop, 16 senders, one node, 9 pairs of runs
-/// back to back: leaving at 4 sends, 257 µs of CPU per message over the whole machine and 6,300 msg/s on average;
-/// waiting for the commit, 212 µs and 7,610 msg/s, faster in 8 of the 9 pairs. Group messages leave at 4: their
-/// transaction takes four round trips, and overlapping them with the other commit's kept sends accepted within
-/// p99 16–34 ms at 400 group messages/s, where waiting gave 19–414 ms.) No lock is held across an await: the
+/// the load makes them: for plain direct messages on Postgres that cost less CPU per message and gave more
+/// throughput; group messages leave at [`FORMING`], as their transaction takes four round trips and waiting made
+/// their sends' tail far longer (README, "Measurements behind the tunables"). No lock is held across an await: the
 /// queue has one reader, and the slots are a semaphore. The dispatcher ends when the last handle is dropped,
 /// after the batches in flight.
 #[derive(Clone)]
@@ -189,8 +187,8 @@ const ACK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
 /// Cursor rows a node writes per second at most, on average: after a write of `n` rows the next one waits at
 /// least `n / ACK_ROWS_PER_SEC`. Small writes are not held back (a few cursors wait at most [`ACK_INTERVAL`]);
 /// under fan-out, where every member's cursor moves with every message, a write of 500 rows is followed by a
-/// 50 ms pause instead of 5 ms, which cut the database's cursor rows for a 500-member group at 400 messages/s from
-/// ~34,000 to ~10,000 a second. A cursor written later only means a device that reconnects in between, or a
+/// 50 ms pause instead of 5 ms, which cut the database's cursor rows under a busy large group to about a third.
+/// A cursor written later only means a device that reconnects in between, or a
 /// crash, sends it those messages again.
 const ACK_ROWS_PER_SEC: u32 = 10_000;
 

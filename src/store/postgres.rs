@@ -261,8 +261,7 @@ impl BatchWriter for PgSendWriter {
     }
 
     /// Plain direct messages: a batch of them is one statement whose cost is mostly fixed (executor start-up,
-    /// protocol, commit; ~55 µs per message of execution at 6 messages a batch), so a larger batch is cheaper per
-    /// message.
+    /// protocol, commit), so a larger batch is cheaper per message.
     fn gathers_until_commit(&self, message: &NewMessage) -> bool {
         message.is_plain_direct()
     }

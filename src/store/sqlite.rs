@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::Sqlite;
 
 use super::batch::{AckBatcher, Batched, Batcher, Writers};
@@ -40,6 +40,7 @@ pub(super) async fn open(url: &str, _metrics: &Metrics) -> anyhow::Result<Stores
     // (In-process connections cannot go stale: no ping to their worker thread before each use.)
     let writer =
         SqlitePoolOptions::new().max_connections(1).test_before_acquire(false).connect_with(opts.clone()).await?;
+    renumber_legacy_migrations(&writer).await?;
     sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
     let reader = SqlitePoolOptions::new()
         .max_connections(4)
@@ -53,4 +54,30 @@ pub(super) async fn open(url: &str, _metrics: &Metrics) -> anyhow::Result<Stores
     let acks = AckBatcher::spawn(store.as_ref().clone(), &writers);
     let messages = Arc::new(Batched::new(store.clone(), batcher, acks));
     Ok(Stores::assemble(store, messages, writers))
+}
+
+/// SQLite's migrations carry the same numbers as Postgres's (migrations/README.md). A database migrated while
+/// SQLite's were numbered `0002`–`0004` has its record of them moved to `0003`–`0005` before the migrator runs
+/// (the files are unchanged, so their recorded checksums still match); a database that is new or already
+/// renumbered is left alone.
+async fn renumber_legacy_migrations(pool: &SqlitePool) -> anyhow::Result<()> {
+    // (On a new database the table does not exist yet: nothing to do.)
+    let legacy: Option<(i64,)> =
+        sqlx::query_as("SELECT version FROM _sqlx_migrations WHERE version = 2 AND description = 'members version'")
+            .fetch_optional(pool)
+            .await
+            .unwrap_or(None);
+    if legacy.is_none() {
+        return Ok(());
+    }
+    let mut tx = pool.begin().await?;
+    for version in [4_i64, 3, 2] {
+        sqlx::query("UPDATE _sqlx_migrations SET version = $1 + 1 WHERE version = $1")
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    tracing::info!("renumbered the record of SQLite migrations 2-4 to 3-5 (the numbers Postgres uses)");
+    Ok(())
 }

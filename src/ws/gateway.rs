@@ -46,9 +46,8 @@ fn parse_device(d: Option<&str>) -> Result<String, AppError> {
 /// The socket configuration: small buffers (a mostly idle socket should cost a few KiB), a write buffer that
 /// collects the frames a session feeds in one go until it flushes, and the frame limit.
 ///
-/// Measured with 19,000 idle sockets on one node (RSS per socket): read buffer 4 KiB → 13.1 KiB, 1 KiB → 11.8,
-/// 256 B → 10.1 (with the session's large sub-futures boxed), and 5.5 once sessions shared the node's state
-/// instead of each holding clones. The read buffer is the unit the socket is read in, not a frame limit: frames
+/// The read buffer is what an idle socket costs most (README, "Measurements behind the tunables"), and it is the
+/// unit the socket is read in, not a frame limit: frames
 /// of any size up to the limit are assembled from several reads, and client frames are mostly acks well under
 /// 256 B. The write buffer (8 KiB) only fills while a session feeds a burst
 /// (a group's messages) before one flush; an idle socket's stays as small as the frames it was sent.

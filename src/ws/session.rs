@@ -44,16 +44,18 @@ const MAX_EARLY: usize = 64;
 /// Shortest time between two writes of queued deliveries to one socket: after such a write, the socket's queue
 /// is left alone for this long, and what arrived meanwhile goes out in one write. A socket that was quiet for
 /// longer gets its next frame at once, so this only shapes bursts. One write per frame was most of a node's CPU
-/// under fan-out (the loopback `sendto` alone 28%), and the client reads and acks per write, so coalescing cuts its
+/// under fan-out (the loopback `sendto` most of all), and the client reads and acks per write, so coalescing cuts its
 /// reads, its acks and the delivered-cursor writes behind them too; leaving the queue alone meanwhile also spares
 /// the session a wake-up per delivery. Replies (`sent`, `pong`, …) are written at once and start no interval.
 ///
-/// 5 ms keeps a busy 1:1 chat's latency low (16 closed-loop pairs, one node: p99 ~7 ms; at 10 ms it was ~15 ms).
+/// 5 ms keeps a busy 1:1 chat's latency low; twice that doubled its p99 (README, "Measurements behind the
+/// tunables").
 const FLUSH_INTERVAL: Duration = Duration::from_millis(5);
 /// The interval after a write that carried group messages. A group message is one write per member, so this is
-/// where coalescing pays: at 400 messages/s into a 500-member group, 5 ms put ~2 messages in a write and the
-/// machine ran out of CPU (~13 µs per delivery for server, client and database together); 20 ms puts ~8 in a
-/// write (~7 µs per delivery). It adds at most 20 ms to a busy group's latency, and nothing to a quiet one's.
+/// where coalescing pays: at [`FLUSH_INTERVAL`] a busy large group put a couple of messages in a write and the
+/// machine ran out of CPU; 20 ms puts several in a write at about half the cost per delivery (README,
+/// "Measurements behind the tunables"). It adds at most 20 ms to a busy group's latency, and nothing to a quiet
+/// one's.
 const GROUP_FLUSH_INTERVAL: Duration = Duration::from_millis(20);
 
 struct Session {

@@ -103,6 +103,74 @@ backend_tests! {
     }
 }
 
+/// The binary itself, stopped by a real SIGTERM while a device acks: it exits 0, and everything it took is written.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_binary_cleanly_and_every_ack_it_took_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_gochat"))
+        .env("GOCHAT_LISTEN", format!("127.0.0.1:{port}"))
+        .env("GOCHAT_DATA_DIR", dir.path())
+        .env("GOCHAT_LOG", "warn")
+        .env("GOCHAT_SEND_RATE", "1000000")
+        .env("GOCHAT_WS_FRAME_RATE", "1000000")
+        .env("GOCHAT_AUTH_RATE_PER_IP", "1000000")
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    // Killed if the test fails before it exits.
+    struct Reap(Option<std::process::Child>);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            if let Some(c) = &mut self.0 {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let mut child = Reap(Some(child));
+    let node = crate::common::TestNode::external(([127, 0, 0, 1], port).into());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while node.http.get(node.url("/readyz")).send().await.map(|r| !r.status().is_success()).unwrap_or(true) {
+        assert!(tokio::time::Instant::now() < deadline, "the binary did not become ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (a, ta) = node.user(&uniq("ka")).await;
+    let (b, tb) = node.user(&uniq("kb")).await;
+    node.befriend((a, &ta), (b, &tb)).await;
+    let mut phone = node.ws(&tb, "phone").await;
+    phone.recv_type("sync").await;
+    let total = 200;
+    let sends = async {
+        for round in 0..total / 10 {
+            let texts: Vec<String> = (0..10).map(|i| format!("m{round}-{i}")).collect();
+            futures_util::future::join_all(texts.iter().map(|t| node.send_text(&ta, b, t))).await;
+        }
+    };
+    let (_, got) = tokio::join!(sends, phone.collect(total));
+    phone.send(json!({"type": "ping"})).await;
+    phone.recv_type("pong").await;
+    let conversation = got[0]["conversation_id"].as_str().unwrap().to_string();
+
+    // SAFETY: kill only sends a signal to the child this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let mut running = child.0.take().unwrap();
+    let waited = tokio::task::spawn_blocking(move || {
+        let status = running.wait();
+        (running, status)
+    });
+    let (running, status) =
+        tokio::time::timeout(Duration::from_secs(30), waited).await.expect("exits in time").unwrap();
+    child.0 = Some(running);
+    let status = status.unwrap();
+    assert!(status.success(), "a SIGTERM is a clean exit: {status}");
+    let url = format!("sqlite://{}", dir.path().join("gochat.db").display());
+    let stores = gochat::store::Stores::open(&url, 1).await.unwrap();
+    let cursors = stores.messages.device_cursors(b, "phone").await.unwrap();
+    assert_eq!(cursors, vec![(conversation, total as i64)], "the last ack is on disk after the process exits");
+}
+
 #[test]
 fn the_binary_names_the_bad_key_of_a_configuration_error() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_gochat"))

@@ -497,3 +497,38 @@ backend_tests! {
         b.health.ping().await.unwrap();
     }
 }
+
+/// SQLite's migrations were renumbered to Postgres's numbers: a database migrated under the old numbers (2-4)
+/// still opens, keeps its data, and records the new numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_database_migrated_under_the_old_numbers_opens_and_is_renumbered() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("legacy.db").display());
+    let s = Stores::open(&url, 1).await.unwrap();
+    let kept = s.users.create_user(new_user("kept")).await.unwrap();
+    s.close().await;
+    drop(s);
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let versions = |pool: sqlx::SqlitePool| async move {
+        let rows: Vec<(i64,)> =
+            sqlx::query_as("SELECT version FROM _sqlx_migrations ORDER BY version").fetch_all(&pool).await.unwrap();
+        rows.into_iter().map(|r| r.0).collect::<Vec<i64>>()
+    };
+    assert_eq!(versions(pool.clone()).await, vec![1, 3, 4, 5]);
+    // As a database migrated before the renumbering records them.
+    for v in [3_i64, 4, 5] {
+        sqlx::query("UPDATE _sqlx_migrations SET version = $1 - 1 WHERE version = $1")
+            .bind(v)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    assert_eq!(versions(pool.clone()).await, vec![1, 2, 3, 4]);
+    pool.close().await;
+
+    let s = Stores::open(&url, 1).await.expect("a legacy database opens");
+    assert_eq!(s.users.user_by_id(kept.id).await.unwrap().unwrap().username, "kept");
+    s.close().await;
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    assert_eq!(versions(pool).await, vec![1, 3, 4, 5]);
+}

@@ -149,7 +149,7 @@ impl TestEnv {
             base: format!("http://{addr}"),
             addr,
             http: reqwest::Client::new(),
-            shutdown,
+            shutdown: Some(shutdown),
             task: Some(task),
             metrics: app_metrics,
         }
@@ -162,34 +162,40 @@ pub struct TestNode {
     pub addr: std::net::SocketAddr,
     pub metrics: gochat::metrics::Metrics,
     pub http: reqwest::Client,
-    shutdown: ShutdownHandle,
+    /// `None` for a node in another process (see [`TestNode::external`]).
+    shutdown: Option<ShutdownHandle>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for TestNode {
     fn drop(&mut self) {
-        self.shutdown.shutdown();
+        if let Some(s) = &self.shutdown {
+            s.shutdown();
+        }
     }
 }
 
-/// A status and its JSON body (`Value::Null` when the body is empty or not JSON).
-pub struct Reply {
-    pub status: StatusCode,
-    pub body: Value,
-    pub headers: reqwest::header::HeaderMap,
-}
-
-impl Reply {
-    /// The `code` of an error body.
-    pub fn code(&self) -> &str {
-        self.body["code"].as_str().unwrap_or("")
-    }
-}
+/// A status and its JSON body (`Value::Null` when the body is empty or not JSON), as the shared client returns it.
+pub use gochat_client::Reply;
 
 impl TestNode {
+    /// A client of a node running in another process at `addr` (its metrics are not this process's to read).
+    pub fn external(addr: std::net::SocketAddr) -> TestNode {
+        TestNode {
+            base: format!("http://{addr}"),
+            addr,
+            http: reqwest::Client::new(),
+            shutdown: None,
+            task: None,
+            metrics: gochat::metrics::Metrics::new(),
+        }
+    }
+
     /// Stops the node gracefully and waits for it.
     pub async fn stop(mut self) {
-        self.shutdown.shutdown();
+        if let Some(s) = &self.shutdown {
+            s.shutdown();
+        }
         if let Some(t) = self.task.take() {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
         }
@@ -199,27 +205,22 @@ impl TestNode {
         format!("{}{}", self.base, path)
     }
 
-    /// Sends a request with an optional bearer token and raw body.
+    /// The shared client of this node (`gochat-client`), over this node's HTTP client.
+    pub fn client(&self) -> gochat_client::Client {
+        gochat_client::Client::with_http(self.base.clone(), self.http.clone())
+    }
+
+    /// Sends a request with an optional bearer token and raw body. A 5xx fails the test.
     pub async fn raw(&self, method: Method, path: &str, token: Option<&str>, body: Option<(&str, Vec<u8>)>) -> Reply {
-        let mut req = self.http.request(method, self.url(path));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some((ct, bytes)) = body {
-            req = req.header("content-type", ct).body(bytes);
-        }
-        let resp = req.send().await.expect("request sent");
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = resp.bytes().await.unwrap_or_default();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        assert!(!status.is_server_error(), "server error {status} for {path}: {}", String::from_utf8_lossy(&bytes));
-        Reply { status, body, headers }
+        let reply = self.client().raw(method, path, token, body).await.expect("request sent");
+        assert!(!reply.status.is_server_error(), "server error {} for {path}: {}", reply.status, reply.body);
+        reply
     }
 
     pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
-        let body = body.map(|b| ("application/json", serde_json::to_vec(&b).unwrap()));
-        self.raw(method, path, token, body).await
+        let reply = self.client().call(method, path, token, body).await.expect("request sent");
+        assert!(!reply.status.is_server_error(), "server error {} for {path}: {}", reply.status, reply.body);
+        reply
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Reply {
@@ -236,12 +237,11 @@ impl TestNode {
     }
 
     pub async fn register(&self, username: &str, password: &str) -> Reply {
-        self.post("/api/user/register", None, json!({"username": username, "password": password, "nickname": username}))
-            .await
+        self.client().register(username, password).await.expect("request sent")
     }
 
     pub async fn login(&self, username: &str, password: &str) -> Reply {
-        self.post("/api/user/login", None, json!({"username": username, "password": password})).await
+        self.client().login(username, password).await.expect("request sent")
     }
 
     /// Registers `username` (password `password123`) and logs in: returns (user id, token).
@@ -278,7 +278,7 @@ impl TestNode {
     }
 
     pub fn ws_url(&self, token: &str, device: &str) -> String {
-        format!("ws://{}/ws?token={token}&device={device}", self.addr)
+        self.client().ws_url(token, device)
     }
 
     /// Opens a WebSocket as `device` and reads its `hello`.
