@@ -62,7 +62,8 @@ pub struct Config {
     pub max_group_members: u32,
     /// Database connection pool size (Postgres).
     pub db_pool_size: u32,
-    /// Seconds a node waits for in-flight requests on shutdown before giving up.
+    /// The whole budget of a graceful stop: connections drain for this less the writers' flush budget, then the
+    /// writers flush (see `startup::Application::run_until_stopped`).
     pub shutdown_grace: Duration,
     /// Most WebSockets this node holds; further upgrades get 503 `at_capacity`. `None`: derived at start-up
     /// from the process's open-file limit (see [`crate::startup::socket_capacity`]).

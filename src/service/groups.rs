@@ -21,10 +21,12 @@ pub struct Groups {
     max_members: i64,
 }
 
+/// A group name: at most [`MAX_NAME`] characters as sent (the limit the OpenAPI document states), stored trimmed,
+/// something visible, no control characters.
 fn parse_name(name: &str) -> AppResult<String> {
     let n = name.trim();
-    let len = n.chars().count();
-    if !(1..=MAX_NAME).contains(&len) || n.chars().any(char::is_control) || crate::domain::text::is_blank(n) {
+    let len = name.chars().count();
+    if n.is_empty() || len > MAX_NAME || n.chars().any(char::is_control) || crate::domain::text::is_blank(n) {
         return Err(AppError::new(ErrorCode::InvalidGroupName, "a group name is 1 to 64 characters"));
     }
     Ok(n.to_string())

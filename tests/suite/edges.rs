@@ -513,3 +513,26 @@ async fn of_two_password_changes_racing_with_the_same_old_password_exactly_one_s
     assert!(matches!(loser.code(), "password_changed" | "wrong_password" | "token_revoked"), "{}", loser.body);
     assert_eq!(node.login(&name, ok[0].1).await.status, StatusCode::OK, "the winner's password is the one in force");
 }
+
+/// Found by schemathesis: a name's limit is on what is sent, as the OpenAPI document's `maxLength` says, not on
+/// what is left after trimming (65 characters, one of them a leading no-break space, were accepted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_over_its_documented_length_is_refused_even_when_trimming_would_shorten_it() {
+    let env = TestEnv::new(crate::common::Backend::Sqlite).await;
+    let node = env.node().await;
+    let long = format!("\u{a0}{}", "n".repeat(64));
+    let r = node
+        .post("/api/user/register", None, json!({"username": uniq("len"), "password": "password123", "nickname": long}))
+        .await;
+    assert_eq!((r.status, r.code()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_nickname"), "{}", r.body);
+    let (_, token) = node.user(&uniq("len")).await;
+    let r = node.put("/api/user/profile", &token, json!({"nickname": long})).await;
+    assert_eq!((r.status, r.code()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_nickname"), "{}", r.body);
+    let r = node.post("/api/groups", Some(&token), json!({"name": long, "member_ids": []})).await;
+    assert_eq!((r.status, r.code()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_group_name"), "{}", r.body);
+    // Exactly at the limit, surrounding spaces included, is accepted and stored trimmed.
+    let at_limit = format!(" {} ", "n".repeat(62));
+    let r = node.put("/api/user/profile", &token, json!({"nickname": at_limit})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["nickname"], "n".repeat(62));
+}
