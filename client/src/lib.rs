@@ -53,15 +53,6 @@ impl Client {
         Self { http, base: base.into() }
     }
 
-    pub fn base(&self) -> &str {
-        &self.base
-    }
-
-    /// The HTTP client underneath (for requests this crate has no helper for).
-    pub fn http(&self) -> &reqwest::Client {
-        &self.http
-    }
-
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
@@ -140,11 +131,5 @@ impl Client {
                 .success("accept")?;
         }
         Ok(())
-    }
-
-    /// Sends a text message over HTTP; the stored message.
-    pub async fn send_text(&self, token: &str, to: i64, text: &str) -> anyhow::Result<Value> {
-        let body = json!({"to_user_id": to, "type": "text", "text": text});
-        self.call(Method::POST, "/api/messages/send", Some(token), Some(body)).await?.success("send")
     }
 }

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{Executor, FromRow, IntoArguments};
 
-use super::batch::{settle_append, AckKey, AckWriter, BatchWriter};
+use super::batch::{settle_append, AckKey};
 use super::dialect::{Dialect, Param};
 use super::sql::{message_columns, ACK_ROWS_PER_STATEMENT};
 use super::{
@@ -265,27 +265,10 @@ where
                 .collect(),
         )
     }
-}
 
-#[async_trait]
-impl<DB> AckWriter for SqlStore<DB>
-where
-    DB: Dialect,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    i64: for<'q> Param<'q, DB>,
-    Option<i64>: for<'q> Param<'q, DB>,
-    String: for<'q> Param<'q, DB>,
-    DateTime<Utc>: for<'q> Param<'q, DB>,
-    for<'q> &'q str: Param<'q, DB>,
-    for<'q> Option<&'q str>: Param<'q, DB>,
-    MessageRecord: for<'r> FromRow<'r, DB::Row>,
-    UserConversationRecord: for<'r> FromRow<'r, DB::Row>,
-    (i64,): for<'r> FromRow<'r, DB::Row>,
-    (i64, i64): for<'r> FromRow<'r, DB::Row>,
-    (String, i64): for<'r> FromRow<'r, DB::Row>,
-{
-    async fn write_acks(&self, acks: &[(AckKey, i64)]) -> StoreResult<()> {
+    /// Moves delivered cursors forward (never back), in one statement per
+    /// [`ACK_ROWS_PER_STATEMENT`] rows: the generic [`super::batch::AckWriter`].
+    pub(crate) async fn write_acks(&self, acks: &[(AckKey, i64)]) -> StoreResult<()> {
         let mut sorted: Vec<&(AckKey, i64)> = acks.iter().collect();
         sorted.sort_by(|a, b| a.0.cmp(&b.0));
         // One multi-row upsert per chunk instead of a round trip per cursor: a busy group produces a
@@ -318,29 +301,6 @@ where
             tx.commit().await?;
         }
         Ok(())
-    }
-}
-
-#[async_trait]
-impl<DB> BatchWriter for SqlStore<DB>
-where
-    DB: Dialect,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    i64: for<'q> Param<'q, DB>,
-    Option<i64>: for<'q> Param<'q, DB>,
-    String: for<'q> Param<'q, DB>,
-    DateTime<Utc>: for<'q> Param<'q, DB>,
-    for<'q> &'q str: Param<'q, DB>,
-    for<'q> Option<&'q str>: Param<'q, DB>,
-    MessageRecord: for<'r> FromRow<'r, DB::Row>,
-    UserConversationRecord: for<'r> FromRow<'r, DB::Row>,
-    (i64,): for<'r> FromRow<'r, DB::Row>,
-    (i64, i64): for<'r> FromRow<'r, DB::Row>,
-    (String, i64): for<'r> FromRow<'r, DB::Row>,
-{
-    async fn insert_batch(&self, batch: &[NewMessage]) -> Vec<StoreResult<(MessageRecord, Vec<i64>)>> {
-        <SqlStore<DB>>::insert_batch(self, batch).await
     }
 }
 
@@ -474,7 +434,7 @@ where
 
     async fn ack(&self, user: i64, device: &str, conversation_id: &str, seq: i64) -> StoreResult<()> {
         let key = AckKey { user, device: device.to_string(), conversation: conversation_id.to_string() };
-        AckWriter::write_acks(self, &[(key, seq)]).await
+        self.write_acks(&[(key, seq)]).await
     }
 
     async fn device_cursors(&self, user: i64, device: &str) -> StoreResult<Vec<(String, i64)>> {

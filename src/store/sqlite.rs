@@ -8,8 +8,10 @@ use std::sync::Arc;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::Sqlite;
 
-use super::batch::{AckBatcher, Batched, Batcher, Writers};
-use super::{SqlStore, Stores};
+use async_trait::async_trait;
+
+use super::batch::{AckBatcher, AckKey, AckWriter, BatchWriter, Batched, Batcher, Writers};
+use super::{MessageRecord, NewMessage, SqlStore, StoreResult, Stores};
 use crate::metrics::Metrics;
 
 /// Opens (creating it 0600 if missing) the database file in WAL mode with one writer connection and a few readers,
@@ -54,6 +56,22 @@ pub(super) async fn open(url: &str, _metrics: &Metrics) -> anyhow::Result<Stores
     let acks = AckBatcher::spawn(store.as_ref().clone(), &writers);
     let messages = Arc::new(Batched::new(store.clone(), batcher, acks));
     Ok(Stores::assemble(store, messages, writers))
+}
+
+/// SQLite's group commit is the generic batch path (its one writer needs no other).
+#[async_trait]
+impl BatchWriter for SqlStore<Sqlite> {
+    async fn insert_batch(&self, batch: &[NewMessage]) -> Vec<StoreResult<(MessageRecord, Vec<i64>)>> {
+        SqlStore::insert_batch(self, batch).await
+    }
+}
+
+/// SQLite's delivered cursors go through the generic multi-row upsert.
+#[async_trait]
+impl AckWriter for SqlStore<Sqlite> {
+    async fn write_acks(&self, acks: &[(AckKey, i64)]) -> StoreResult<()> {
+        SqlStore::write_acks(self, acks).await
+    }
 }
 
 /// SQLite's migrations carry the same numbers as Postgres's (migrations/README.md). A database migrated while

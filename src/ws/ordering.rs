@@ -127,7 +127,13 @@ impl<T> SeqOrdering<T> {
                 self.reorder_buffer.insert(conversation.to_string(), waiting);
             }
         }
-        self.written.insert(conversation.to_string(), written);
+        // In place when the conversation is known (every message but its first): no key to allocate.
+        match self.written.get_mut(conversation) {
+            Some(w) => *w = written,
+            None => {
+                self.written.insert(conversation.to_string(), written);
+            }
+        }
         if self.reorder_buffer.is_empty() {
             self.gap_deadline = None;
         }
