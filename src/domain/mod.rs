@@ -11,7 +11,7 @@ mod user;
 pub use conversation::{ConversationHead, ConversationId};
 pub use error::{DomainError, ErrorCode};
 pub use text::{ClientMsgId, MessageText};
-pub use user::{Nickname, Password, Sex, Username};
+pub use user::{username_prefix, Nickname, Password, Sex, Username};
 
 /// Largest id the API hands out: JSON numbers stay exact in JavaScript below 2^53.
 pub const MAX_ID: i64 = (1 << 53) - 1;

@@ -244,7 +244,7 @@ pub mod fields {
     pub struct Name;
     impl StrRule for Name {
         const MIN_LENGTH: Option<usize> = Some(1);
-        const MAX_LENGTH: Option<usize> = Some(64);
+        const MAX_LENGTH: Option<usize> = Some(crate::domain::text::MAX_NAME);
         fn pattern() -> Option<String> {
             Some(visible_without(CONTROLS))
         }
@@ -253,7 +253,7 @@ pub mod fields {
     /// A friend request's note: up to 200 characters without U+0000.
     pub struct Note;
     impl StrRule for Note {
-        const MAX_LENGTH: Option<usize> = Some(200);
+        const MAX_LENGTH: Option<usize> = Some(crate::domain::text::MAX_NOTE);
         fn pattern() -> Option<String> {
             Some(without(r"\u0000"))
         }
@@ -321,5 +321,101 @@ mod tests {
         let MetaSchemaRef::Inline(schema) = Str::<Short>::schema_ref() else { panic!("inline schema") };
         assert_eq!((schema.ty, schema.max_length, schema.min_length), ("string", Some(3), None));
         assert_eq!(visible_without("a"), format!("^[^a]*[^a{INVISIBLE}][^a]*$"));
+    }
+
+    /// What the document says `R` allows: its lengths (in Unicode scalar values) and its pattern.
+    fn schema_allows<R: StrRule>(pattern: Option<&regex::Regex>, s: &str) -> bool {
+        let n = s.chars().count();
+        R::MIN_LENGTH.is_none_or(|m| n >= m)
+            && R::MAX_LENGTH.is_none_or(|m| n <= m)
+            && pattern.is_none_or(|p| p.is_match(s))
+    }
+
+    /// Strings over characters where rules go wrong — every kind of control, white space and invisible
+    /// character, CJK and astral letters — of short lengths and of lengths around `limit`.
+    fn hostile_strings(limit: usize) -> Vec<String> {
+        use rand::{Rng, SeedableRng};
+        const ALPHABET: &[char] = &[
+            'a',
+            'Z',
+            '0',
+            '_',
+            '.',
+            '-',
+            ' ',
+            '\t',
+            '\n',
+            '\r',
+            '\u{0}',
+            '\u{1}',
+            '\u{1f}',
+            '\u{7f}',
+            '\u{85}',
+            '\u{9f}',
+            '\u{a0}',
+            '\u{ad}',
+            '\u{200b}',
+            '\u{200d}',
+            '\u{200f}',
+            '\u{2028}',
+            '\u{3000}',
+            '\u{feff}',
+            '\u{2800}',
+            '\u{3164}',
+            '\u{fff0}',
+            '中',
+            '文',
+            'é',
+            '😀',
+            '\u{10ffff}',
+        ];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(21);
+        let mut out = vec![String::new()];
+        for _ in 0..4000 {
+            let len = if rng.gen_bool(0.8) { rng.gen_range(1..6) } else { limit + rng.gen_range(0..3) - 1 };
+            let filler = ['a', '中', '😀', ' '][rng.gen_range(0..4)];
+            let mut s: Vec<char> = (0..len).map(|_| filler).collect();
+            for _ in 0..rng.gen_range(1..4).min(len) {
+                let at = rng.gen_range(0..len);
+                s[at] = ALPHABET[rng.gen_range(0..ALPHABET.len())];
+            }
+            out.push(s.into_iter().collect());
+        }
+        out
+    }
+
+    fn assert_agrees<R: StrRule>(field: &str, limit: usize, rule: impl Fn(&str) -> bool) {
+        let pattern = R::pattern().map(|p| regex::Regex::new(&p).expect("the pattern is a valid regex"));
+        for s in hostile_strings(limit) {
+            assert_eq!(
+                schema_allows::<R>(pattern.as_ref(), &s),
+                rule(&s),
+                "{field}: the schema and the domain rule disagree on {s:?}"
+            );
+        }
+    }
+
+    /// Schemathesis found a nickname with a trailing U+0085 accepted (trimmed away) though the pattern refuses
+    /// it: every field's documented limits must be exactly the rule its domain type enforces, both ways.
+    #[test]
+    fn every_string_field_schema_allows_exactly_what_its_domain_rule_allows() {
+        use crate::domain::{text, ClientMsgId, ErrorCode, MessageText, Password, Username};
+        assert_agrees::<fields::Username>("username", 32, |s| Username::parse(s).is_ok());
+        assert_agrees::<fields::LoginName>("login username", 32, |s| {
+            text::reject_nul(s, ErrorCode::InvalidUsername, "username").is_ok()
+        });
+        assert_agrees::<fields::Password>("password", 128, |s| Password::parse(s).is_ok());
+        assert_agrees::<fields::PasswordAttempt>("password attempt", 128, |s| {
+            text::reject_nul(s, ErrorCode::InvalidPassword, "password").is_ok()
+        });
+        assert_agrees::<fields::Name>("name", text::MAX_NAME, |s| {
+            text::display_name(s, ErrorCode::InvalidNickname, "name").is_ok()
+        });
+        assert_agrees::<fields::Note>("note", text::MAX_NOTE, |s| text::friend_note(s).is_ok());
+        assert_agrees::<fields::Text>("text", text::MAX_TEXT, |s| MessageText::parse(s).is_ok());
+        assert_agrees::<fields::ClientMsgId>("client_msg_id", text::MAX_CLIENT_MSG_ID, |s| {
+            ClientMsgId::parse(s).is_ok()
+        });
+        assert_agrees::<fields::UserQuery>("user query", 32, |s| crate::domain::username_prefix(s).is_ok());
     }
 }

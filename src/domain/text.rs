@@ -56,6 +56,41 @@ pub fn reject_nul(s: &str, code: ErrorCode, field: &str) -> Result<(), DomainErr
     Ok(())
 }
 
+/// Most characters in a display name (a nickname or a group name), counted as sent.
+pub const MAX_NAME: usize = 64;
+
+/// A display name — a nickname or a group name: 1–[`MAX_NAME`] characters as sent, no control character
+/// anywhere (checked before trimming, so a trailing U+0085 or tab is refused as the OpenAPI pattern refuses
+/// it, not silently trimmed away), something visible. Returns the name trimmed of surrounding white space.
+pub fn display_name(s: &str, code: ErrorCode, what: &str) -> Result<String, DomainError> {
+    if s.chars().count() > MAX_NAME || s.is_empty() {
+        return Err(DomainError::new(code, format!("{what} must be 1 to {MAX_NAME} characters")));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(DomainError::new(code, format!("{what} may not contain control characters")));
+    }
+    if is_blank(s) {
+        return Err(DomainError::new(code, format!("{what} must contain something visible")));
+    }
+    Ok(s.trim().to_string())
+}
+
+/// Most characters in a friend request's note.
+pub const MAX_NOTE: usize = 200;
+
+/// A friend request's note: up to [`MAX_NOTE`] characters without U+0000 (which no database stores); empty is
+/// no note. Refusals are 422 `invalid_message`.
+pub fn friend_note(s: &str) -> Result<&str, DomainError> {
+    if s.chars().count() > MAX_NOTE {
+        return Err(DomainError::new(
+            ErrorCode::InvalidMessage,
+            format!("a friend request note is at most {MAX_NOTE} characters"),
+        ));
+    }
+    reject_nul(s, ErrorCode::InvalidMessage, "a friend request note")?;
+    Ok(s)
+}
+
 /// Control characters a message may carry: tab, line feed and carriage return. Every other C0/C1 control is
 /// refused (they render as nothing or as garbage, and U+0000 cannot be stored).
 fn is_refused_control(c: char) -> bool {

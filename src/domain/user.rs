@@ -13,7 +13,7 @@ impl Username {
         if !(3..=32).contains(&n) {
             return Err(DomainError::new(ErrorCode::InvalidUsername, "username must be 3 to 32 characters"));
         }
-        if !s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')) {
+        if !s.chars().all(is_username_char) {
             return Err(DomainError::new(
                 ErrorCode::InvalidUsername,
                 "username may contain only letters, digits, `_`, `.` and `-`",
@@ -28,6 +28,19 @@ impl Username {
     pub fn canonical(&self) -> String {
         self.0.to_ascii_lowercase()
     }
+}
+
+/// A search for users by the start of their username: 1–32 username characters, case-insensitive. Returns the
+/// case-folded prefix; refusals are 422 `invalid_query`.
+pub fn username_prefix(q: &str) -> Result<String, DomainError> {
+    if q.is_empty() || q.chars().count() > 32 || !q.chars().all(is_username_char) {
+        return Err(DomainError::new(ErrorCode::InvalidQuery, "q must be 1 to 32 username characters"));
+    }
+    Ok(q.to_ascii_lowercase())
+}
+
+fn is_username_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')
 }
 
 impl fmt::Display for Username {
@@ -60,24 +73,13 @@ impl fmt::Debug for Password {
     }
 }
 
-/// A display name: at most 64 characters as sent (the limit the OpenAPI document states), stored trimmed, at
-/// least one of them visible, no control characters.
+/// A display name, as [`super::text::display_name`] rules; refusals are 422 `invalid_nickname`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Nickname(String);
 
 impl Nickname {
     pub fn parse(s: &str) -> Result<Self, DomainError> {
-        let t = s.trim();
-        if t.is_empty() || s.chars().count() > 64 {
-            return Err(DomainError::new(ErrorCode::InvalidNickname, "nickname must be 1 to 64 characters"));
-        }
-        if t.chars().any(char::is_control) {
-            return Err(DomainError::new(ErrorCode::InvalidNickname, "nickname may not contain control characters"));
-        }
-        if super::text::is_blank(t) {
-            return Err(DomainError::new(ErrorCode::InvalidNickname, "nickname must contain something visible"));
-        }
-        Ok(Self(t.to_string()))
+        super::text::display_name(s, ErrorCode::InvalidNickname, "nickname").map(Self)
     }
     pub fn as_str(&self) -> &str {
         &self.0

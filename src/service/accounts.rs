@@ -151,11 +151,8 @@ impl Accounts {
 
     /// Users whose username starts with `q` (case-insensitive), at most [`SEARCH_LIMIT`].
     pub async fn search(&self, q: &str) -> AppResult<Vec<UserRecord>> {
-        if q.is_empty() || q.len() > 32 || !q.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-        {
-            return Err(AppError::new(ErrorCode::InvalidQuery, "q must be 1 to 32 username characters"));
-        }
-        Ok(self.users.search_users(&q.to_ascii_lowercase(), SEARCH_LIMIT).await?)
+        let prefix = crate::domain::username_prefix(q)?;
+        Ok(self.users.search_users(&prefix, SEARCH_LIMIT).await?)
     }
 
     pub fn tokens(&self) -> &TokenService {

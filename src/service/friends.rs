@@ -11,8 +11,6 @@ use crate::service::events::Events;
 use crate::service::views;
 use crate::store::{FriendRequestRecord, FriendStore, StoreError, UserStore};
 
-/// Longest note a friend request may carry.
-pub const MAX_REQUEST_MESSAGE: usize = 200;
 /// Most requests a listing returns.
 const LIST_LIMIT: i64 = 200;
 
@@ -40,11 +38,7 @@ impl Friends {
     /// ask at the same instant: the store keeps one pending request per pair, whichever way it points, so the
     /// second of two crossing requests is refused by that constraint and accepts the first.
     pub async fn request(&self, from: i64, to: i64, message: Option<&str>) -> AppResult<FriendRequest> {
-        let message = message.unwrap_or_default();
-        if message.chars().count() > MAX_REQUEST_MESSAGE {
-            return Err(AppError::new(ErrorCode::InvalidMessage, "a friend request note is at most 200 characters"));
-        }
-        crate::domain::text::reject_nul(message, ErrorCode::InvalidMessage, "a friend request note")?;
+        let message = crate::domain::text::friend_note(message.unwrap_or_default())?;
         if from == to {
             // 403, not 422: the body is well-formed; what it asks is not allowed for this caller.
             return Err(AppError::new(ErrorCode::CannotBefriendSelf, "you cannot befriend yourself"));

@@ -10,9 +10,6 @@ use crate::error::{AppError, AppResult};
 use crate::service::events::Events;
 use crate::store::{FriendStore, GroupRecord, GroupStore, MemberRecord, StoreError};
 
-/// Longest group name, in characters.
-pub const MAX_NAME: usize = 64;
-
 #[derive(Clone)]
 pub struct Groups {
     groups: Arc<dyn GroupStore>,
@@ -21,15 +18,9 @@ pub struct Groups {
     max_members: i64,
 }
 
-/// A group name: at most [`MAX_NAME`] characters as sent (the limit the OpenAPI document states), stored trimmed,
-/// something visible, no control characters.
+/// A group name, as [`crate::domain::text::display_name`] rules; refusals are 422 `invalid_group_name`.
 fn parse_name(name: &str) -> AppResult<String> {
-    let n = name.trim();
-    let len = name.chars().count();
-    if n.is_empty() || len > MAX_NAME || n.chars().any(char::is_control) || crate::domain::text::is_blank(n) {
-        return Err(AppError::new(ErrorCode::InvalidGroupName, "a group name is 1 to 64 characters"));
-    }
-    Ok(n.to_string())
+    Ok(crate::domain::text::display_name(name, ErrorCode::InvalidGroupName, "a group name")?)
 }
 
 fn not_found() -> AppError {

@@ -536,3 +536,52 @@ async fn a_name_over_its_documented_length_is_refused_even_when_trimming_would_s
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["nickname"], "n".repeat(62));
 }
+
+/// Found by schemathesis: a nickname ending in U+0085 (a C1 control that is also white space) was trimmed away
+/// and accepted, though the OpenAPI pattern refuses every control character. A control anywhere — including
+/// where trimming would remove it — is refused in every name field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_character_at_either_end_of_a_name_is_refused_not_trimmed_away() {
+    let env = TestEnv::new(crate::common::Backend::Sqlite).await;
+    let node = env.node().await;
+    let (_, token) = node.user(&uniq("ctl")).await;
+    let r = node.post("/api/groups", Some(&token), json!({"name": "team", "member_ids": []})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let group = r.body["id"].as_i64().unwrap();
+    for name in ["\u{f0000}F\u{85}", "\tname", "name\n", "\u{1c}name", "name\u{9f}"] {
+        let r = node
+            .post(
+                "/api/user/register",
+                None,
+                json!({"username": uniq("ctl"), "password": "password123", "nickname": name}),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_nickname"),
+            "{name:?}: {}",
+            r.body
+        );
+        let r = node.put("/api/user/profile", &token, json!({"nickname": name})).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_nickname"),
+            "{name:?}: {}",
+            r.body
+        );
+        let r = node.post("/api/groups", Some(&token), json!({"name": name, "member_ids": []})).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_group_name"),
+            "{name:?}: {}",
+            r.body
+        );
+        let r = node.put(&format!("/api/groups/{group}"), &token, json!({"name": name})).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_group_name"),
+            "{name:?}: {}",
+            r.body
+        );
+    }
+}
