@@ -65,6 +65,10 @@ pub struct Config {
     /// The whole budget of a graceful stop: connections drain for this less the writers' flush budget, then the
     /// writers flush (see `startup::Application::run_until_stopped`).
     pub shutdown_grace: Duration,
+    /// How long a sender may recall their message (DESIGN.md §7; a group's owner and admins may at any time).
+    pub recall_window: Duration,
+    /// How long a sender may edit their text message (DESIGN.md §7).
+    pub edit_window: Duration,
     /// Most WebSockets this node holds; further upgrades get 503 `at_capacity`. `None`: derived at start-up
     /// from the process's open-file limit (see [`crate::startup::socket_capacity`]).
     pub max_connections: Option<u32>,
@@ -105,6 +109,8 @@ pub const KEYS: &[&str] = &[
     "GOCHAT_MAX_GROUP_MEMBERS",
     "GOCHAT_DB_POOL_SIZE",
     "GOCHAT_SHUTDOWN_GRACE",
+    "GOCHAT_RECALL_WINDOW",
+    "GOCHAT_EDIT_WINDOW",
     "GOCHAT_MAX_CONNECTIONS",
     "GOCHAT_UPLOAD_TTL",
     "GOCHAT_UPLOAD_RATE_PER_MIN",
@@ -241,6 +247,8 @@ impl Config {
             max_group_members: number(get("GOCHAT_MAX_GROUP_MEMBERS"), "GOCHAT_MAX_GROUP_MEMBERS", 2000, 2..=100_000)?,
             db_pool_size: number(get("GOCHAT_DB_POOL_SIZE"), "GOCHAT_DB_POOL_SIZE", 16, 1..=1000)?,
             shutdown_grace,
+            recall_window: duration(get("GOCHAT_RECALL_WINDOW"), "GOCHAT_RECALL_WINDOW", Duration::from_secs(120))?,
+            edit_window: duration(get("GOCHAT_EDIT_WINDOW"), "GOCHAT_EDIT_WINDOW", Duration::from_secs(48 * 3600))?,
             max_connections: match get("GOCHAT_MAX_CONNECTIONS") {
                 Some(v) => Some(number(Some(v), "GOCHAT_MAX_CONNECTIONS", 0, 1..=10_000_000)?),
                 None => None,

@@ -30,15 +30,19 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | NotGroupOwner
         | InsufficientRole
         | NotConversationMember
-        | FileForbidden => StatusCode::FORBIDDEN,
+        | FileForbidden
+        | Forbidden
+        | RecallWindowPassed
+        | EditWindowPassed => StatusCode::FORBIDDEN,
         NotFound | UserNotFound | FriendNotFound | RequestNotFound | GroupNotFound | MemberNotFound
-        | ConversationNotFound | FileNotFound => StatusCode::NOT_FOUND,
+        | ConversationNotFound | FileNotFound | MessageNotFound | ReactionNotFound => StatusCode::NOT_FOUND,
         MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         LengthRequired => StatusCode::LENGTH_REQUIRED,
         PreconditionFailed => StatusCode::PRECONDITION_FAILED,
         RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
         UsernameTaken | PasswordChanged | AlreadyFriends | RequestPending | RequestNotPending | AlreadyOwner
-        | CannotChangeOwner | OwnerMustTransfer | GroupFull | FileKindMismatch | SeqBeyondLast => StatusCode::CONFLICT,
+        | CannotChangeOwner | OwnerMustTransfer | GroupFull | FileKindMismatch | SeqBeyondLast | AlreadyRecalled
+        | NotEditable | TargetIsEvent | TooManyReactions => StatusCode::CONFLICT,
         PayloadTooLarge | FileTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         UnsupportedContentType | UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         InvalidUsername
@@ -60,7 +64,10 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | FileRequired
         | MissingFile
         | EmptyFile
-        | UnexpectedField => StatusCode::UNPROCESSABLE_ENTITY,
+        | UnexpectedField
+        | InvalidEmoji
+        | InvalidReply
+        | InvalidMention => StatusCode::UNPROCESSABLE_ENTITY,
         RateLimited | UploadQuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,
         Draining | AtCapacity => StatusCode::SERVICE_UNAVAILABLE,

@@ -27,7 +27,7 @@ use crate::service::friends::Friends;
 use crate::service::groups::Groups;
 use crate::service::health::Health;
 use crate::service::media::Media;
-use crate::service::messaging::Messaging;
+use crate::service::messaging::{Messaging, Windows};
 use crate::service::ratelimit::RateLimits;
 use crate::state::{AppState, Parts};
 use crate::store::Stores;
@@ -250,7 +250,9 @@ fn build_services(
         Accounts::new(stores.users.clone(), PasswordHasherPool::new(), tokens, limits.clone(), events.clone());
     let friends = Friends::new(stores.users.clone(), stores.friends.clone(), events.clone());
     let groups = Groups::new(stores.groups.clone(), stores.friends.clone(), events.clone(), config.max_group_members);
-    let messaging = Messaging::new(stores.clone(), groups.clone(), events, inbox, metrics.clone(), limits.clone());
+    let windows = Windows { recall: config.recall_window, edit: config.edit_window };
+    let messaging =
+        Messaging::new(stores.clone(), groups.clone(), events, inbox, metrics.clone(), limits.clone(), windows);
     let socket_capacity = match config.max_connections {
         Some(n) => n as usize,
         None => socket_capacity(),

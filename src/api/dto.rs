@@ -83,3 +83,13 @@ pub struct ReadBody {
     /// Everything up to and including this seq has been read (at most the conversation's last seq).
     pub seq: Int<1, { i64::MAX }>,
 }
+
+/// The body of `PUT /api/messages/{messageId}`.
+#[derive(Debug, Object)]
+pub struct EditBody {
+    /// The new text: 1–4000 characters, something visible, no control characters but tab and line breaks.
+    pub text: Str<fields::Text>,
+    /// Up to 64 characters, unique per sender: a retry with the same value returns the first edit.
+    #[oai(nullable)]
+    pub client_msg_id: Option<Str<fields::ClientMsgId>>,
+}

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use crate::domain::schema::{fields, Int, Str};
 use poem::web::Data;
-use poem_openapi::param::Query;
+use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
 use poem_openapi::types::{ParseError, ParseFromJSON, ParseResult, ToJSON, Type};
@@ -12,7 +12,7 @@ use poem_openapi::{ApiResponse, OpenApi};
 use serde_json::Value;
 
 use super::auth::BearerAuth;
-use super::dto::ReadBody;
+use super::dto::{EditBody, ReadBody};
 use super::ApiTags;
 use crate::domain::model::{Conversation, HistoryPage, Message, SendMessage};
 use crate::error::AppError;
@@ -28,6 +28,13 @@ enum Sent {
     /// A repeat of an earlier `client_msg_id`: the message that send created.
     #[oai(status = 200)]
     Repeated(Json<Message>),
+}
+
+#[derive(ApiResponse)]
+enum Changed {
+    /// The event that records the change (or, for a repeat, the earlier one).
+    #[oai(status = 200)]
+    Ok(Json<Message>),
 }
 
 #[derive(ApiResponse)]
@@ -75,6 +82,71 @@ impl MessagesApi {
     ) -> Result<NoContent, AppError> {
         state.messaging.mark_read(auth.user_id(), &body.conversation_id, body.seq.0).await?;
         Ok(NoContent::Done)
+    }
+
+    /// Recall a message: its sender within `GOCHAT_RECALL_WINDOW`, a group's owner or admins at any time. Its
+    /// text and file are gone everywhere afterwards; the reply is the `recall` event.
+    #[oai(path = "/api/messages/:messageId/recall", method = "post", operation_id = "recallMessage")]
+    async fn recall(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        #[oai(name = "messageId")] message_id: Path<i64>,
+    ) -> Result<Changed, AppError> {
+        let (event, _) = state.messaging.recall(auth.user_id(), message_id.0, None).await?;
+        Ok(Changed::Ok(Json(event)))
+    }
+
+    /// Edit one's own text message within `GOCHAT_EDIT_WINDOW`; the reply is the `edit` event.
+    #[oai(path = "/api/messages/:messageId", method = "put", operation_id = "editMessage")]
+    async fn edit(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        #[oai(name = "messageId")] message_id: Path<i64>,
+        body: Json<EditBody>,
+    ) -> Result<Changed, AppError> {
+        let cmid = body.0.client_msg_id.as_deref();
+        let (event, _) = state.messaging.edit(auth.user_id(), message_id.0, &body.0.text, cmid).await?;
+        Ok(Changed::Ok(Json(event)))
+    }
+
+    /// Delete a message for me: gone from my history, previews and unread counts on all my devices.
+    #[oai(path = "/api/messages/:messageId", method = "delete", operation_id = "hideMessage")]
+    async fn hide(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        #[oai(name = "messageId")] message_id: Path<i64>,
+    ) -> Result<NoContent, AppError> {
+        state.messaging.hide(auth.user_id(), message_id.0).await?;
+        Ok(NoContent::Done)
+    }
+
+    /// React to a message with one emoji (at most 20 different ones per message); repeating it changes nothing.
+    #[oai(path = "/api/messages/:messageId/reactions/:emoji", method = "put", operation_id = "addReaction")]
+    async fn add_reaction(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        #[oai(name = "messageId")] message_id: Path<i64>,
+        emoji: Path<Str<fields::Emoji>>,
+    ) -> Result<Changed, AppError> {
+        let (event, _) = state.messaging.react(auth.user_id(), message_id.0, &emoji.0, true).await?;
+        Ok(Changed::Ok(Json(event)))
+    }
+
+    /// Take back one's reaction; repeating it changes nothing (404 `reaction_not_found` if there never was one).
+    #[oai(path = "/api/messages/:messageId/reactions/:emoji", method = "delete", operation_id = "removeReaction")]
+    async fn remove_reaction(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        #[oai(name = "messageId")] message_id: Path<i64>,
+        emoji: Path<Str<fields::Emoji>>,
+    ) -> Result<Changed, AppError> {
+        let (event, _) = state.messaging.react(auth.user_id(), message_id.0, &emoji.0, false).await?;
+        Ok(Changed::Ok(Json(event)))
     }
 
     /// The caller's conversations, most recent first, with unread counts.

@@ -47,6 +47,11 @@ pub enum ServerFrame {
         conversation_id: String,
         user_id: i64,
     },
+    /// To the user's devices: messages they deleted for themselves on another device (DESIGN.md §7).
+    MessagesHidden {
+        conversation_id: String,
+        message_ids: Vec<i64>,
+    },
     Ping {},
     Pong {},
     Sent {

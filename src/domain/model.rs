@@ -55,7 +55,9 @@ pub struct FriendRequest {
     pub created_at: DateTime<Utc>,
 }
 
-/// What a message carries.
+/// What a row of a conversation's stream is (DESIGN.md §7): **content** (`text`, `image`, `video`) or an
+/// **event** that changes an earlier message (`recall`, `edit`, `reaction`), naming it in `target_id`. Every
+/// kind takes the conversation's next `seq` and is delivered the same way.
 #[derive(Debug, Clone, Copy, Enum, Serialize, Deserialize, PartialEq, Eq)]
 #[oai(rename_all = "lowercase")]
 #[serde(rename_all = "lowercase")]
@@ -63,6 +65,9 @@ pub enum MessageType {
     Text,
     Image,
     Video,
+    Recall,
+    Edit,
+    Reaction,
 }
 
 impl MessageType {
@@ -71,14 +76,119 @@ impl MessageType {
             Self::Text => "text",
             Self::Image => "image",
             Self::Video => "video",
+            Self::Recall => "recall",
+            Self::Edit => "edit",
+            Self::Reaction => "reaction",
         }
     }
     pub fn parse(s: &str) -> Self {
         match s {
             "image" => Self::Image,
             "video" => Self::Video,
+            "recall" => Self::Recall,
+            "edit" => Self::Edit,
+            "reaction" => Self::Reaction,
             _ => Self::Text,
         }
+    }
+    /// Content is what people send; events change content and never count as unread.
+    pub fn is_content(self) -> bool {
+        matches!(self, Self::Text | Self::Image | Self::Video)
+    }
+}
+
+/// What a sender may send (`POST /api/messages/send`, the WebSocket `send` frame).
+#[derive(Debug, Clone, Copy, Enum, Serialize, Deserialize, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum SendType {
+    Text,
+    Image,
+    Video,
+}
+
+impl SendType {
+    pub fn as_str(self) -> &'static str {
+        self.message_type().as_str()
+    }
+    pub fn message_type(self) -> MessageType {
+        match self {
+            Self::Text => MessageType::Text,
+            Self::Image => MessageType::Image,
+            Self::Video => MessageType::Video,
+        }
+    }
+}
+
+/// A quoted message as it is now (DESIGN.md §7): the text cut to 100 characters, and none once it is recalled.
+#[derive(Debug, Clone, Object, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MessageRef {
+    pub id: i64,
+    pub seq: i64,
+    pub from_user_id: i64,
+    #[oai(rename = "type")]
+    #[serde(rename = "type")]
+    pub kind: MessageType,
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    pub recalled: bool,
+}
+
+/// Whom a group message mentions.
+#[derive(Debug, Clone, Object, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct Mentions {
+    pub user_ids: Vec<i64>,
+    /// `@all`: every member (owner and admins only).
+    pub all: bool,
+}
+
+/// The users who reacted to a message with one emoji, in the order they reacted.
+#[derive(Debug, Clone, Object, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Reaction {
+    pub emoji: String,
+    pub user_ids: Vec<i64>,
+}
+
+#[derive(Debug, Clone, Copy, Enum, Serialize, Deserialize, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum ReactionOp {
+    Add,
+    Remove,
+}
+
+/// What a `reaction` event did: `from_user_id` added or removed `emoji` on the message `target_id`.
+#[derive(Debug, Clone, Object, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReactionChange {
+    pub emoji: String,
+    pub op: ReactionOp,
+}
+
+/// What only some messages carry, stored with the message as JSON.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MessageExtras {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mentions: Option<Mentions>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reaction: Option<ReactionChange>,
+}
+
+impl MessageExtras {
+    pub fn is_empty(&self) -> bool {
+        self.mentions.is_none() && self.reaction.is_none()
+    }
+    /// The JSON stored in `messages.meta`, or none when there is nothing to store.
+    pub fn to_meta(&self) -> Option<String> {
+        if self.is_empty() {
+            None
+        } else {
+            serde_json::to_string(self).ok()
+        }
+    }
+    /// Reads `messages.meta`; what cannot be read counts as nothing.
+    pub fn from_meta(meta: Option<&str>) -> Self {
+        meta.and_then(|m| serde_json::from_str(m).ok()).unwrap_or_default()
     }
 }
 
@@ -108,7 +218,8 @@ pub struct FileInfo {
     pub height: Option<i32>,
 }
 
-/// A message in a conversation. `seq` is gapless from 1 within the conversation.
+/// A message in a conversation. `seq` is gapless from 1 within the conversation. Content messages are given in
+/// their current state (latest text, `edited_at`, reactions, `recalled_at`); events carry `target_id`.
 #[derive(Debug, Clone, Object, Serialize, Deserialize)]
 pub struct Message {
     pub id: i64,
@@ -124,6 +235,7 @@ pub struct Message {
     #[oai(rename = "type")]
     #[serde(rename = "type")]
     pub kind: MessageType,
+    /// A content message's current text or caption (none once recalled); an `edit` event's new text.
     #[oai(skip_serializing_if_is_none)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
@@ -134,6 +246,33 @@ pub struct Message {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_msg_id: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// The message an event changes (`recall`, `edit`, `reaction`).
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_id: Option<i64>,
+    /// The message this one answers, as it is now.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<MessageRef>,
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mentions: Option<Mentions>,
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<DateTime<Utc>>,
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recalled_at: Option<DateTime<Utc>>,
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recalled_by: Option<i64>,
+    /// A content message's reactions, by emoji in the order first used.
+    #[serde(default)]
+    pub reactions: Vec<Reaction>,
+    /// What a `reaction` event did.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reaction: Option<ReactionChange>,
 }
 
 /// The body of `POST /api/messages/send` and of the WebSocket `send` frame.
@@ -149,7 +288,7 @@ pub struct SendMessage {
     pub group_id: Option<i64>,
     #[oai(rename = "type")]
     #[serde(rename = "type")]
-    pub kind: MessageType,
+    pub kind: SendType,
     /// 1–4000 characters, for `text` messages (an optional caption of `image` and `video` ones): something
     /// visible, no control characters but tab and line breaks.
     #[oai(nullable)]
@@ -160,6 +299,18 @@ pub struct SendMessage {
     /// Up to 64 characters, unique per sender: a retry with the same value returns the first message.
     #[oai(nullable)]
     pub client_msg_id: Option<Str<fields::ClientMsgId>>,
+    /// The message this one answers: a content message of the same conversation that the sender can see.
+    #[oai(nullable)]
+    #[serde(default)]
+    pub reply_to_id: Option<i64>,
+    /// Group messages: members to mention (at most 100, each a member of the group).
+    #[oai(nullable, validator(max_items = 100))]
+    #[serde(default)]
+    pub mention_user_ids: Option<Vec<i64>>,
+    /// Group messages: mention everyone (the group's owner and admins only).
+    #[oai(nullable)]
+    #[serde(default)]
+    pub mention_all: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, Enum, Serialize, Deserialize, PartialEq, Eq)]
@@ -199,7 +350,11 @@ pub struct Conversation {
     pub last_seq: i64,
     /// How far the caller has read.
     pub read_seq: i64,
+    /// Content messages from others after `read_seq` that are neither recalled nor deleted for the caller
+    /// (events never count).
     pub unread_count: i64,
+    /// One of the unread messages mentions the caller or everyone.
+    pub mention_unread: bool,
 }
 
 /// A page of a conversation's history, ascending by `seq`.

@@ -279,6 +279,13 @@ pub mod fields {
         }
     }
 
+    /// A reaction: one emoji, at most 16 characters (`service::messaging::lifecycle::parse_emoji`).
+    pub struct Emoji;
+    impl StrRule for Emoji {
+        const MIN_LENGTH: Option<usize> = Some(1);
+        const MAX_LENGTH: Option<usize> = Some(16);
+    }
+
     /// A user search: 1–32 username characters.
     pub struct UserQuery;
     impl StrRule for UserQuery {

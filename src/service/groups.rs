@@ -255,6 +255,11 @@ impl Groups {
         Ok(())
     }
 
+    /// The user's role in the group, or none when they are not a member.
+    pub async fn role_of(&self, group_id: i64, user: i64) -> AppResult<Option<GroupRole>> {
+        Ok(self.groups.member(group_id, user).await?.map(|m| GroupRole::parse(&m.role)))
+    }
+
     /// Member ids of a live group (for events about its conversation).
     pub async fn member_ids(&self, group_id: i64) -> AppResult<Vec<i64>> {
         Ok(self.groups.members(group_id).await?.into_iter().map(|m| m.user_id).collect())

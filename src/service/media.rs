@@ -297,10 +297,14 @@ impl Media {
         }
     }
 
-    /// The file, if `user` may read it: its uploader, or someone it was shared with in a conversation.
+    /// The file, if `user` may read it: its uploader, or someone it was shared with in a conversation. A file
+    /// whose every message was recalled is gone for everyone (404, DESIGN.md §7).
     pub async fn authorize(&self, user: i64, file_id: i64) -> AppResult<Authorized> {
-        let file =
-            self.files.file(file_id).await?.ok_or_else(|| AppError::new(ErrorCode::FileNotFound, "no such file"))?;
+        let gone = || AppError::new(ErrorCode::FileNotFound, "no such file");
+        let file = self.files.file(file_id).await?.ok_or_else(gone)?;
+        if self.files.only_in_recalled(file_id).await? {
+            return Err(gone());
+        }
         if file.uploader_id != user && !self.files.shared_with(file_id, user).await? {
             return Err(AppError::new(ErrorCode::FileForbidden, "this file was not shared with you"));
         }

@@ -1,13 +1,18 @@
 //! Messaging: the send path (authorise → persist with the next seq → inbox → publish), history, read and
-//! delivered cursors with their receipts, the conversation list, typing, and catching a device up.
+//! delivered cursors with their receipts, the conversation list, typing, and catching a device up. What later
+//! changes a message (recall, edit, reactions, delete for me) is in [`lifecycle`].
+
+mod lifecycle;
+
+use std::time::Duration;
 
 use std::collections::HashMap;
 
 use crate::delivery::Delivery;
 use crate::domain::frame::ServerFrame;
 use crate::domain::model::{
-    Conversation, ConversationType, FileInfo, GroupSummary, HistoryPage, Message, MessageType, ReceiptStatus,
-    SendMessage, UserSummary,
+    Conversation, ConversationType, FileInfo, GroupRole, GroupSummary, HistoryPage, Mentions, Message, MessageExtras,
+    MessageRef, MessageType, Reaction, ReceiptStatus, SendMessage, SendType, UserSummary,
 };
 use crate::domain::{ClientMsgId, ConversationHead, ConversationId, MessageText};
 use crate::error::ErrorCode;
@@ -25,6 +30,18 @@ use crate::store::{MessageRecord, NewMessage, StoreError, Stores, UserConversati
 pub const MAX_PAGE: i64 = 100;
 /// History page size when none is asked for.
 pub const DEFAULT_PAGE: i64 = 50;
+
+/// Most users one message may mention.
+pub const MAX_MENTIONS: usize = 100;
+/// Characters of a quoted message's text in a reply's `reply_to` (DESIGN.md §7).
+pub const QUOTE_CHARS: usize = 100;
+
+/// How long after sending a message its sender may still change it (DESIGN.md §7).
+#[derive(Debug, Clone, Copy)]
+pub struct Windows {
+    pub recall: Duration,
+    pub edit: Duration,
+}
 
 /// What a user may see of a conversation.
 #[derive(Debug, Clone)]
@@ -44,6 +61,7 @@ pub struct Messaging {
     inbox: SharedInbox,
     metrics: Metrics,
     limits: RateLimits,
+    windows: Windows,
 }
 
 impl Messaging {
@@ -54,8 +72,9 @@ impl Messaging {
         inbox: SharedInbox,
         metrics: Metrics,
         limits: RateLimits,
+        windows: Windows,
     ) -> Self {
-        Self { stores, groups, events, inbox, metrics, limits }
+        Self { stores, groups, events, inbox, metrics, limits, windows }
     }
 
     pub fn events(&self) -> &Events {
@@ -91,16 +110,16 @@ impl Messaging {
             req.client_msg_id.as_deref().map(ClientMsgId::parse).transpose()?.map(ClientMsgId::into_string);
         // The text of a text message, or an image's or video's optional caption ("" for none): the same rules.
         let text = match (req.kind, req.text.as_deref()) {
-            (MessageType::Text, None) => {
+            (SendType::Text, None) => {
                 return Err(AppError::new(ErrorCode::InvalidText, "a text message needs text of 1 to 4000 characters"))
             }
-            (MessageType::Text, Some(t)) => Some(MessageText::parse(t)?.into_string()),
+            (SendType::Text, Some(t)) => Some(MessageText::parse(t)?.into_string()),
             (_, caption) => {
                 caption.filter(|t| !t.is_empty()).map(MessageText::parse).transpose()?.map(MessageText::into_string)
             }
         };
         let file = match req.kind {
-            MessageType::Text => {
+            SendType::Text => {
                 if req.file_id.is_some() {
                     return Err(AppError::new(
                         ErrorCode::InvalidFile,
@@ -109,7 +128,7 @@ impl Messaging {
                 }
                 None
             }
-            MessageType::Image | MessageType::Video => {
+            SendType::Image | SendType::Video => {
                 let file_id = req.file_id.ok_or_else(|| {
                     AppError::new(ErrorCode::FileRequired, "an image or video message needs a file_id")
                 })?;
@@ -141,6 +160,15 @@ impl Messaging {
             (None, Some(group)) => (ConversationId::group(group), None, Some(group)),
             _ => return Err(AppError::new(ErrorCode::InvalidRecipient, "give exactly one of to_user_id and group_id")),
         };
+        let mentions = self.mentions(from, group_id, req.mention_user_ids.as_deref(), req.mention_all).await?;
+        if let Some(reply_to) = req.reply_to_id {
+            self.check_reply(from, &conversation, reply_to).await?;
+        }
+        let mentioned: Vec<i64> = match &mentions {
+            Some(m) if m.all => vec![0],
+            Some(m) => m.user_ids.clone(),
+            None => Vec::new(),
+        };
         let new = NewMessage {
             conversation_id: conversation,
             from_user_id: from,
@@ -150,6 +178,9 @@ impl Messaging {
             body: text,
             file_id: file.as_ref().map(|f| f.id),
             client_msg_id,
+            reply_to_id: req.reply_to_id,
+            meta: MessageExtras { mentions, ..Default::default() }.to_meta(),
+            mentions: mentioned,
         };
         let appended = match self.stores.messages.append(new).await {
             Ok(a) => a,
@@ -173,8 +204,13 @@ impl Messaging {
             return Ok((rendered.remove(0), false));
         }
         self.metrics.messages_accepted.inc();
-        let mut message = views::message(appended.message.clone());
-        message.file = file.as_ref().map(Media::info);
+        let message = if appended.message.reply_to_id.is_some() {
+            self.render(vec![appended.message.clone()]).await?.remove(0)
+        } else {
+            let mut message = views::message(appended.message.clone());
+            message.file = file.as_ref().map(Media::info);
+            message
+        };
         let delivery = Delivery::from_frame(&ServerFrame::Message { message: message.clone() });
         // Neither waits for Redis: both are queued on the node's one write pipeline, the inbox copy ahead of the
         // publish (a reader who sees the publish and a gap finds the copy), and the sender's reply only waits for
@@ -205,7 +241,7 @@ impl Messaging {
         let after = after_seq.unwrap_or(0).max(access.visible_from);
         let before = before_seq.unwrap_or(i64::MAX);
         let newest = after_seq.is_none();
-        let mut rows = self.stores.messages.messages_between(conversation_id, after, before, limit + 1, newest).await?;
+        let mut rows = self.stores.messages.history(user, conversation_id, after, before, limit + 1, newest).await?;
         let has_more = rows.len() as i64 > limit;
         if has_more {
             if newest {
@@ -284,7 +320,9 @@ impl Messaging {
     pub async fn conversations(&self, user: i64) -> AppResult<Vec<Conversation>> {
         let rows = self.stores.messages.user_conversations(user).await?;
         let ids: Vec<String> = rows.iter().map(|r| r.conversation_id.clone()).collect();
-        let lasts = self.stores.messages.last_messages(&ids).await?;
+        let lasts = self.stores.messages.last_messages(user, &ids).await?;
+        let unread: HashMap<String, (i64, bool)> =
+            self.stores.messages.unread(user).await?.into_iter().map(|(c, n, m)| (c, (n, m != 0))).collect();
         let mut last: HashMap<String, Message> =
             self.render(lasts).await?.into_iter().map(|m| (m.conversation_id.clone(), m)).collect();
         let peer_ids: Vec<i64> = rows
@@ -303,7 +341,7 @@ impl Messaging {
             .into_iter()
             .filter_map(|r| {
                 let conversation: ConversationId = r.conversation_id.parse().ok()?;
-                let read = r.read_seq.max(r.visible_from_seq);
+                let (unread_count, mention_unread) = unread.get(&r.conversation_id).copied().unwrap_or((0, false));
                 Some(Conversation {
                     kind: if conversation.is_group() { ConversationType::Group } else { ConversationType::Direct },
                     peer: conversation.peer_of(user).and_then(|p| peers.get(&p).cloned()),
@@ -311,7 +349,8 @@ impl Messaging {
                     last_message: last.remove(&r.conversation_id).filter(|m| m.seq > r.visible_from_seq),
                     last_seq: r.last_seq,
                     read_seq: r.read_seq,
-                    unread_count: (r.last_seq - read).max(0),
+                    unread_count,
+                    mention_unread,
                     conversation_id: r.conversation_id,
                 })
             })
@@ -337,28 +376,148 @@ impl Messaging {
     }
 
     /// What the device missed, oldest first, at most `limit`.
+    ///
+    /// The inbox may hold copies written before a message was edited or recalled: every content message is
+    /// given in its current state, so a recalled one's text and file are never served again; what the user
+    /// deleted for themselves is left out.
     pub async fn catch_up(&self, user: i64, wants: &[Want], limit: usize) -> AppResult<Vec<Message>> {
         let records = self.inbox.read(user, wants, limit).await?;
+        let ids: Vec<i64> = records.iter().map(|r| r.id).collect();
+        let hidden = self.stores.messages.hidden_among(user, &ids).await?;
+        let content: Vec<i64> = records
+            .iter()
+            .filter(|r| MessageType::parse(&r.kind).is_content() || r.kind == "edit")
+            .map(|r| r.id)
+            .collect();
+        let mut current: HashMap<i64, MessageRecord> =
+            self.stores.messages.messages_by_ids(&content).await?.into_iter().map(|m| (m.id, m)).collect();
+        let records = records
+            .into_iter()
+            .filter(|r| !hidden.contains(&r.id))
+            .map(|r| current.remove(&r.id).unwrap_or(r))
+            .collect();
         self.render(records).await
     }
 
-    /// Turns stored messages into API messages, with their files' details (one query for all of them).
+    /// Turns stored messages into API messages: their files' details, reactions and quoted messages (one query
+    /// for each, for all of them).
     pub async fn render(&self, records: Vec<MessageRecord>) -> AppResult<Vec<Message>> {
-        let ids: Vec<i64> = records.iter().filter_map(|r| r.file_id).collect();
-        let files: HashMap<i64, FileInfo> = if ids.is_empty() {
+        // A recalled message has no file, whatever its row still names.
+        let records: Vec<MessageRecord> = records
+            .into_iter()
+            .map(|mut r| {
+                if r.recalled_at.is_some() {
+                    r.file_id = None;
+                }
+                r
+            })
+            .collect();
+        let file_ids: Vec<i64> = records.iter().filter_map(|r| r.file_id).collect();
+        let files: HashMap<i64, FileInfo> = if file_ids.is_empty() {
             HashMap::new()
         } else {
-            self.stores.files.files_by_ids(&ids).await?.iter().map(|f| (f.id, Media::info(f))).collect()
+            self.stores.files.files_by_ids(&file_ids).await?.iter().map(|f| (f.id, Media::info(f))).collect()
         };
+        let content: Vec<i64> =
+            records.iter().filter(|r| MessageType::parse(&r.kind).is_content()).map(|r| r.id).collect();
+        let mut reactions: HashMap<i64, Vec<Reaction>> = HashMap::new();
+        for (message, emoji, user) in self.stores.messages.reactions_of(&content).await? {
+            let list = reactions.entry(message).or_default();
+            match list.iter_mut().find(|r| r.emoji == emoji) {
+                Some(r) => r.user_ids.push(user),
+                None => list.push(Reaction { emoji, user_ids: vec![user] }),
+            }
+        }
+        let quoted_ids: Vec<i64> = records.iter().filter_map(|r| r.reply_to_id).collect();
+        let quoted: HashMap<i64, MessageRef> =
+            self.stores.messages.messages_by_ids(&quoted_ids).await?.into_iter().map(|q| (q.id, quote(&q))).collect();
         Ok(records
             .into_iter()
             .map(|r| {
                 let file = r.file_id.and_then(|id| files.get(&id).cloned());
+                let reply_to = r.reply_to_id.and_then(|id| quoted.get(&id).cloned());
+                let reactions = reactions.remove(&r.id).unwrap_or_default();
                 let mut m = views::message(r);
                 m.file = file;
+                m.reply_to = reply_to;
+                m.reactions = reactions;
                 m
             })
             .collect())
+    }
+
+    /// Checks a send's mentions: group messages only, each a member, `all` for the owner and admins.
+    async fn mentions(
+        &self,
+        from: i64,
+        group: Option<i64>,
+        user_ids: Option<&[i64]>,
+        all: Option<bool>,
+    ) -> AppResult<Option<Mentions>> {
+        let all = all.unwrap_or(false);
+        let mut user_ids: Vec<i64> = user_ids.unwrap_or_default().to_vec();
+        if !all && user_ids.is_empty() {
+            return Ok(None);
+        }
+        let Some(group) = group else {
+            return Err(AppError::new(ErrorCode::InvalidMention, "only group messages mention people"));
+        };
+        if user_ids.len() > MAX_MENTIONS {
+            return Err(AppError::new(ErrorCode::InvalidMention, "a message mentions at most 100 users"));
+        }
+        user_ids.sort_unstable();
+        user_ids.dedup();
+        let members = self.groups.member_ids(group).await?;
+        if !members.contains(&from) {
+            // Refused as a send to the group would be (404 for a stranger, 403 for a former member).
+            self.groups.check_sender(group, from).await?;
+            return Err(AppError::new(ErrorCode::NotGroupMember, "you are not a member of this group"));
+        }
+        if let Some(stranger) = user_ids.iter().find(|u| !members.contains(u)) {
+            return Err(AppError::new(
+                ErrorCode::InvalidMention,
+                format!("user {stranger} is not a member of the group"),
+            ));
+        }
+        if all && !matches!(self.groups.role_of(group, from).await?, Some(GroupRole::Owner | GroupRole::Admin)) {
+            return Err(AppError::new(ErrorCode::InsufficientRole, "only the owner or an admin may mention everyone"));
+        }
+        Ok(Some(Mentions { user_ids, all }))
+    }
+
+    /// Checks what a reply quotes: a content message of the same conversation that the sender can see.
+    async fn check_reply(&self, from: i64, conversation: &ConversationId, reply_to: i64) -> AppResult<()> {
+        let id = conversation.to_string();
+        let visible_from = self.stores.messages.user_conversation(from, &id).await?.map_or(0, |r| r.visible_from_seq);
+        let quoted = self.stores.messages.messages_by_ids(&[reply_to]).await?.pop();
+        match quoted {
+            Some(q) if q.conversation_id == id && q.seq > visible_from => {
+                if !MessageType::parse(&q.kind).is_content() {
+                    return Err(AppError::new(ErrorCode::InvalidReply, "a reply quotes a message, not an event"));
+                }
+                if q.recalled_at.is_some() {
+                    return Err(AppError::new(ErrorCode::InvalidReply, "that message was recalled"));
+                }
+                Ok(())
+            }
+            _ => Err(AppError::new(
+                ErrorCode::InvalidReply,
+                "reply_to_id names no message of this conversation you can see",
+            )),
+        }
+    }
+}
+
+/// A reply's snapshot of the message it quotes, as that message is now.
+fn quote(q: &MessageRecord) -> MessageRef {
+    let recalled = q.recalled_at.is_some();
+    MessageRef {
+        id: q.id,
+        seq: q.seq,
+        from_user_id: q.from_user_id,
+        kind: MessageType::parse(&q.kind),
+        text: if recalled { None } else { q.body.as_ref().map(|t| t.chars().take(QUOTE_CHARS).collect()) },
+        recalled,
     }
 }
 

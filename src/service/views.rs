@@ -1,6 +1,8 @@
 //! Turning stored records into the objects of the API contract.
 
-use crate::domain::model::{FriendRequest, FriendRequestStatus, Message, MessageType, User, UserSummary};
+use crate::domain::model::{
+    FriendRequest, FriendRequestStatus, Message, MessageExtras, MessageType, User, UserSummary,
+};
 use crate::store::{FriendRequestRecord, MessageRecord, UserRecord};
 
 impl From<UserRecord> for User {
@@ -26,7 +28,9 @@ pub fn friend_request(r: FriendRequestRecord, from_user: UserSummary, to_user: U
     }
 }
 
+/// A stored message as the API gives it, without what takes other queries (file, reactions, quote).
 pub fn message(r: MessageRecord) -> Message {
+    let extras = MessageExtras::from_meta(r.meta.as_deref());
     Message {
         id: r.id,
         conversation_id: r.conversation_id,
@@ -39,5 +43,13 @@ pub fn message(r: MessageRecord) -> Message {
         file: None,
         client_msg_id: r.client_msg_id,
         created_at: r.created_at,
+        target_id: r.target_id,
+        reply_to: None,
+        mentions: extras.mentions,
+        edited_at: r.edited_at,
+        recalled_at: r.recalled_at,
+        recalled_by: r.recalled_by,
+        reactions: Vec::new(),
+        reaction: extras.reaction,
     }
 }

@@ -8,7 +8,10 @@ use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Appended, MessageRecord, MessageStore, NewMessage, StoreError, StoreResult, UserConversationRecord};
+use super::{
+    Appended, EventOutcome, MessageRecord, MessageStore, NewEvent, NewMessage, StoreError, StoreResult,
+    UserConversationRecord,
+};
 
 /// The store's background writers (the group-commit dispatcher and its commits, the delivered-cursor writer):
 /// every task is tracked, and [`Writers::close`] has them write what they hold and joins them.
@@ -308,8 +311,37 @@ impl<S: MessageStore + 'static> MessageStore for Batched<S> {
     async fn user_conversation(&self, user: i64, conversation_id: &str) -> StoreResult<Option<UserConversationRecord>> {
         self.store.user_conversation(user, conversation_id).await
     }
-    async fn last_messages(&self, conversation_ids: &[String]) -> StoreResult<Vec<MessageRecord>> {
-        self.store.last_messages(conversation_ids).await
+    async fn last_messages(&self, user: i64, conversation_ids: &[String]) -> StoreResult<Vec<MessageRecord>> {
+        self.store.last_messages(user, conversation_ids).await
+    }
+    async fn history(
+        &self,
+        viewer: i64,
+        conversation_id: &str,
+        after: i64,
+        before: i64,
+        limit: i64,
+        newest: bool,
+    ) -> StoreResult<Vec<MessageRecord>> {
+        self.store.history(viewer, conversation_id, after, before, limit, newest).await
+    }
+    async fn append_event(&self, event: NewEvent) -> StoreResult<EventOutcome> {
+        self.store.append_event(event).await
+    }
+    async fn messages_by_ids(&self, ids: &[i64]) -> StoreResult<Vec<MessageRecord>> {
+        self.store.messages_by_ids(ids).await
+    }
+    async fn reactions_of(&self, ids: &[i64]) -> StoreResult<Vec<(i64, String, i64)>> {
+        self.store.reactions_of(ids).await
+    }
+    async fn hide(&self, user: i64, conversation_id: &str, messages: &[(i64, i64)]) -> StoreResult<Vec<i64>> {
+        self.store.hide(user, conversation_id, messages).await
+    }
+    async fn hidden_among(&self, user: i64, ids: &[i64]) -> StoreResult<Vec<i64>> {
+        self.store.hidden_among(user, ids).await
+    }
+    async fn unread(&self, user: i64) -> StoreResult<Vec<(String, i64, i64)>> {
+        self.store.unread(user).await
     }
     async fn mark_read(&self, user: i64, conversation_id: &str, seq: i64) -> StoreResult<bool> {
         self.store.mark_read(user, conversation_id, seq).await
@@ -364,6 +396,9 @@ mod tests {
             body: Some(format!("m{n}")),
             file_id: None,
             client_msg_id: None,
+            reply_to_id: None,
+            meta: None,
+            mentions: Vec::new(),
         }
     }
 

@@ -23,6 +23,7 @@ where
     Option<i32>: for<'q> Param<'q, DB>,
     FileRecord: for<'r> FromRow<'r, DB::Row>,
     (i64,): for<'r> FromRow<'r, DB::Row>,
+    (i64, i64): for<'r> FromRow<'r, DB::Row>,
 {
     async fn create_file(&self, f: NewFile) -> StoreResult<FileRecord> {
         Ok(sqlx::query_as(concat!(
@@ -66,7 +67,7 @@ where
 
     async fn shared_with(&self, file_id: i64, user: i64) -> StoreResult<bool> {
         let row: Option<(i64,)> = sqlx::query_as(
-            "SELECT m.id FROM messages m WHERE m.file_id = $1 AND (
+            "SELECT m.id FROM messages m WHERE m.file_id = $1 AND m.recalled_at IS NULL AND (
                 (m.group_id IS NULL AND (m.from_user_id = $2 OR m.to_user_id = $2))
                 OR EXISTS (SELECT 1 FROM group_members gm
                            WHERE gm.group_id = m.group_id AND gm.user_id = $2 AND gm.joined_seq < m.seq)
@@ -79,6 +80,17 @@ where
         .fetch_optional(self.reader())
         .await?;
         Ok(row.is_some())
+    }
+
+    async fn only_in_recalled(&self, file_id: i64) -> StoreResult<bool> {
+        let (recalled, live): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(CASE WHEN recalled_at IS NOT NULL THEN 1 END), COUNT(CASE WHEN recalled_at IS NULL THEN 1 END)
+             FROM messages WHERE file_id = $1",
+        )
+        .bind(file_id)
+        .fetch_one(self.reader())
+        .await?;
+        Ok(recalled > 0 && live == 0)
     }
 
     async fn take_unreferenced(

@@ -9,8 +9,8 @@ use super::batch::{settle_append, AckKey};
 use super::dialect::{Dialect, Param};
 use super::sql::{message_columns, ACK_ROWS_PER_STATEMENT};
 use super::{
-    json_strings, now, Appended, MessageRecord, MessageStore, NewMessage, SqlStore, StoreError, StoreResult,
-    UserConversationRecord,
+    json_ids, json_strings, now, Appended, EventAction, EventOutcome, MessageRecord, MessageStore, NewEvent,
+    NewMessage, SqlStore, StoreError, StoreResult, UserConversationRecord,
 };
 
 impl<DB> SqlStore<DB>
@@ -29,6 +29,9 @@ where
     (i64,): for<'r> FromRow<'r, DB::Row>,
     (i64, i64): for<'r> FromRow<'r, DB::Row>,
     (String, i64): for<'r> FromRow<'r, DB::Row>,
+    (String, i64, i64): for<'r> FromRow<'r, DB::Row>,
+    (i64, String, i64): for<'r> FromRow<'r, DB::Row>,
+    (i64, i64, i64): for<'r> FromRow<'r, DB::Row>,
 {
     /// Checks a direct message's friendship, allocates the next seq (the conversation row stays locked until
     /// commit, which serialises appends to one conversation) and inserts the message, inside the caller's
@@ -123,8 +126,8 @@ where
             None => vec![high.unwrap_or_default(), low.unwrap_or_default()],
         };
         let msg: MessageRecord = sqlx::query_as(
-            concat!("INSERT INTO messages (conversation_id, seq, from_user_id, to_user_id, group_id, kind, body, file_id, client_msg_id, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+            concat!("INSERT INTO messages (conversation_id, seq, from_user_id, to_user_id, group_id, kind, body, file_id, client_msg_id, created_at, reply_to_id, meta)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
              RETURNING ", message_columns!()),
         )
         .bind(conversation_id.as_str())
@@ -137,9 +140,19 @@ where
         .bind(new.file_id)
         .bind(new.client_msg_id.as_deref())
         .bind(now)
+        .bind(new.reply_to_id)
+        .bind(new.meta.as_deref())
         .fetch_one(&mut **tx)
         .await
         .map_err(StoreError::classify)?;
+        for &user in &new.mentions {
+            sqlx::query("INSERT INTO message_mentions (conversation_id, seq, user_id) VALUES ($1, $2, $3)")
+                .bind(conversation_id.as_str())
+                .bind(seq)
+                .bind(user)
+                .execute(&mut **tx)
+                .await?;
+        }
         // Both sides of a direct conversation exist from its first message; and sending implies having
         // read the conversation up to one's own message. One statement for both.
         let peer = match (low, high) {
@@ -160,6 +173,192 @@ where
         .execute(&mut **tx)
         .await?;
         Ok((msg, recipients))
+    }
+
+    /// An event's work inside the caller's transaction: lock the conversation row (which orders it with the
+    /// conversation's sends and membership changes), check that the actor may still write to the conversation
+    /// and that the target is not recalled, change the target, then append the event with the next seq.
+    async fn event_in(
+        tx: &mut sqlx::Transaction<'_, DB>,
+        event: &NewEvent,
+        now: DateTime<Utc>,
+    ) -> StoreResult<EventOutcome> {
+        let target = &event.target;
+        let conversation = target.conversation_id.as_str();
+        let locked: Option<(i64,)> =
+            sqlx::query_as("UPDATE conversations SET updated_at = updated_at WHERE id = $1 RETURNING last_seq")
+                .bind(conversation)
+                .fetch_optional(&mut **tx)
+                .await?;
+        if locked.is_none() {
+            return Err(StoreError::NotMember);
+        }
+        let (recipients, to_user_id) = match (target.group_id, conversation.parse::<crate::domain::ConversationId>()) {
+            (Some(group), _) => {
+                let members: Vec<(i64,)> = sqlx::query_as("SELECT user_id FROM group_members WHERE group_id = $1")
+                    .bind(group)
+                    .fetch_all(&mut **tx)
+                    .await?;
+                let members: Vec<i64> = members.into_iter().map(|m| m.0).collect();
+                if !members.contains(&event.actor) {
+                    return Err(StoreError::NotMember);
+                }
+                (members, None)
+            }
+            (None, Ok(crate::domain::ConversationId::Direct { low, high })) => {
+                let peer = if event.actor == low { high } else { low };
+                // Taking back one's own words needs no friendship; anything that says something new does.
+                if !matches!(event.action, EventAction::Recall) {
+                    let (friends,): (i64,) =
+                        sqlx::query_as("SELECT COUNT(*) FROM friendships WHERE user_id = $1 AND friend_id = $2")
+                            .bind(event.actor)
+                            .bind(peer)
+                            .fetch_one(&mut **tx)
+                            .await?;
+                    if friends == 0 {
+                        return Err(StoreError::NotFriends);
+                    }
+                }
+                (vec![high, low], Some(peer))
+            }
+            _ => return Err(StoreError::Inconsistent(format!("message {} has no conversation", target.id))),
+        };
+        let (recalled,): (i64,) = sqlx::query_as(
+            "SELECT CAST(CASE WHEN recalled_at IS NULL THEN 0 ELSE 1 END AS BIGINT) FROM messages WHERE id = $1",
+        )
+        .bind(target.id)
+        .fetch_one(&mut **tx)
+        .await?;
+        if recalled != 0 {
+            return Ok(EventOutcome::TargetRecalled);
+        }
+        let mut body: Option<&str> = None;
+        match &event.action {
+            EventAction::Recall => {
+                sqlx::query(
+                    // The file id stays, so that a download can tell a recalled file (404) from one never
+                    // shared (403); every read treats a recalled message as having no file.
+                    "UPDATE messages SET body = NULL, meta = NULL, reply_to_id = NULL,
+                            recalled_at = $2, recalled_by = $3 WHERE id = $1",
+                )
+                .bind(target.id)
+                .bind(now)
+                .bind(event.actor)
+                .execute(&mut **tx)
+                .await?;
+                sqlx::query("UPDATE messages SET body = NULL WHERE target_id = $1 AND kind = 'edit'")
+                    .bind(target.id)
+                    .execute(&mut **tx)
+                    .await?;
+                sqlx::query("DELETE FROM message_reactions WHERE message_id = $1")
+                    .bind(target.id)
+                    .execute(&mut **tx)
+                    .await?;
+                sqlx::query("DELETE FROM message_mentions WHERE conversation_id = $1 AND seq = $2")
+                    .bind(conversation)
+                    .bind(target.seq)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            EventAction::Edit { text } => {
+                sqlx::query("UPDATE messages SET body = $2, edited_at = $3 WHERE id = $1")
+                    .bind(target.id)
+                    .bind(text.as_str())
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await?;
+                body = Some(text.as_str());
+            }
+            EventAction::React { emoji, add, max_distinct } => {
+                let changed = if *add {
+                    let (mine, distinct, this): (i64, i64, i64) = sqlx::query_as(
+                        "SELECT (SELECT COUNT(*) FROM message_reactions WHERE message_id = $1 AND emoji = $2 AND user_id = $3),
+                                (SELECT COUNT(DISTINCT emoji) FROM message_reactions WHERE message_id = $1),
+                                (SELECT COUNT(*) FROM message_reactions WHERE message_id = $1 AND emoji = $2)",
+                    )
+                    .bind(target.id)
+                    .bind(emoji.as_str())
+                    .bind(event.actor)
+                    .fetch_one(&mut **tx)
+                    .await?;
+                    if mine == 0 && this == 0 && distinct >= *max_distinct {
+                        return Ok(EventOutcome::TooManyReactions);
+                    }
+                    if mine == 0 {
+                        sqlx::query(
+                            "INSERT INTO message_reactions (message_id, emoji, user_id, created_at) VALUES ($1, $2, $3, $4)",
+                        )
+                        .bind(target.id)
+                        .bind(emoji.as_str())
+                        .bind(event.actor)
+                        .bind(now)
+                        .execute(&mut **tx)
+                        .await?;
+                    }
+                    mine == 0
+                } else {
+                    let done = sqlx::query(
+                        "DELETE FROM message_reactions WHERE message_id = $1 AND emoji = $2 AND user_id = $3",
+                    )
+                    .bind(target.id)
+                    .bind(emoji.as_str())
+                    .bind(event.actor)
+                    .execute(&mut **tx)
+                    .await?;
+                    DB::rows_affected(&done) > 0
+                };
+                if !changed {
+                    let earlier: Vec<MessageRecord> = sqlx::query_as(concat!(
+                        "SELECT ",
+                        message_columns!(),
+                        " FROM messages WHERE target_id = $1 AND kind = 'reaction' AND from_user_id = $2
+                          ORDER BY seq DESC"
+                    ))
+                    .bind(target.id)
+                    .bind(event.actor)
+                    .fetch_all(&mut **tx)
+                    .await?;
+                    let latest = earlier.into_iter().find(|m| {
+                        crate::domain::model::MessageExtras::from_meta(m.meta.as_deref())
+                            .reaction
+                            .is_some_and(|r| &r.emoji == emoji)
+                    });
+                    return Ok(EventOutcome::Unchanged(latest));
+                }
+            }
+        }
+        let (seq,): (i64,) =
+            sqlx::query_as("UPDATE conversations SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq")
+                .bind(conversation)
+                .fetch_one(&mut **tx)
+                .await?;
+        let kind = match event.action {
+            EventAction::Recall => "recall",
+            EventAction::Edit { .. } => "edit",
+            EventAction::React { .. } => "reaction",
+        };
+        let message: MessageRecord = sqlx::query_as(concat!(
+            "INSERT INTO messages (conversation_id, seq, from_user_id, to_user_id, group_id, kind, body, file_id,
+                                   client_msg_id, created_at, target_id, meta)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, $9, $10, $11)
+             RETURNING ",
+            message_columns!()
+        ))
+        .bind(conversation)
+        .bind(seq)
+        .bind(event.actor)
+        .bind(to_user_id)
+        .bind(target.group_id)
+        .bind(kind)
+        .bind(body)
+        .bind(event.client_msg_id.as_deref())
+        .bind(now)
+        .bind(target.id)
+        .bind(event.meta.as_deref())
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(StoreError::classify)?;
+        Ok(EventOutcome::Done(Appended { message, created: true, recipients }))
     }
 
     /// Appends a batch in one transaction (group commit: one durable commit for many sends). Messages are
@@ -321,6 +520,9 @@ where
     (i64,): for<'r> FromRow<'r, DB::Row>,
     (i64, i64): for<'r> FromRow<'r, DB::Row>,
     (String, i64): for<'r> FromRow<'r, DB::Row>,
+    (String, i64, i64): for<'r> FromRow<'r, DB::Row>,
+    (i64, String, i64): for<'r> FromRow<'r, DB::Row>,
+    (i64, i64, i64): for<'r> FromRow<'r, DB::Row>,
 {
     /// Appends one message on its own (no batching: see `batch::Batched` for the writer the node uses).
     async fn append(&self, new: NewMessage) -> StoreResult<Appended> {
@@ -381,6 +583,36 @@ where
         Ok(rows)
     }
 
+    async fn history(
+        &self,
+        viewer: i64,
+        conversation_id: &str,
+        after: i64,
+        before: i64,
+        limit: i64,
+        newest: bool,
+    ) -> StoreResult<Vec<MessageRecord>> {
+        let sql = format!(
+            "SELECT {} FROM messages WHERE conversation_id = $1 AND seq > $2 AND seq < $3
+               AND NOT EXISTS (SELECT 1 FROM hidden_messages h WHERE h.user_id = $5 AND h.message_id = messages.id)
+             ORDER BY seq {} LIMIT $4",
+            message_columns!(),
+            if newest { "DESC" } else { "ASC" }
+        );
+        let mut rows: Vec<MessageRecord> = sqlx::query_as(&sql)
+            .bind(conversation_id)
+            .bind(after)
+            .bind(before)
+            .bind(limit)
+            .bind(viewer)
+            .fetch_all(self.reader())
+            .await?;
+        if newest {
+            rows.reverse();
+        }
+        Ok(rows)
+    }
+
     async fn user_conversations(&self, user: i64) -> StoreResult<Vec<UserConversationRecord>> {
         Ok(sqlx::query_as(
             "SELECT uc.conversation_id, c.kind, c.group_id, c.user_low, c.user_high, c.last_seq, uc.read_seq,
@@ -406,18 +638,22 @@ where
         .await?)
     }
 
-    async fn last_messages(&self, conversation_ids: &[String]) -> StoreResult<Vec<MessageRecord>> {
+    async fn last_messages(&self, user: i64, conversation_ids: &[String]) -> StoreResult<Vec<MessageRecord>> {
         if conversation_ids.is_empty() {
             return Ok(Vec::new());
         }
+        // Walks each conversation back from its end on the (conversation_id, seq) index, past edits, reactions
+        // and what the user hid, to the first message a preview shows.
         let sql = format!(
-            "SELECT m.id, m.conversation_id, m.seq, m.from_user_id, m.to_user_id, m.group_id, m.kind, m.body, m.file_id,
-                    m.client_msg_id, m.created_at
-             FROM conversations c JOIN messages m ON m.conversation_id = c.id AND m.seq = c.last_seq
-             WHERE c.id IN ({})",
+            "SELECT {} FROM messages m
+             WHERE m.conversation_id IN ({}) AND m.seq = (
+                 SELECT MAX(p.seq) FROM messages p
+                 WHERE p.conversation_id = m.conversation_id AND p.kind NOT IN ('edit', 'reaction')
+                   AND NOT EXISTS (SELECT 1 FROM hidden_messages h WHERE h.user_id = $2 AND h.message_id = p.id))",
+            message_columns!(),
             DB::TEXT_SET
         );
-        Ok(sqlx::query_as(&sql).bind(json_strings(conversation_ids)).fetch_all(self.reader()).await?)
+        Ok(sqlx::query_as(&sql).bind(json_strings(conversation_ids)).bind(user).fetch_all(self.reader()).await?)
     }
 
     async fn mark_read(&self, user: i64, conversation_id: &str, seq: i64) -> StoreResult<bool> {
@@ -443,6 +679,113 @@ where
         )
         .bind(user)
         .bind(device)
+        .fetch_all(self.reader())
+        .await?)
+    }
+
+    async fn append_event(&self, event: NewEvent) -> StoreResult<EventOutcome> {
+        if let Some(cmid) = event.client_msg_id.as_deref() {
+            if let Some(first) = self.message_by_client_id(event.actor, cmid).await? {
+                return Ok(EventOutcome::Done(Appended { message: first, created: false, recipients: Vec::new() }));
+            }
+        }
+        let mut tx = self.writer().begin().await?;
+        let outcome = Self::event_in(&mut tx, &event, now()).await;
+        match outcome {
+            Ok(EventOutcome::Done(appended)) => match tx.commit().await {
+                Ok(()) => Ok(EventOutcome::Done(appended)),
+                Err(e) => Err(StoreError::classify(e)),
+            },
+            Ok(other) => {
+                let _ = tx.rollback().await;
+                Ok(other)
+            }
+            Err(StoreError::Conflict(_)) if event.client_msg_id.is_some() => {
+                // The same client_msg_id won a race on another node: return what it appended.
+                let _ = tx.rollback().await;
+                let cmid = event.client_msg_id.as_deref().unwrap_or_default();
+                match self.message_by_client_id(event.actor, cmid).await? {
+                    Some(first) => {
+                        Ok(EventOutcome::Done(Appended { message: first, created: false, recipients: vec![] }))
+                    }
+                    None => Err(StoreError::Inconsistent("a conflicting client_msg_id vanished".into())),
+                }
+            }
+            Err(e) => {
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn messages_by_ids(&self, ids: &[i64]) -> StoreResult<Vec<MessageRecord>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!("SELECT {} FROM messages WHERE id IN ({})", message_columns!(), DB::ID_SET);
+        Ok(sqlx::query_as(&sql).bind(json_ids(ids)).fetch_all(self.reader()).await?)
+    }
+
+    async fn reactions_of(&self, ids: &[i64]) -> StoreResult<Vec<(i64, String, i64)>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT message_id, emoji, user_id FROM message_reactions WHERE message_id IN ({})
+             ORDER BY created_at, emoji, user_id",
+            DB::ID_SET
+        );
+        Ok(sqlx::query_as(&sql).bind(json_ids(ids)).fetch_all(self.reader()).await?)
+    }
+
+    async fn hide(&self, user: i64, conversation_id: &str, messages: &[(i64, i64)]) -> StoreResult<Vec<i64>> {
+        let mut tx = self.writer().begin().await?;
+        let mut hidden = Vec::new();
+        for &(id, seq) in messages {
+            let done = sqlx::query(
+                "INSERT INTO hidden_messages (user_id, message_id, conversation_id, seq) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (user_id, message_id) DO NOTHING",
+            )
+            .bind(user)
+            .bind(id)
+            .bind(conversation_id)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+            if DB::rows_affected(&done) > 0 {
+                hidden.push(id);
+            }
+        }
+        tx.commit().await?;
+        Ok(hidden)
+    }
+
+    async fn hidden_among(&self, user: i64, ids: &[i64]) -> StoreResult<Vec<i64>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql =
+            format!("SELECT message_id FROM hidden_messages WHERE user_id = $2 AND message_id IN ({})", DB::ID_SET);
+        let rows: Vec<(i64,)> = sqlx::query_as(&sql).bind(json_ids(ids)).bind(user).fetch_all(self.reader()).await?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+
+    async fn unread(&self, user: i64) -> StoreResult<Vec<(String, i64, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT uc.conversation_id, COUNT(*),
+                    CAST(MAX(CASE WHEN EXISTS (SELECT 1 FROM message_mentions mm
+                                               WHERE mm.conversation_id = m.conversation_id AND mm.seq = m.seq
+                                                 AND mm.user_id IN (0, $1)) THEN 1 ELSE 0 END) AS BIGINT)
+             FROM user_conversations uc
+             JOIN messages m ON m.conversation_id = uc.conversation_id
+                            AND m.seq > CASE WHEN uc.read_seq > uc.visible_from_seq
+                                             THEN uc.read_seq ELSE uc.visible_from_seq END
+             WHERE uc.user_id = $1 AND m.from_user_id <> $1 AND m.kind IN ('text', 'image', 'video')
+               AND m.recalled_at IS NULL
+               AND NOT EXISTS (SELECT 1 FROM hidden_messages h WHERE h.user_id = $1 AND h.message_id = m.id)
+             GROUP BY uc.conversation_id",
+        )
+        .bind(user)
         .fetch_all(self.reader())
         .await?)
     }

@@ -188,6 +188,21 @@ pub struct MessageRecord {
     pub file_id: Option<i64>,
     pub client_msg_id: Option<String>,
     pub created_at: DateTime<Utc>,
+    // The lifecycle columns (DESIGN.md §7); absent from inbox copies written before them, hence the defaults.
+    /// The message an event changes.
+    #[serde(default)]
+    pub target_id: Option<i64>,
+    #[serde(default)]
+    pub reply_to_id: Option<i64>,
+    #[serde(default)]
+    pub edited_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub recalled_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub recalled_by: Option<i64>,
+    /// [`crate::domain::model::MessageExtras`] as JSON.
+    #[serde(default)]
+    pub meta: Option<String>,
 }
 
 /// A message to append to a conversation.
@@ -201,18 +216,64 @@ pub struct NewMessage {
     pub body: Option<String>,
     pub file_id: Option<i64>,
     pub client_msg_id: Option<String>,
+    /// The message this one answers (checked by the service: same conversation, visible, content).
+    pub reply_to_id: Option<i64>,
+    /// [`crate::domain::model::MessageExtras`] as JSON.
+    pub meta: Option<String>,
+    /// Users the message mentions, `0` standing for everyone (recorded for `mention_unread`).
+    pub mentions: Vec<i64>,
 }
 
 impl NewMessage {
-    /// A direct message without a file: the common case, which some backends append in a single statement.
-    pub fn is_plain_direct(&self) -> bool {
-        self.to_user_id.is_some() && self.group_id.is_none() && self.file_id.is_none()
+    /// Nothing but text or a file: no reply, mentions or extras.
+    fn is_bare(&self) -> bool {
+        self.reply_to_id.is_none() && self.meta.is_none() && self.mentions.is_empty()
     }
 
-    /// A group message without a file, which some backends append in batches of one statement.
-    pub fn is_plain_group(&self) -> bool {
-        self.group_id.is_some() && self.to_user_id.is_none() && self.file_id.is_none()
+    /// A bare direct message without a file: the common case, which some backends append in a single statement.
+    pub fn is_plain_direct(&self) -> bool {
+        self.to_user_id.is_some() && self.group_id.is_none() && self.file_id.is_none() && self.is_bare()
     }
+
+    /// A bare group message without a file, which some backends append in batches of one statement.
+    pub fn is_plain_group(&self) -> bool {
+        self.group_id.is_some() && self.to_user_id.is_none() && self.file_id.is_none() && self.is_bare()
+    }
+}
+
+/// What an event does to the message it targets (DESIGN.md §7).
+#[derive(Debug, Clone)]
+pub enum EventAction {
+    /// Removes the target's text, file, mentions, reactions and the text of its edits.
+    Recall,
+    /// Replaces the target's text.
+    Edit { text: String },
+    /// Adds or removes the actor's reaction; a change that changes nothing appends no event.
+    React { emoji: String, add: bool, max_distinct: i64 },
+}
+
+/// An event to append to the target's conversation, under the lock that orders its sends.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub target: MessageRecord,
+    pub actor: i64,
+    pub action: EventAction,
+    pub client_msg_id: Option<String>,
+    /// [`crate::domain::model::MessageExtras`] as JSON (a reaction's emoji and direction).
+    pub meta: Option<String>,
+}
+
+/// Why an event was not appended.
+#[derive(Debug)]
+pub enum EventOutcome {
+    /// Appended (or, `created` false, an earlier event with the same `client_msg_id`).
+    Done(Appended),
+    /// The target was recalled meanwhile.
+    TargetRecalled,
+    /// The reaction already was as asked; the actor's latest event about that emoji, if any.
+    Unchanged(Option<MessageRecord>),
+    /// A new emoji would exceed the message's distinct emoji limit.
+    TooManyReactions,
 }
 
 /// The outcome of [`MessageStore::append`].
@@ -310,8 +371,11 @@ pub trait FileStore: Send + Sync {
     async fn file(&self, id: i64) -> StoreResult<Option<FileRecord>>;
     async fn files_by_ids(&self, ids: &[i64]) -> StoreResult<Vec<FileRecord>>;
     /// Whether `user` took part in a conversation where the file was sent, at the time it was sent: a party of
-    /// the direct conversation, or a member of the group then (now or in an ended membership).
+    /// the direct conversation, or a member of the group then (now or in an ended membership) — by a message
+    /// that was not recalled.
     async fn shared_with(&self, file_id: i64, user: i64) -> StoreResult<bool>;
+    /// Whether every message that used the file was recalled (and at least one did): nobody may read it then.
+    async fn only_in_recalled(&self, file_id: i64) -> StoreResult<bool>;
     /// Deletes up to `limit` files never referenced by a message and created before `before`; returns them so
     /// their bytes can be removed.
     async fn take_unreferenced(&self, before: DateTime<Utc>, limit: i64) -> StoreResult<Vec<FileRecord>>;
@@ -353,11 +417,22 @@ pub trait MessageStore: Send + Sync {
         limit: i64,
         newest: bool,
     ) -> StoreResult<Vec<MessageRecord>>;
+    /// A page of history for `viewer`: as [`MessageStore::messages_between`] without what they hid.
+    async fn history(
+        &self,
+        viewer: i64,
+        conversation_id: &str,
+        after: i64,
+        before: i64,
+        limit: i64,
+        newest: bool,
+    ) -> StoreResult<Vec<MessageRecord>>;
     /// The user's conversations with their heads, most recently active first.
     async fn user_conversations(&self, user: i64) -> StoreResult<Vec<UserConversationRecord>>;
     async fn user_conversation(&self, user: i64, conversation_id: &str) -> StoreResult<Option<UserConversationRecord>>;
-    /// The last message of each listed conversation.
-    async fn last_messages(&self, conversation_ids: &[String]) -> StoreResult<Vec<MessageRecord>>;
+    /// The preview of each listed conversation for `user`: its last content message or recall not hidden by
+    /// them (edits and reactions are not shown in a preview).
+    async fn last_messages(&self, user: i64, conversation_ids: &[String]) -> StoreResult<Vec<MessageRecord>>;
     /// Moves the user's read cursor forward to `seq` (never back); false when it did not move.
     async fn mark_read(&self, user: i64, conversation_id: &str, seq: i64) -> StoreResult<bool>;
     /// Moves a device's delivered cursor forward to `seq` (never back). The move is written in the background
@@ -365,6 +440,21 @@ pub trait MessageStore: Send + Sync {
     async fn ack(&self, user: i64, device: &str, conversation_id: &str, seq: i64) -> StoreResult<()>;
     /// A device's delivered cursor per conversation.
     async fn device_cursors(&self, user: i64, device: &str) -> StoreResult<Vec<(String, i64)>>;
+    /// Appends an event that changes `target` (recall, edit, reaction) with the conversation's next seq, and
+    /// applies the change to the target in the same transaction. Refused with [`StoreError::NotMember`] /
+    /// [`StoreError::NotFriends`] when the actor may no longer write to the conversation.
+    async fn append_event(&self, event: NewEvent) -> StoreResult<EventOutcome>;
+    /// The messages with these ids (in no particular order).
+    async fn messages_by_ids(&self, ids: &[i64]) -> StoreResult<Vec<MessageRecord>>;
+    /// Reactions to these messages: `(message_id, emoji, user_id)` in the order they were made.
+    async fn reactions_of(&self, ids: &[i64]) -> StoreResult<Vec<(i64, String, i64)>>;
+    /// Hides messages of one conversation for `user` (delete for me); returns the ids newly hidden.
+    async fn hide(&self, user: i64, conversation_id: &str, messages: &[(i64, i64)]) -> StoreResult<Vec<i64>>;
+    /// Which of these message ids `user` hid.
+    async fn hidden_among(&self, user: i64, ids: &[i64]) -> StoreResult<Vec<i64>>;
+    /// Per conversation of `user`: unread content messages from others (not recalled, not hidden) after
+    /// `max(read_seq, visible_from_seq)`, and 1 when one of them mentions the user or everyone (else 0).
+    async fn unread(&self, user: i64) -> StoreResult<Vec<(String, i64, i64)>>;
 }
 
 /// Reachability of the database, for `/readyz`.

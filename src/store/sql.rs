@@ -20,7 +20,8 @@ macro_rules! user_columns {
 }
 macro_rules! message_columns {
     () => {
-        "id, conversation_id, seq, from_user_id, to_user_id, group_id, kind, body, file_id, client_msg_id, created_at"
+        "id, conversation_id, seq, from_user_id, to_user_id, group_id, kind, body, file_id, client_msg_id, created_at, \
+         target_id, reply_to_id, edited_at, recalled_at, recalled_by, meta"
     };
 }
 macro_rules! file_columns {

@@ -73,6 +73,9 @@ fn text(from: i64, to: i64, body: &str) -> NewMessage {
         body: Some(body.into()),
         file_id: None,
         client_msg_id: None,
+        reply_to_id: None,
+        meta: None,
+        mentions: Vec::new(),
     }
 }
 

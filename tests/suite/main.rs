@@ -11,6 +11,7 @@ mod conformance;
 mod edges;
 mod friends;
 mod groups;
+mod lifecycle;
 mod media;
 mod messaging;
 mod openapi_spec;

@@ -24,7 +24,7 @@ fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
 
 /// A PNG of 320 × 240 whose header is valid, padded to `len` bytes with a private ancillary chunk (which
 /// decoders skip) before its image data.
-fn png(len: usize) -> Vec<u8> {
+pub(crate) fn png(len: usize) -> Vec<u8> {
     let mut ihdr = 320u32.to_be_bytes().to_vec();
     ihdr.extend(240u32.to_be_bytes());
     ihdr.extend([8, 2, 0, 0, 0]); // 8-bit RGB, deflate, no filter, no interlace
@@ -71,13 +71,13 @@ async fn upload_raw(node: &TestNode, token: &str, body: Vec<u8>) -> crate::commo
     .await
 }
 
-async fn upload(node: &TestNode, token: &str, name: &str, ct: &str, data: &[u8]) -> Value {
+pub(crate) async fn upload(node: &TestNode, token: &str, name: &str, ct: &str, data: &[u8]) -> Value {
     let r = upload_raw(node, token, multipart(name, ct, data)).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     r.body
 }
 
-async fn download(node: &TestNode, token: Option<&str>, id: i64, range: Option<&str>) -> reqwest::Response {
+pub(crate) async fn download(node: &TestNode, token: Option<&str>, id: i64, range: Option<&str>) -> reqwest::Response {
     let mut req = node.http.get(node.url(&format!("/api/files/{id}")));
     if let Some(t) = token {
         req = req.bearer_auth(t);

@@ -36,6 +36,9 @@ fn msg(conv: ConversationId, from: i64, to: Option<i64>, cid: Option<&str>) -> N
         body: Some("hi".into()),
         file_id: None,
         client_msg_id: cid.map(str::to_string),
+        reply_to_id: None,
+        meta: None,
+        mentions: Vec::new(),
     }
 }
 
@@ -106,7 +109,7 @@ backend_tests! {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         assert_eq!(s.messages.device_cursors(b, "phone").await.unwrap(), vec![(id.clone(), 3)]);
         assert!(s.messages.device_cursors(b, "tablet").await.unwrap().is_empty());
-        assert_eq!(s.messages.last_messages(std::slice::from_ref(&id)).await.unwrap()[0].seq, 5);
+        assert_eq!(s.messages.last_messages(b, std::slice::from_ref(&id)).await.unwrap()[0].seq, 5);
     }
 
     async fn concurrent_direct_sends_committed_together_keep_every_conversation_gapless(backend) {
@@ -514,7 +517,7 @@ async fn a_sqlite_database_migrated_under_the_old_numbers_opens_and_is_renumbere
             sqlx::query_as("SELECT version FROM _sqlx_migrations ORDER BY version").fetch_all(&pool).await.unwrap();
         rows.into_iter().map(|r| r.0).collect::<Vec<i64>>()
     };
-    assert_eq!(versions(pool.clone()).await, vec![1, 3, 4, 5]);
+    assert_eq!(versions(pool.clone()).await, vec![1, 3, 4, 5, 6]);
     // As a database migrated before the renumbering records them.
     for v in [3_i64, 4, 5] {
         sqlx::query("UPDATE _sqlx_migrations SET version = $1 - 1 WHERE version = $1")
@@ -523,12 +526,80 @@ async fn a_sqlite_database_migrated_under_the_old_numbers_opens_and_is_renumbere
             .await
             .unwrap();
     }
-    assert_eq!(versions(pool.clone()).await, vec![1, 2, 3, 4]);
+    assert_eq!(versions(pool.clone()).await, vec![1, 2, 3, 4, 6]);
     pool.close().await;
 
     let s = Stores::open(&url, 1).await.expect("a legacy database opens");
     assert_eq!(s.users.user_by_id(kept.id).await.unwrap().unwrap().username, "kept");
     s.close().await;
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    assert_eq!(versions(pool).await, vec![1, 3, 4, 5]);
+    assert_eq!(versions(pool).await, vec![1, 3, 4, 5, 6]);
+}
+
+/// Migration 0006 rebuilds SQLite's `messages` table (SQLite cannot change a CHECK constraint in place): a
+/// database with messages keeps every one of them, byte for byte, and new ids continue after the highest ever
+/// handed out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqlite_message_lifecycle_migration_keeps_every_message_and_the_id_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
+    // The schema as it was before 0006.
+    let old = dir.path().join("migrations");
+    std::fs::create_dir(&old).unwrap();
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if name.as_str() < "0006" {
+            std::fs::copy(&path, old.join(&name)).unwrap();
+        }
+    }
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::migrate::Migrator::new(old.as_path()).await.unwrap().run(&pool).await.unwrap();
+    for (i, name) in ["ann", "bob"].iter().enumerate() {
+        sqlx::query("INSERT INTO users (id, username, username_lower, nickname, sex, password_hash, created_at, updated_at) VALUES ($1, $2, $2, $2, 0, 'x', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')")
+            .bind(i as i64 + 1)
+            .bind(*name)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    sqlx::query("INSERT INTO conversations (id, kind, user_low, user_high, last_seq, created_at, updated_at) VALUES ('d:1:2', 'direct', 1, 2, 3, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    for seq in 1..=3_i64 {
+        sqlx::query("INSERT INTO messages (id, conversation_id, seq, from_user_id, to_user_id, kind, body, client_msg_id, created_at) VALUES ($1, 'd:1:2', $2, 1, 2, 'text', $3, $4, '2026-01-01T00:00:00Z')")
+            .bind(seq * 10)
+            .bind(seq)
+            .bind(format!("你好 {seq}"))
+            .bind(format!("c{seq}"))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    sqlx::query("INSERT INTO friendships (user_id, friend_id, created_at) VALUES (1, 2, '2026-01-01T00:00:00Z'), (2, 1, '2026-01-01T00:00:00Z')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    // An id handed out and gone: ids after the migration must not reuse it.
+    sqlx::query("INSERT INTO messages (id, conversation_id, seq, from_user_id, kind, body, created_at) VALUES (99, 'd:1:2', 99, 1, 'text', 'x', '2026-01-01T00:00:00Z')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM messages WHERE id = 99").execute(&pool).await.unwrap();
+    pool.close().await;
+
+    let s = Stores::open(&url, 1).await.expect("the old database migrates");
+    let kept = s.messages.messages_between("d:1:2", 0, i64::MAX, 10, false).await.unwrap();
+    let summary: Vec<(i64, i64, Option<String>, Option<String>)> =
+        kept.iter().map(|m| (m.id, m.seq, m.body.clone(), m.client_msg_id.clone())).collect();
+    assert_eq!(
+        summary,
+        (1..=3_i64)
+            .map(|seq| (seq * 10, seq, Some(format!("你好 {seq}")), Some(format!("c{seq}"))))
+            .collect::<Vec<_>>()
+    );
+    let appended = s.messages.append(msg(ConversationId::Direct { low: 1, high: 2 }, 1, Some(2), None)).await.unwrap();
+    assert_eq!((appended.message.seq, appended.message.id > 99), (4, true), "{:?}", appended.message);
+    s.close().await;
 }

@@ -1,0 +1,205 @@
+//! What changes a message after it was sent (DESIGN.md §7): recall, edit and reactions, each an event with the
+//! conversation's next seq, delivered like a message; and delete-for-me, which changes only the caller's view.
+
+use chrono::Utc;
+
+use super::Messaging;
+use crate::delivery::Delivery;
+use crate::domain::frame::ServerFrame;
+use crate::domain::model::{GroupRole, Message, MessageExtras, MessageType, ReactionChange, ReactionOp};
+use crate::domain::{ClientMsgId, MessageText};
+use crate::error::{AppError, AppResult, ErrorCode};
+use crate::store::{EventAction, EventOutcome, MessageRecord, NewEvent, StoreError};
+
+/// Most distinct emoji on one message (DESIGN.md §7).
+pub const MAX_DISTINCT_REACTIONS: i64 = 20;
+/// Longest emoji accepted, in characters (the OpenAPI document's `maxLength`): a family of four with skin tones
+/// is 11; this bounds what a single "grapheme" may smuggle in.
+pub const MAX_EMOJI_CHARS: usize = 16;
+
+/// A reaction's emoji: exactly one grapheme cluster that is an emoji (a pictograph, optionally with variation
+/// selectors, skin tones, ZWJ sequences or keycaps, or a flag), not plain text. Refusals are 422
+/// `invalid_emoji`.
+pub fn parse_emoji(s: &str) -> AppResult<String> {
+    let bad = || AppError::new(ErrorCode::InvalidEmoji, "a reaction is one emoji");
+    if s.is_empty()
+        || s.chars().count() > MAX_EMOJI_CHARS
+        || unicode_segmentation::UnicodeSegmentation::graphemes(s, true).count() != 1
+    {
+        return Err(bad());
+    }
+    let pictographic = s.chars().any(|c| emojis::get(&c.to_string()).is_some());
+    if emojis::get(s).is_none() && !pictographic {
+        return Err(bad());
+    }
+    Ok(s.to_string())
+}
+
+impl Messaging {
+    /// The message `id` as the caller may see it: 404 `message_not_found` when it does not exist or lies outside
+    /// what the caller can see (another conversation, before they joined, deleted for them).
+    async fn visible_message(&self, user: i64, id: i64) -> AppResult<MessageRecord> {
+        let not_found = || AppError::new(ErrorCode::MessageNotFound, "no such message");
+        let message = self.stores.messages.messages_by_ids(&[id]).await?.pop().ok_or_else(not_found)?;
+        let access = match self.access(user, &message.conversation_id).await {
+            Ok(a) => a,
+            Err(e) if e.status().is_client_error() => return Err(not_found()),
+            Err(e) => return Err(e),
+        };
+        if message.seq <= access.visible_from || !self.stores.messages.hidden_among(user, &[id]).await?.is_empty() {
+            return Err(not_found());
+        }
+        Ok(message)
+    }
+
+    /// A content message the caller may change: an event is 409 `target_is_event`, a recalled one 409
+    /// `already_recalled`.
+    async fn changeable(&self, user: i64, id: i64) -> AppResult<MessageRecord> {
+        let message = self.visible_message(user, id).await?;
+        if !MessageType::parse(&message.kind).is_content() {
+            return Err(AppError::new(ErrorCode::TargetIsEvent, "recalls, edits and reactions cannot be changed"));
+        }
+        if message.recalled_at.is_some() {
+            return Err(AppError::new(ErrorCode::AlreadyRecalled, "that message was recalled"));
+        }
+        Ok(message)
+    }
+
+    /// Recalls a message: its sender within the recall window, a group's owner or admins at any time. Its text,
+    /// file, quote, mentions, reactions and the text of its edits are removed in the transaction that appends
+    /// the `recall` event, which is returned.
+    pub async fn recall(&self, user: i64, id: i64, client_msg_id: Option<&str>) -> AppResult<(Message, bool)> {
+        self.limits.check_send(user)?;
+        let target = self.changeable(user, id).await?;
+        let moderator = match target.group_id {
+            Some(g) => matches!(self.groups.role_of(g, user).await?, Some(GroupRole::Owner | GroupRole::Admin)),
+            None => false,
+        };
+        if !moderator {
+            if target.from_user_id != user {
+                return Err(AppError::new(
+                    ErrorCode::Forbidden,
+                    "only the sender or a group's owner or admins may recall it",
+                ));
+            }
+            if Utc::now() - target.created_at > chrono::Duration::from_std(self.windows.recall).unwrap_or_default() {
+                return Err(AppError::new(ErrorCode::RecallWindowPassed, "the time to recall this message has passed"));
+            }
+        }
+        self.append_event(user, target, EventAction::Recall, client_msg_id, MessageExtras::default()).await
+    }
+
+    /// Replaces the text of the caller's own text message within the edit window; returns the `edit` event.
+    pub async fn edit(
+        &self,
+        user: i64,
+        id: i64,
+        text: &str,
+        client_msg_id: Option<&str>,
+    ) -> AppResult<(Message, bool)> {
+        self.limits.check_send(user)?;
+        let text = MessageText::parse(text)?.into_string();
+        let target = self.changeable(user, id).await?;
+        if target.from_user_id != user {
+            return Err(AppError::new(ErrorCode::Forbidden, "only the sender may edit a message"));
+        }
+        if target.kind != MessageType::Text.as_str() {
+            return Err(AppError::new(ErrorCode::NotEditable, "only text messages can be edited"));
+        }
+        if Utc::now() - target.created_at > chrono::Duration::from_std(self.windows.edit).unwrap_or_default() {
+            return Err(AppError::new(ErrorCode::EditWindowPassed, "the time to edit this message has passed"));
+        }
+        self.append_event(user, target, EventAction::Edit { text }, client_msg_id, MessageExtras::default()).await
+    }
+
+    /// Adds (`add`) or removes the caller's reaction `emoji`; idempotent per user and emoji: a change that
+    /// changes nothing returns the caller's latest event about that emoji and appends nothing.
+    pub async fn react(&self, user: i64, id: i64, emoji: &str, add: bool) -> AppResult<(Message, bool)> {
+        self.limits.check_send(user)?;
+        let emoji = parse_emoji(emoji)?;
+        let target = self.changeable(user, id).await?;
+        let extras = MessageExtras {
+            reaction: Some(ReactionChange {
+                emoji: emoji.clone(),
+                op: if add { ReactionOp::Add } else { ReactionOp::Remove },
+            }),
+            ..Default::default()
+        };
+        let action = EventAction::React { emoji, add, max_distinct: MAX_DISTINCT_REACTIONS };
+        self.append_event(user, target, action, None, extras).await
+    }
+
+    /// Hides the caller's view of a message (delete for me) on all their devices: gone from their history,
+    /// previews and unread counts; the other devices are told with `messages_hidden`.
+    pub async fn hide(&self, user: i64, id: i64) -> AppResult<()> {
+        let message = self.visible_message(user, id).await?;
+        let hidden = self.stores.messages.hide(user, &message.conversation_id, &[(message.id, message.seq)]).await?;
+        if !hidden.is_empty() {
+            let frame = ServerFrame::MessagesHidden { conversation_id: message.conversation_id, message_ids: hidden };
+            self.events.publish(&[user], &frame).await;
+        }
+        Ok(())
+    }
+
+    async fn append_event(
+        &self,
+        user: i64,
+        target: MessageRecord,
+        action: EventAction,
+        client_msg_id: Option<&str>,
+        extras: MessageExtras,
+    ) -> AppResult<(Message, bool)> {
+        let client_msg_id = client_msg_id.map(ClientMsgId::parse).transpose()?.map(ClientMsgId::into_string);
+        let group = target.group_id;
+        let event = NewEvent { target, actor: user, action, client_msg_id, meta: extras.to_meta() };
+        let appended = match self.stores.messages.append_event(event).await {
+            Ok(EventOutcome::Done(appended)) => appended,
+            Ok(EventOutcome::TargetRecalled) => {
+                return Err(AppError::new(ErrorCode::AlreadyRecalled, "that message was recalled"))
+            }
+            Ok(EventOutcome::TooManyReactions) => {
+                return Err(AppError::new(ErrorCode::TooManyReactions, "a message has at most 20 different reactions"))
+            }
+            Ok(EventOutcome::Unchanged(Some(earlier))) => {
+                return Ok((self.render(vec![earlier]).await?.remove(0), false))
+            }
+            Ok(EventOutcome::Unchanged(None)) => {
+                return Err(AppError::new(ErrorCode::ReactionNotFound, "you have not reacted with that emoji"))
+            }
+            Err(StoreError::NotFriends) => {
+                return Err(AppError::new(ErrorCode::NotFriends, "you can only message your friends"))
+            }
+            Err(StoreError::NotMember) => {
+                if let Some(g) = group {
+                    self.groups.check_sender(g, user).await?;
+                }
+                return Err(AppError::new(ErrorCode::NotGroupMember, "you are not a member of this group"));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut rendered = self.render(vec![appended.message.clone()]).await?;
+        let message = rendered.remove(0);
+        if appended.created {
+            self.metrics.messages_accepted.inc();
+            let delivery = Delivery::from_frame(&ServerFrame::Message { message: message.clone() });
+            self.inbox.append(&appended.recipients, &appended.message).await;
+            self.events.publish_delivery(&appended.recipients, &delivery).await;
+        }
+        Ok((message, appended.created))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_emoji;
+
+    #[test]
+    fn a_reaction_is_exactly_one_emoji_grapheme() {
+        for ok in ["👍", "❤️", "😂", "👨‍👩‍👧‍👦", "👍🏽", "🇨🇳", "1️⃣", "🙏"] {
+            assert_eq!(parse_emoji(ok).unwrap(), ok, "{ok:?}");
+        }
+        for bad in ["", "a", "ok", "👍👍", "中", "👍 ", " ", "\u{200d}", "1", "+1", ":thumbsup:"] {
+            assert!(parse_emoji(bad).is_err(), "{bad:?}");
+        }
+    }
+}
