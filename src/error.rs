@@ -67,7 +67,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | UnexpectedField
         | InvalidEmoji
         | InvalidReply
-        | InvalidMention => StatusCode::UNPROCESSABLE_ENTITY,
+        | InvalidMention
+        | InvalidForward => StatusCode::UNPROCESSABLE_ENTITY,
         RateLimited | UploadQuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,
         Draining | AtCapacity => StatusCode::SERVICE_UNAVAILABLE,

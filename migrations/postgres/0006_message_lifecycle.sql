@@ -42,3 +42,11 @@ CREATE TABLE message_mentions (
     user_id         BIGINT NOT NULL,
     PRIMARY KEY (conversation_id, seq, user_id)
 );
+
+-- Files a merged forward's items show: shared with the forward's conversation as a message's own file is.
+CREATE TABLE message_files (
+    message_id BIGINT NOT NULL,
+    file_id    BIGINT NOT NULL,
+    PRIMARY KEY (message_id, file_id)
+);
+CREATE INDEX message_files_file ON message_files (file_id);

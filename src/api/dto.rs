@@ -93,3 +93,19 @@ pub struct EditBody {
     #[oai(nullable)]
     pub client_msg_id: Option<Str<fields::ClientMsgId>>,
 }
+
+/// The body of `POST /api/messages/forward`: messages of one conversation to a friend or a group.
+#[derive(Debug, Object)]
+pub struct ForwardBody {
+    /// 1–100 messages of one conversation the caller can read.
+    #[oai(validator(min_items = 1, max_items = 100))]
+    pub message_ids: Vec<i64>,
+    /// The friend to forward to (exactly one of `to_user_id` and `group_id`).
+    #[oai(nullable)]
+    pub to_user_id: Option<i64>,
+    #[oai(nullable)]
+    pub group_id: Option<i64>,
+    /// One `merged` message holding them all, instead of one message each.
+    #[oai(nullable)]
+    pub merged: Option<bool>,
+}

@@ -12,7 +12,7 @@ use poem_openapi::{ApiResponse, OpenApi};
 use serde_json::Value;
 
 use super::auth::BearerAuth;
-use super::dto::{EditBody, ReadBody};
+use super::dto::{EditBody, ForwardBody, ReadBody};
 use super::ApiTags;
 use crate::domain::model::{Conversation, HistoryPage, Message, SendMessage};
 use crate::error::AppError;
@@ -28,6 +28,13 @@ enum Sent {
     /// A repeat of an earlier `client_msg_id`: the message that send created.
     #[oai(status = 200)]
     Repeated(Json<Message>),
+}
+
+#[derive(ApiResponse)]
+enum Forwarded {
+    /// The new messages, in the order of their sources.
+    #[oai(status = 201)]
+    Created(Json<Vec<Message>>),
 }
 
 #[derive(ApiResponse)]
@@ -147,6 +154,20 @@ impl MessagesApi {
     ) -> Result<Changed, AppError> {
         let (event, _) = state.messaging.react(auth.user_id(), message_id.0, &emoji.0, false).await?;
         Ok(Changed::Ok(Json(event)))
+    }
+
+    /// Forward messages of one conversation to a friend or a group: one message each, or one `merged` message.
+    #[oai(path = "/api/messages/forward", method = "post", operation_id = "forwardMessages")]
+    async fn forward(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        body: Json<ForwardBody>,
+    ) -> Result<Forwarded, AppError> {
+        let b = body.0;
+        let merged = b.merged.unwrap_or(false);
+        let sent = state.messaging.forward(auth.user_id(), &b.message_ids, b.to_user_id, b.group_id, merged).await?;
+        Ok(Forwarded::Created(Json(sent)))
     }
 
     /// The caller's conversations, most recent first, with unread counts.

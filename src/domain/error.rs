@@ -103,6 +103,7 @@ pub enum ErrorCode {
     InvalidEmoji,
     InvalidReply,
     InvalidMention,
+    InvalidForward,
     // Slow down.
     RateLimited,
     UploadQuotaExceeded,
@@ -203,6 +204,7 @@ impl ErrorCode {
             InvalidEmoji,
             InvalidReply,
             InvalidMention,
+            InvalidForward,
             RateLimited,
             UploadQuotaExceeded,
             Internal,
@@ -301,6 +303,7 @@ impl ErrorCode {
             InvalidEmoji => "invalid_emoji",
             InvalidReply => "invalid_reply",
             InvalidMention => "invalid_mention",
+            InvalidForward => "invalid_forward",
             RateLimited => "rate_limited",
             UploadQuotaExceeded => "upload_quota_exceeded",
             Internal => "internal",

@@ -65,6 +65,8 @@ pub enum MessageType {
     Text,
     Image,
     Video,
+    /// A merged forward: `items` are the forwarded messages.
+    Merged,
     Recall,
     Edit,
     Reaction,
@@ -76,6 +78,7 @@ impl MessageType {
             Self::Text => "text",
             Self::Image => "image",
             Self::Video => "video",
+            Self::Merged => "merged",
             Self::Recall => "recall",
             Self::Edit => "edit",
             Self::Reaction => "reaction",
@@ -85,6 +88,7 @@ impl MessageType {
         match s {
             "image" => Self::Image,
             "video" => Self::Video,
+            "merged" => Self::Merged,
             "recall" => Self::Recall,
             "edit" => Self::Edit,
             "reaction" => Self::Reaction,
@@ -93,7 +97,7 @@ impl MessageType {
     }
     /// Content is what people send; events change content and never count as unread.
     pub fn is_content(self) -> bool {
-        matches!(self, Self::Text | Self::Image | Self::Video)
+        matches!(self, Self::Text | Self::Image | Self::Video | Self::Merged)
     }
 }
 
@@ -165,18 +169,39 @@ pub struct ReactionChange {
     pub op: ReactionOp,
 }
 
+/// A forwarded message inside a merged forward, as it was when forwarded.
+#[derive(Debug, Clone, Object, Serialize, Deserialize)]
+pub struct MessageSnapshot {
+    pub id: i64,
+    pub from_user_id: i64,
+    #[oai(rename = "type")]
+    #[serde(rename = "type")]
+    pub kind: MessageType,
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileInfo>,
+    pub created_at: DateTime<Utc>,
+}
+
 /// What only some messages carry, stored with the message as JSON.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct MessageExtras {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mentions: Option<Mentions>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reaction: Option<ReactionChange>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forwarded: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<Vec<MessageSnapshot>>,
 }
 
 impl MessageExtras {
     pub fn is_empty(&self) -> bool {
-        self.mentions.is_none() && self.reaction.is_none()
+        self.mentions.is_none() && self.reaction.is_none() && !self.forwarded && self.items.is_none()
     }
     /// The JSON stored in `messages.meta`, or none when there is nothing to store.
     pub fn to_meta(&self) -> Option<String> {
@@ -273,6 +298,13 @@ pub struct Message {
     #[oai(skip_serializing_if_is_none)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reaction: Option<ReactionChange>,
+    /// Forwarded from another conversation.
+    #[serde(default)]
+    pub forwarded: bool,
+    /// A `merged` message's forwarded messages, oldest first.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<Vec<MessageSnapshot>>,
 }
 
 /// The body of `POST /api/messages/send` and of the WebSocket `send` frame.

@@ -146,20 +146,7 @@ impl Messaging {
                 Some(file)
             }
         };
-        let (conversation, to_user_id, group_id) = match (req.to_user_id, req.group_id) {
-            (Some(to), None) => {
-                if to == from {
-                    // 403, not 422: the body is well-formed; what it asks is not allowed for this caller.
-                    return Err(AppError::new(ErrorCode::CannotMessageSelf, "you cannot message yourself"));
-                }
-                // Friendship is checked by the append itself, in the same transaction that allocates the seq.
-                (ConversationId::direct(from, to), Some(to), None)
-            }
-            // Membership is checked by the append itself, under the lock that orders it against membership
-            // changes (a refusal is then told apart as an unknown group or a non-member below).
-            (None, Some(group)) => (ConversationId::group(group), None, Some(group)),
-            _ => return Err(AppError::new(ErrorCode::InvalidRecipient, "give exactly one of to_user_id and group_id")),
-        };
+        let (conversation, to_user_id, group_id) = destination(from, req.to_user_id, req.group_id)?;
         let mentions = self.mentions(from, group_id, req.mention_user_ids.as_deref(), req.mention_all).await?;
         if let Some(reply_to) = req.reply_to_id {
             self.check_reply(from, &conversation, reply_to).await?;
@@ -181,7 +168,17 @@ impl Messaging {
             reply_to_id: req.reply_to_id,
             meta: MessageExtras { mentions, ..Default::default() }.to_meta(),
             mentions: mentioned,
+            forwarded: false,
+            item_files: Vec::new(),
         };
+        self.commit(from, new, file.as_ref().map(Media::info)).await
+    }
+
+    /// Appends an authorised message, then hands it to the recipients' inboxes and publishes it. A repeated
+    /// `client_msg_id` returns the first message with `false` and publishes nothing again. `file` is the
+    /// message's own file, when the caller has it (a bare message is then given without another query).
+    async fn commit(&self, from: i64, new: NewMessage, file: Option<FileInfo>) -> AppResult<(Message, bool)> {
+        let group_id = new.group_id;
         let appended = match self.stores.messages.append(new).await {
             Ok(a) => a,
             Err(StoreError::NotFriends) => {
@@ -204,13 +201,14 @@ impl Messaging {
             return Ok((rendered.remove(0), false));
         }
         self.metrics.messages_accepted.inc();
-        let message = if appended.message.reply_to_id.is_some() {
-            self.render(vec![appended.message.clone()]).await?.remove(0)
-        } else {
-            let mut message = views::message(appended.message.clone());
-            message.file = file.as_ref().map(Media::info);
-            message
-        };
+        let message =
+            if appended.message.reply_to_id.is_some() || (appended.message.file_id.is_some() && file.is_none()) {
+                self.render(vec![appended.message.clone()]).await?.remove(0)
+            } else {
+                let mut message = views::message(appended.message.clone());
+                message.file = file;
+                message
+            };
         let delivery = Delivery::from_frame(&ServerFrame::Message { message: message.clone() });
         // Neither waits for Redis: both are queued on the node's one write pipeline, the inbox copy ahead of the
         // publish (a reader who sees the publish and a gap finds the copy), and the sender's reply only waits for
@@ -506,6 +504,30 @@ impl Messaging {
             )),
         }
     }
+}
+
+/// Where a message goes: exactly one of a friend (`to_user_id`, not oneself) or a group. Friendship and
+/// membership are checked by the append itself, in the transaction that allocates the seq (under the lock
+/// that orders it against membership changes).
+fn destination(
+    from: i64,
+    to_user_id: Option<i64>,
+    group_id: Option<i64>,
+) -> AppResult<(ConversationId, Option<i64>, Option<i64>)> {
+    Ok(match (to_user_id, group_id) {
+        (Some(to), None) => {
+            if to == from {
+                // 403, not 422: the body is well-formed; what it asks is not allowed for this caller.
+                return Err(AppError::new(ErrorCode::CannotMessageSelf, "you cannot message yourself"));
+            }
+            // Friendship is checked by the append itself, in the same transaction that allocates the seq.
+            (ConversationId::direct(from, to), Some(to), None)
+        }
+        // Membership is checked by the append itself, under the lock that orders it against membership
+        // changes (a refusal is then told apart as an unknown group or a non-member below).
+        (None, Some(group)) => (ConversationId::group(group), None, Some(group)),
+        _ => return Err(AppError::new(ErrorCode::InvalidRecipient, "give exactly one of to_user_id and group_id")),
+    })
 }
 
 /// A reply's snapshot of the message it quotes, as that message is now.

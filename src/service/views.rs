@@ -51,5 +51,7 @@ pub fn message(r: MessageRecord) -> Message {
         recalled_by: r.recalled_by,
         reactions: Vec::new(),
         reaction: extras.reaction,
+        forwarded: extras.forwarded,
+        items: extras.items,
     }
 }

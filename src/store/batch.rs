@@ -399,6 +399,8 @@ mod tests {
             reply_to_id: None,
             meta: None,
             mentions: Vec::new(),
+            forwarded: false,
+            item_files: Vec::new(),
         }
     }
 

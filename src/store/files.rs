@@ -67,7 +67,9 @@ where
 
     async fn shared_with(&self, file_id: i64, user: i64) -> StoreResult<bool> {
         let row: Option<(i64,)> = sqlx::query_as(
-            "SELECT m.id FROM messages m WHERE m.file_id = $1 AND m.recalled_at IS NULL AND (
+            "SELECT m.id FROM messages m
+             WHERE (m.file_id = $1 OR m.id IN (SELECT message_id FROM message_files WHERE file_id = $1))
+               AND m.recalled_at IS NULL AND (
                 (m.group_id IS NULL AND (m.from_user_id = $2 OR m.to_user_id = $2))
                 OR EXISTS (SELECT 1 FROM group_members gm
                            WHERE gm.group_id = m.group_id AND gm.user_id = $2 AND gm.joined_seq < m.seq)
@@ -85,7 +87,7 @@ where
     async fn only_in_recalled(&self, file_id: i64) -> StoreResult<bool> {
         let (recalled, live): (i64, i64) = sqlx::query_as(
             "SELECT COUNT(CASE WHEN recalled_at IS NOT NULL THEN 1 END), COUNT(CASE WHEN recalled_at IS NULL THEN 1 END)
-             FROM messages WHERE file_id = $1",
+             FROM messages WHERE file_id = $1 OR id IN (SELECT message_id FROM message_files WHERE file_id = $1)",
         )
         .bind(file_id)
         .fetch_one(self.reader())

@@ -105,16 +105,18 @@ where
         .bind(now)
         .fetch_one(&mut **tx)
         .await?;
-        // The file, if any, must still exist and be the sender's; referencing it protects it from cleanup
-        // (which deletes only unreferenced files, so it either ran before and we fail, or waits for us).
-        if let Some(file_id) = new.file_id {
+        // The files, if any, must still exist and be the sender's (or, for a forward, one the service checked
+        // they can read); referencing them protects them from cleanup (which deletes only unreferenced files,
+        // so it either ran before and we fail, or waits for us).
+        for file_id in new.file_id.iter().chain(&new.item_files) {
             let found: Option<(i64,)> = sqlx::query_as(
-                "UPDATE files SET referenced_at = COALESCE(referenced_at, $3) WHERE id = $1 AND uploader_id = $2
-                 RETURNING id",
+                "UPDATE files SET referenced_at = COALESCE(referenced_at, $3)
+                 WHERE id = $1 AND (uploader_id = $2 OR $4 = 1) RETURNING id",
             )
-            .bind(file_id)
+            .bind(*file_id)
             .bind(new.from_user_id)
             .bind(now)
+            .bind(i64::from(new.forwarded))
             .fetch_optional(&mut **tx)
             .await?;
             if found.is_none() {
@@ -145,6 +147,13 @@ where
         .fetch_one(&mut **tx)
         .await
         .map_err(StoreError::classify)?;
+        for &file_id in &new.item_files {
+            sqlx::query("INSERT INTO message_files (message_id, file_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(msg.id)
+                .bind(file_id)
+                .execute(&mut **tx)
+                .await?;
+        }
         for &user in &new.mentions {
             sqlx::query("INSERT INTO message_mentions (conversation_id, seq, user_id) VALUES ($1, $2, $3)")
                 .bind(conversation_id.as_str())
@@ -425,8 +434,11 @@ where
             }
             // In a batch every message runs under a savepoint: a statement the database refuses aborts
             // the whole transaction otherwise, and the commit would quietly roll back the others too.
-            let guarded =
-                batch.len() > 1 || new.client_msg_id.is_some() || new.file_id.is_some() || new.group_id.is_some();
+            let guarded = batch.len() > 1
+                || new.client_msg_id.is_some()
+                || new.file_id.is_some()
+                || !new.item_files.is_empty()
+                || new.group_id.is_some();
             if guarded {
                 if let Err(e) = sqlx::query("SAVEPOINT one").execute(&mut *tx).await {
                     results[i] = Some(Err(e.into()));
@@ -780,7 +792,8 @@ where
              JOIN messages m ON m.conversation_id = uc.conversation_id
                             AND m.seq > CASE WHEN uc.read_seq > uc.visible_from_seq
                                              THEN uc.read_seq ELSE uc.visible_from_seq END
-             WHERE uc.user_id = $1 AND m.from_user_id <> $1 AND m.kind IN ('text', 'image', 'video')
+             WHERE uc.user_id = $1 AND m.from_user_id <> $1
+               AND m.kind NOT IN ('recall', 'edit', 'reaction', 'system')
                AND m.recalled_at IS NULL
                AND NOT EXISTS (SELECT 1 FROM hidden_messages h WHERE h.user_id = $1 AND h.message_id = m.id)
              GROUP BY uc.conversation_id",

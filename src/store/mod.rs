@@ -222,12 +222,20 @@ pub struct NewMessage {
     pub meta: Option<String>,
     /// Users the message mentions, `0` standing for everyone (recorded for `mention_unread`).
     pub mentions: Vec<i64>,
+    /// A forward: its files need not be the sender's own uploads (the service checked the sender can read them).
+    pub forwarded: bool,
+    /// Files a merged forward's items show, shared with the conversation like `file_id`.
+    pub item_files: Vec<i64>,
 }
 
 impl NewMessage {
     /// Nothing but text or a file: no reply, mentions or extras.
     fn is_bare(&self) -> bool {
-        self.reply_to_id.is_none() && self.meta.is_none() && self.mentions.is_empty()
+        self.reply_to_id.is_none()
+            && self.meta.is_none()
+            && self.mentions.is_empty()
+            && !self.forwarded
+            && self.item_files.is_empty()
     }
 
     /// A bare direct message without a file: the common case, which some backends append in a single statement.

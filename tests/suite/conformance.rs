@@ -76,6 +76,8 @@ fn text(from: i64, to: i64, body: &str) -> NewMessage {
         reply_to_id: None,
         meta: None,
         mentions: Vec::new(),
+        forwarded: false,
+        item_files: Vec::new(),
     }
 }
 

@@ -379,5 +379,69 @@ backend_tests! {
         }
         let r = node.post("/api/messages/send", Some(&ta), json!({"group_id": group, "type": "text", "text": "x", "mention_user_ids": (0..101).collect::<Vec<i64>>()})).await;
         assert!(r.status.is_client_error(), "{}", r.status);
+        // The WebSocket send frame takes the same fields.
+        let mut ws = node.ws(&tc, "phone").await;
+        ws.recv_type("sync").await;
+        ws.send(json!({"type": "send", "message": {"group_id": group, "type": "text", "text": "re @b", "mention_user_ids": [b], "reply_to_id": m["id"], "client_msg_id": "w-1"}})).await;
+        let sent = ws.recv_type("sent").await;
+        assert_eq!(sent["message"]["mentions"]["user_ids"], json!([b]), "{sent}");
+        assert_eq!(sent["message"]["reply_to"]["id"], m["id"]);
     }
+
+    async fn a_forwarded_image_is_readable_by_the_new_group_and_still_not_by_a_stranger(backend) {
+        let env = TestEnv::new(backend).await;
+        let node = env.node().await;
+        let (a, ta) = node.user(&uniq("fa")).await;
+        let (b, tb) = node.user(&uniq("fb")).await;
+        let (c, tc) = node.user(&uniq("fc")).await;
+        let (_, stranger) = node.user(&uniq("fs")).await;
+        node.befriend((a, &ta), (b, &tb)).await;
+        node.befriend((b, &tb), (c, &tc)).await;
+        let file = crate::media::upload(&node, &ta, "cat.png", "image/png", &crate::media::png(1500)).await;
+        let file_id = file["id"].as_i64().unwrap();
+        let image = send(&node, &ta, json!({"to_user_id": b, "type": "image", "file_id": file_id, "text": "cat"})).await;
+        let note = send(&node, &ta, json!({"to_user_id": b, "type": "text", "text": "isn't it cute"})).await;
+        assert_eq!(crate::media::download(&node, Some(&tc), file_id, None).await.status(), StatusCode::FORBIDDEN);
+        // b, who did not upload it, forwards it into a group with c.
+        let group = group_of(&node, &tb, &[c]).await;
+        let r = node.post("/api/messages/forward", Some(&tb), json!({"message_ids": [note["id"], image["id"]], "group_id": group})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let sent = r.body.as_array().unwrap();
+        assert_eq!(sent.len(), 2);
+        assert_eq!((&sent[0]["type"], &sent[0]["text"], &sent[0]["forwarded"]), (&json!("image"), &json!("cat"), &json!(true)), "in seq order");
+        assert_eq!((&sent[1]["text"], sent[1]["from_user_id"].as_i64()), (&json!("isn't it cute"), Some(b)));
+        assert_eq!(sent[0]["file"]["id"], file_id);
+        assert_eq!(crate::media::download(&node, Some(&tc), file_id, None).await.status(), StatusCode::OK, "shared by the forward");
+        assert_eq!(crate::media::download(&node, Some(&stranger), file_id, None).await.status(), StatusCode::FORBIDDEN);
+
+        // Merged: one message with both as items.
+        let r = node.post("/api/messages/forward", Some(&tb), json!({"message_ids": [image["id"], note["id"]], "to_user_id": c, "merged": true})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let merged = &r.body[0];
+        assert_eq!((&merged["type"], merged["items"].as_array().map(Vec::len)), (&json!("merged"), Some(2)), "{merged}");
+        assert_eq!(merged["items"][0]["file"]["id"], file_id);
+        assert_eq!(merged["items"][1]["text"], "isn't it cute");
+        let page = node.get(&format!("/api/messages/history?conversation_id={}", merged["conversation_id"].as_str().unwrap()), &tc).await;
+        assert_eq!(page.body["messages"][0]["items"], merged["items"]);
+
+        // What cannot be forwarded.
+        for (body, status, code) in [
+            (json!({"message_ids": [image["id"]], "to_user_id": a}), StatusCode::NOT_FOUND, "message_not_found"),
+            (json!({"message_ids": (1..=101).collect::<Vec<i64>>(), "to_user_id": b}), StatusCode::BAD_REQUEST, ""),
+            (json!({"message_ids": [], "to_user_id": b}), StatusCode::BAD_REQUEST, ""),
+            (json!({"message_ids": [image["id"], sent[0]["id"]], "to_user_id": a}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_forward"),
+            (json!({"message_ids": [image["id"]], "to_user_id": stranger_id(&node, &stranger).await}), StatusCode::FORBIDDEN, "not_friends"),
+        ] {
+            let token = if code == "message_not_found" { &tc } else { &tb };
+            let r = node.post("/api/messages/forward", Some(token), body.clone()).await;
+            assert!(r.status == status || (status == StatusCode::BAD_REQUEST && r.status == StatusCode::UNPROCESSABLE_ENTITY), "{body}: {} {}", r.status, r.body);
+            if !code.is_empty() {
+                assert_eq!(r.code(), code, "{body}");
+            }
+        }
+    }
+}
+
+async fn stranger_id(node: &TestNode, token: &str) -> i64 {
+    node.get("/api/user/profile", token).await.body["id"].as_i64().unwrap()
 }

@@ -119,6 +119,7 @@ const PINNED: &[(&str, u16)] = &[
     ("invalid_emoji", 422),
     ("invalid_reply", 422),
     ("invalid_mention", 422),
+    ("invalid_forward", 422),
     ("rate_limited", 429),
     ("upload_quota_exceeded", 429),
     ("internal", 500),

@@ -39,6 +39,8 @@ fn msg(conv: ConversationId, from: i64, to: Option<i64>, cid: Option<&str>) -> N
         reply_to_id: None,
         meta: None,
         mentions: Vec::new(),
+        forwarded: false,
+        item_files: Vec::new(),
     }
 }
 

@@ -3,14 +3,18 @@
 
 use chrono::Utc;
 
-use super::Messaging;
+use super::{destination, Messaging};
 use crate::delivery::Delivery;
 use crate::domain::frame::ServerFrame;
-use crate::domain::model::{GroupRole, Message, MessageExtras, MessageType, ReactionChange, ReactionOp};
+use crate::domain::model::{
+    GroupRole, Message, MessageExtras, MessageSnapshot, MessageType, ReactionChange, ReactionOp,
+};
 use crate::domain::{ClientMsgId, MessageText};
 use crate::error::{AppError, AppResult, ErrorCode};
-use crate::store::{EventAction, EventOutcome, MessageRecord, NewEvent, StoreError};
+use crate::store::{EventAction, EventOutcome, MessageRecord, NewEvent, NewMessage, StoreError};
 
+/// Most messages one forward takes (DESIGN.md §7).
+pub const MAX_FORWARD: usize = 100;
 /// Most distinct emoji on one message (DESIGN.md §7).
 pub const MAX_DISTINCT_REACTIONS: i64 = 20;
 /// Longest emoji accepted, in characters (the OpenAPI document's `maxLength`): a family of four with skin tones
@@ -141,6 +145,86 @@ impl Messaging {
         Ok(())
     }
 
+    /// Forwards messages of one conversation the caller can read to a friend or a group: one new message per
+    /// source (`forwarded`), or with `merged` one `merged` message whose `items` are their snapshots. Files go
+    /// by reference: the destination's members may then download them. Sources are taken in seq order.
+    pub async fn forward(
+        &self,
+        user: i64,
+        message_ids: &[i64],
+        to_user_id: Option<i64>,
+        group_id: Option<i64>,
+        merged: bool,
+    ) -> AppResult<Vec<Message>> {
+        let mut ids = message_ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() || ids.len() > MAX_FORWARD {
+            return Err(AppError::new(ErrorCode::InvalidForward, "forward 1 to 100 messages"));
+        }
+        self.limits.check_send(user)?;
+        let (conversation, to, group) = destination(user, to_user_id, group_id)?;
+        let mut sources = Vec::with_capacity(ids.len());
+        for id in &ids {
+            // Each one visible to the caller (one query each is fine at ≤ 100; a forward is rare).
+            let source = self.changeable(user, *id).await?;
+            if sources.first().is_some_and(|f: &MessageRecord| f.conversation_id != source.conversation_id) {
+                return Err(AppError::new(
+                    ErrorCode::InvalidForward,
+                    "the messages of one forward come from one conversation",
+                ));
+            }
+            sources.push(source);
+        }
+        sources.sort_by_key(|m| m.seq);
+        let rendered = self.render(sources.clone()).await?;
+        let base = |kind: &'static str| NewMessage {
+            conversation_id: conversation,
+            from_user_id: user,
+            to_user_id: to,
+            group_id: group,
+            kind,
+            body: None,
+            file_id: None,
+            client_msg_id: None,
+            reply_to_id: None,
+            meta: None,
+            mentions: Vec::new(),
+            forwarded: true,
+            item_files: Vec::new(),
+        };
+        let mut out = Vec::new();
+        if merged {
+            let items: Vec<MessageSnapshot> = rendered.iter().map(snapshot).collect();
+            let item_files = items
+                .iter()
+                .filter_map(|i| i.file.as_ref().map(|f| f.id))
+                .chain(
+                    rendered
+                        .iter()
+                        .flat_map(|m| m.items.iter().flatten().filter_map(|i| i.file.as_ref().map(|f| f.id))),
+                )
+                .collect();
+            let extras = MessageExtras { forwarded: true, items: Some(items), ..Default::default() };
+            let new = NewMessage { meta: extras.to_meta(), item_files, ..base(MessageType::Merged.as_str()) };
+            out.push(self.commit(user, new, None).await?.0);
+        } else {
+            for (source, shown) in sources.into_iter().zip(rendered) {
+                let item_files = shown.items.iter().flatten().filter_map(|i| i.file.as_ref().map(|f| f.id)).collect();
+                let extras = MessageExtras { forwarded: true, items: shown.items, ..Default::default() };
+                let new = NewMessage {
+                    body: source.body,
+                    file_id: source.file_id,
+                    meta: extras.to_meta(),
+                    item_files,
+                    ..base(MessageType::parse(&source.kind).as_str())
+                };
+                out.push(self.commit(user, new, shown.file).await?.0);
+            }
+        }
+        Ok(out)
+    }
+
     async fn append_event(
         &self,
         user: i64,
@@ -186,6 +270,18 @@ impl Messaging {
             self.events.publish_delivery(&appended.recipients, &delivery).await;
         }
         Ok((message, appended.created))
+    }
+}
+
+/// A message as a merged forward shows it.
+fn snapshot(m: &Message) -> MessageSnapshot {
+    MessageSnapshot {
+        id: m.id,
+        from_user_id: m.from_user_id,
+        kind: m.kind,
+        text: m.text.clone(),
+        file: m.file.clone(),
+        created_at: m.created_at,
     }
 }
 
