@@ -68,7 +68,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | InvalidEmoji
         | InvalidReply
         | InvalidMention
-        | InvalidForward => StatusCode::UNPROCESSABLE_ENTITY,
+        | InvalidForward
+        | VoiceTooLong => StatusCode::UNPROCESSABLE_ENTITY,
         RateLimited | UploadQuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,
         Draining | AtCapacity => StatusCode::SERVICE_UNAVAILABLE,

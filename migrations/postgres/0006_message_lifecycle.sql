@@ -7,6 +7,11 @@
 ALTER TABLE messages DROP CONSTRAINT messages_kind_check;
 ALTER TABLE messages ADD CONSTRAINT messages_kind_check CHECK (kind IN
     ('text', 'image', 'video', 'voice', 'file', 'merged', 'recall', 'edit', 'reaction', 'system'));
+-- Voice notes and files of any type (DESIGN.md §7): a file's original name (sanitised) and a voice note's
+-- duration read from its container.
+ALTER TABLE files DROP CONSTRAINT files_kind_check;
+ALTER TABLE files ADD CONSTRAINT files_kind_check CHECK (kind IN ('image', 'video', 'voice', 'file'));
+ALTER TABLE files ADD COLUMN name TEXT, ADD COLUMN duration_ms BIGINT;
 ALTER TABLE messages
     ADD COLUMN target_id   BIGINT,
     ADD COLUMN reply_to_id BIGINT,

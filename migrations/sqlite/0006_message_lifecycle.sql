@@ -1,5 +1,6 @@
 -- The message lifecycle (DESIGN.md §7); see the Postgres migration 0006 for the model. SQLite cannot change a
--- CHECK constraint in place, so `messages` is rebuilt with the new kinds and columns (nothing references it).
+-- CHECK constraint in place, so `messages` and `files` are rebuilt with the new kinds and columns. `messages`
+-- no longer references `files` (as on Postgres since 0002), so that `files` can be rebuilt after it.
 CREATE TABLE messages_new (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
     conversation_id TEXT        NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
@@ -10,7 +11,7 @@ CREATE TABLE messages_new (
     kind            TEXT        NOT NULL CHECK (kind IN
         ('text', 'image', 'video', 'voice', 'file', 'merged', 'recall', 'edit', 'reaction', 'system')),
     body            TEXT,
-    file_id         BIGINT REFERENCES files (id),
+    file_id         BIGINT,
     client_msg_id   TEXT,
     created_at      TEXT NOT NULL,
     target_id       BIGINT,
@@ -33,6 +34,31 @@ ALTER TABLE messages_new RENAME TO messages;
 CREATE UNIQUE INDEX messages_client_msg_id ON messages (from_user_id, client_msg_id);
 CREATE INDEX messages_file ON messages (file_id) WHERE file_id IS NOT NULL;
 CREATE INDEX messages_target ON messages (target_id) WHERE target_id IS NOT NULL;
+
+CREATE TABLE files_new (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    uploader_id  BIGINT      NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    storage_key  TEXT        NOT NULL UNIQUE,
+    kind         TEXT        NOT NULL CHECK (kind IN ('image', 'video', 'voice', 'file')),
+    content_type TEXT        NOT NULL,
+    size         BIGINT      NOT NULL,
+    width        INTEGER,
+    height       INTEGER,
+    sha256       TEXT        NOT NULL,
+    created_at   TEXT NOT NULL,
+    referenced_at TEXT,
+    name         TEXT,
+    duration_ms  BIGINT
+);
+INSERT INTO files_new (id, uploader_id, storage_key, kind, content_type, size, width, height, sha256, created_at,
+                       referenced_at)
+SELECT id, uploader_id, storage_key, kind, content_type, size, width, height, sha256, created_at, referenced_at
+FROM files;
+UPDATE sqlite_sequence SET seq = MAX(seq, (SELECT seq FROM sqlite_sequence WHERE name = 'files'))
+WHERE name = 'files_new';
+DROP TABLE files;
+ALTER TABLE files_new RENAME TO files;
+CREATE INDEX files_unreferenced ON files (created_at) WHERE referenced_at IS NULL;
 
 CREATE TABLE message_reactions (
     message_id BIGINT NOT NULL,

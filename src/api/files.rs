@@ -31,7 +31,11 @@ impl<'a> ApiExtractor<'a> for UploadBody {
 
     fn request_meta() -> Option<MetaRequest> {
         let mut file = MetaSchema::new_with_format("string", "binary");
-        file.description = Some("JPEG, PNG, GIF or WebP up to 10 MiB; MP4, QuickTime or WebM up to 100 MiB");
+        file.description = Some(
+            "Media, typed by its bytes: JPEG, PNG, GIF or WebP images up to 10 MiB; MP4, QuickTime or WebM videos up \
+             to 100 MiB; Ogg, WebM, MP4 or MP3 voice notes (declared `audio/…`) up to 10 MiB and 60 s. With \
+             `kind=file`: any file up to 100 MiB.",
+        );
         file.min_length = Some(1);
         let mut schema = MetaSchema::new("object");
         schema.properties = vec![("file", MetaSchemaRef::Inline(Box::new(file)))];
@@ -58,6 +62,14 @@ impl<'a> ApiExtractor<'a> for UploadBody {
             AppError::new(ErrorCode::InvalidMultipart, format!("expected a multipart/form-data body: {e}")).into()
         })
     }
+}
+
+/// What an upload is for, when not media typed by its bytes.
+#[derive(Debug, Clone, Copy, poem_openapi::Enum)]
+#[oai(rename_all = "lowercase")]
+enum UploadKind {
+    /// Any file, sent as a `file` message.
+    File,
 }
 
 #[derive(ApiResponse)]
@@ -165,6 +177,7 @@ async fn receive_and_save(
     user: i64,
     mut multipart: Multipart,
     declared: Option<u64>,
+    as_file: bool,
 ) -> Result<FileInfo, AppError> {
     state.media.admit(user, declared)?;
     let bad_multipart = |e: poem::error::ParseMultipartError| {
@@ -191,6 +204,7 @@ async fn receive_and_save(
         declared_type: field.content_type().map(str::to_string),
         file_name: field.file_name().map(str::to_string),
         reader: Box::pin(field.into_async_read()),
+        as_file,
     };
     let received = state.media.receive(upload).await?;
     if multipart.next_field().await.map_err(bad_multipart)?.is_some() {
@@ -201,18 +215,23 @@ async fn receive_and_save(
 
 #[OpenApi(tag = "ApiTags::Messages")]
 impl FilesApi {
-    /// Upload an image or video (multipart field `file`), streamed; its type is decided by its bytes.
+    /// Upload an image, video or voice note (multipart field `file`), streamed; its type is decided by its
+    /// bytes. With `kind=file`, any file, to send as a `file` message (always downloaded as an attachment).
     #[oai(path = "/api/messages/upload", method = "post", operation_id = "uploadFile")]
     async fn upload(
         &self,
         state: Data<&AppState>,
         auth: BearerAuth,
         req: &Request,
+        /// `file`: accept any type, for a `file` message. Absent: media typed by its bytes.
+        kind: poem_openapi::param::Query<Option<UploadKind>>,
         body: UploadBody,
     ) -> Result<Uploaded, AppError> {
         let declared = req.header(header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
-        let file =
-            receive_and_save(&state, auth.user_id(), body.0, declared).await.map_err(AppError::closing_connection)?;
+        let as_file = kind.0.is_some();
+        let file = receive_and_save(&state, auth.user_id(), body.0, declared, as_file)
+            .await
+            .map_err(AppError::closing_connection)?;
         Ok(Uploaded::File(Json(file)))
     }
 
@@ -234,10 +253,7 @@ impl FilesApi {
                 .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
                 .header(header::CONTENT_SECURITY_POLICY, "default-src 'none'; sandbox")
                 .header(header::ACCEPT_RANGES, "bytes")
-                .header(
-                    header::CONTENT_DISPOSITION,
-                    format!("inline; filename=\"file-{}.{}\"", file.id(), extension_of(file.content_type())),
-                )
+                .header(header::CONTENT_DISPOSITION, disposition(&file))
         };
         if req.header(header::IF_NONE_MATCH).is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
         {
@@ -339,5 +355,32 @@ mod tests {
         }
         let many = format!("bytes={}", (0..17).map(|i| format!("{i}-{i}")).collect::<Vec<_>>().join(","));
         assert_eq!(parse_range(&h(&many), 100), Ok(None), "more ranges than served: the whole file");
+    }
+}
+
+/// How a download is offered: media inline, named by its id; a `file` always as an attachment (never rendered
+/// by the browser, whatever its type), under its sanitised original name (RFC 6266, with the RFC 8187 UTF-8
+/// form for names that are not plain ASCII).
+fn disposition(file: &crate::service::media::Authorized) -> String {
+    match (file.is_attachment(), file.name()) {
+        (true, name) => {
+            let name = name.unwrap_or("file");
+            let ascii: String = name
+                .chars()
+                .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
+                .collect();
+            let encoded: String = name
+                .bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect();
+            format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+        }
+        (false, _) => format!("inline; filename=\"file-{}.{}\"", file.id(), extension_of(file.content_type())),
     }
 }

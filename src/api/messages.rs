@@ -207,8 +207,8 @@ impl Type for SendRequest {
             schema.title = Some("SendMessage".into());
             schema.description = Some(
                 "A message to send: exactly one of `to_user_id` and `group_id`; a `text` message has `text` and no \
-                 `file_id`; an `image` or `video` message has the `file_id` of an upload of that kind (and may have \
-                 `text` as a caption). The same object is the `message` of the WebSocket `send` frame.",
+                 `file_id`; an `image`, `video`, `voice` or `file` message has the `file_id` of an upload of that \
+                 kind (and may have `text` as a caption). The same object is the `message` of the WebSocket `send` frame.",
             );
             let object = |required: &'static str, properties: Vec<(&'static str, MetaSchemaRef)>| {
                 MetaSchemaRef::Inline(Box::new(MetaSchema {
@@ -242,7 +242,7 @@ impl Type for SendRequest {
                 ]),
                 one_of(vec![
                     object("text", vec![("type", kinds(&["text"])), ("text", string()), ("file_id", absent())]),
-                    object("file_id", vec![("type", kinds(&["image", "video"])), ("file_id", integer())]),
+                    object("file_id", vec![("type", kinds(&["image", "video", "voice", "file"])), ("file_id", integer())]),
                 ]),
             ];
             schema

@@ -104,6 +104,7 @@ pub enum ErrorCode {
     InvalidReply,
     InvalidMention,
     InvalidForward,
+    VoiceTooLong,
     // Slow down.
     RateLimited,
     UploadQuotaExceeded,
@@ -205,6 +206,7 @@ impl ErrorCode {
             InvalidReply,
             InvalidMention,
             InvalidForward,
+            VoiceTooLong,
             RateLimited,
             UploadQuotaExceeded,
             Internal,
@@ -304,6 +306,7 @@ impl ErrorCode {
             InvalidReply => "invalid_reply",
             InvalidMention => "invalid_mention",
             InvalidForward => "invalid_forward",
+            VoiceTooLong => "voice_too_long",
             RateLimited => "rate_limited",
             UploadQuotaExceeded => "upload_quota_exceeded",
             Internal => "internal",

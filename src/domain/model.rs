@@ -55,7 +55,8 @@ pub struct FriendRequest {
     pub created_at: DateTime<Utc>,
 }
 
-/// What a row of a conversation's stream is (DESIGN.md §7): **content** (`text`, `image`, `video`) or an
+/// What a row of a conversation's stream is (DESIGN.md §7): **content** (`text`, `image`, `video`, `voice`,
+/// `file`, `merged`) or an
 /// **event** that changes an earlier message (`recall`, `edit`, `reaction`), naming it in `target_id`. Every
 /// kind takes the conversation's next `seq` and is delivered the same way.
 #[derive(Debug, Clone, Copy, Enum, Serialize, Deserialize, PartialEq, Eq)]
@@ -65,6 +66,8 @@ pub enum MessageType {
     Text,
     Image,
     Video,
+    Voice,
+    File,
     /// A merged forward: `items` are the forwarded messages.
     Merged,
     Recall,
@@ -78,6 +81,8 @@ impl MessageType {
             Self::Text => "text",
             Self::Image => "image",
             Self::Video => "video",
+            Self::Voice => "voice",
+            Self::File => "file",
             Self::Merged => "merged",
             Self::Recall => "recall",
             Self::Edit => "edit",
@@ -88,6 +93,8 @@ impl MessageType {
         match s {
             "image" => Self::Image,
             "video" => Self::Video,
+            "voice" => Self::Voice,
+            "file" => Self::File,
             "merged" => Self::Merged,
             "recall" => Self::Recall,
             "edit" => Self::Edit,
@@ -97,7 +104,7 @@ impl MessageType {
     }
     /// Content is what people send; events change content and never count as unread.
     pub fn is_content(self) -> bool {
-        matches!(self, Self::Text | Self::Image | Self::Video | Self::Merged)
+        matches!(self, Self::Text | Self::Image | Self::Video | Self::Voice | Self::File | Self::Merged)
     }
 }
 
@@ -109,6 +116,8 @@ pub enum SendType {
     Text,
     Image,
     Video,
+    Voice,
+    File,
 }
 
 impl SendType {
@@ -120,6 +129,8 @@ impl SendType {
             Self::Text => MessageType::Text,
             Self::Image => MessageType::Image,
             Self::Video => MessageType::Video,
+            Self::Voice => MessageType::Voice,
+            Self::File => MessageType::File,
         }
     }
 }
@@ -223,9 +234,23 @@ impl MessageExtras {
 pub enum FileKind {
     Image,
     Video,
+    Voice,
+    /// Any type, always downloaded as an attachment.
+    File,
 }
 
-/// An uploaded image or video.
+impl FileKind {
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "video" => Self::Video,
+            "voice" => Self::Voice,
+            "file" => Self::File,
+            _ => Self::Image,
+        }
+    }
+}
+
+/// An uploaded image, video, voice note or file.
 #[derive(Debug, Clone, Object, Serialize, Deserialize)]
 pub struct FileInfo {
     pub id: i64,
@@ -241,6 +266,14 @@ pub struct FileInfo {
     #[oai(skip_serializing_if_is_none)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub height: Option<i32>,
+    /// A `file`'s original name, sanitised.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A voice note's length in milliseconds, read from its container.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<i64>,
 }
 
 /// A message in a conversation. `seq` is gapless from 1 within the conversation. Content messages are given in

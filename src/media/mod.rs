@@ -1,5 +1,6 @@
 //! Where image and video bytes live: local disk (embedded) or S3/MinIO (cluster), behind one narrow trait.
 
+pub mod audio;
 mod local;
 mod s3;
 pub mod sniff;

@@ -11,6 +11,12 @@ pub enum Format {
     Mp4,
     QuickTime,
     Webm,
+    // Voice notes (DESIGN.md §7). WebM and MP4 audio share their containers with video; the declared type
+    // tells them apart (see [`detect_declared`]).
+    Ogg,
+    Mp3,
+    M4a,
+    WebmAudio,
 }
 
 impl Format {
@@ -23,11 +29,19 @@ impl Format {
             Format::Mp4 => "video/mp4",
             Format::QuickTime => "video/quicktime",
             Format::Webm => "video/webm",
+            Format::Ogg => "audio/ogg",
+            Format::Mp3 => "audio/mpeg",
+            Format::M4a => "audio/mp4",
+            Format::WebmAudio => "audio/webm",
         }
     }
 
     pub fn is_image(self) -> bool {
         matches!(self, Format::Jpeg | Format::Png | Format::Gif | Format::Webp)
+    }
+
+    pub fn is_audio(self) -> bool {
+        matches!(self, Format::Ogg | Format::Mp3 | Format::M4a | Format::WebmAudio)
     }
 
     pub fn extension(self) -> &'static str {
@@ -39,6 +53,10 @@ impl Format {
             Format::Mp4 => "mp4",
             Format::QuickTime => "mov",
             Format::Webm => "webm",
+            Format::Ogg => "ogg",
+            Format::Mp3 => "mp3",
+            Format::M4a => "m4a",
+            Format::WebmAudio => "weba",
         }
     }
 
@@ -52,6 +70,10 @@ impl Format {
             Format::Mp4 => &["mp4", "m4v"],
             Format::QuickTime => &["mov", "qt"],
             Format::Webm => &["webm"],
+            Format::Ogg => &["ogg", "oga", "opus"],
+            Format::Mp3 => &["mp3"],
+            Format::M4a => &["m4a", "mp4", "aac"],
+            Format::WebmAudio => &["weba", "webm"],
         }
     }
 
@@ -65,12 +87,28 @@ impl Format {
             // MP4 and QuickTime share the ISO container; clients label either way.
             Format::Mp4 | Format::QuickTime => &["video/mp4", "video/quicktime"],
             Format::Webm => &["video/webm"],
+            Format::Ogg => &["audio/ogg", "audio/opus", "application/ogg"],
+            Format::Mp3 => &["audio/mpeg", "audio/mp3"],
+            Format::M4a => &["audio/mp4", "audio/x-m4a", "audio/aac"],
+            Format::WebmAudio => &["audio/webm"],
         }
     }
 }
 
-const ALL: [Format; 7] =
-    [Format::Jpeg, Format::Png, Format::Gif, Format::Webp, Format::Mp4, Format::QuickTime, Format::Webm];
+/// Every accepted format.
+pub const ALL: [Format; 11] = [
+    Format::Jpeg,
+    Format::Png,
+    Format::Gif,
+    Format::Webp,
+    Format::Mp4,
+    Format::QuickTime,
+    Format::Webm,
+    Format::Ogg,
+    Format::Mp3,
+    Format::M4a,
+    Format::WebmAudio,
+];
 
 /// The format of a file starting with `head`, if it is one the server accepts.
 pub fn detect(head: &[u8]) -> Option<Format> {
@@ -93,7 +131,25 @@ pub fn detect(head: &[u8]) -> Option<Format> {
     if head.starts_with(&[0x1A, 0x45, 0xDF, 0xA3]) {
         return Some(Format::Webm);
     }
+    if head.starts_with(b"OggS") {
+        return Some(Format::Ogg);
+    }
+    // MP3: an ID3v2 tag, or an MPEG audio frame header (11 sync bits, layer III).
+    if head.starts_with(b"ID3") || (head.len() >= 2 && head[0] == 0xFF && head[1] & 0xE6 == 0xE2) {
+        return Some(Format::Mp3);
+    }
     None
+}
+
+/// [`detect`], with audio in the containers audio shares with video told apart: an MP4 of brand `M4A `, or
+/// an MP4 or WebM declared as `audio/…`, is audio.
+pub fn detect_declared(head: &[u8], declared_type: Option<&str>) -> Option<Format> {
+    let audio = declared_type.is_some_and(|t| t.trim().to_ascii_lowercase().starts_with("audio/"));
+    match detect(head)? {
+        Format::Mp4 if audio || head.get(8..12) == Some(b"M4A ") => Some(Format::M4a),
+        Format::Webm if audio => Some(Format::WebmAudio),
+        other => Some(other),
+    }
 }
 
 /// Whether what the client said about the file agrees with its bytes. A generic declared type
@@ -102,7 +158,8 @@ pub fn detect(head: &[u8]) -> Option<Format> {
 pub fn agrees(format: Format, declared_type: Option<&str>, file_name: Option<&str>) -> bool {
     if let Some(ct) = declared_type {
         let ct = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        let says_something = ct.starts_with("image/") || ct.starts_with("video/") || ct.starts_with("text/");
+        let says_something =
+            ct.starts_with("image/") || ct.starts_with("video/") || ct.starts_with("audio/") || ct.starts_with("text/");
         if says_something && !format.content_types().contains(&ct.as_str()) {
             return false;
         }
@@ -130,7 +187,7 @@ pub fn image_size<R: std::io::BufRead + std::io::Seek>(format: Format, reader: R
         Format::Png => image::ImageFormat::Png,
         Format::Gif => image::ImageFormat::Gif,
         Format::Webp => image::ImageFormat::WebP,
-        Format::Mp4 | Format::QuickTime | Format::Webm => return None,
+        _ => return None,
     };
     let (w, h) = image::ImageReader::with_format(reader, decoder_format).into_dimensions().ok()?;
     ((1..=MAX_IMAGE_SIDE).contains(&w) && (1..=MAX_IMAGE_SIDE).contains(&h)).then_some((w, h))

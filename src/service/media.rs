@@ -23,6 +23,12 @@ use crate::store::{FileRecord, FileStore, NewFile};
 pub const MAX_IMAGE: u64 = 10 * 1024 * 1024;
 /// Largest video accepted (100 MiB).
 pub const MAX_VIDEO: u64 = 100 * 1024 * 1024;
+/// Largest voice note accepted (10 MiB, DESIGN.md §7).
+pub const MAX_VOICE: u64 = 10 * 1024 * 1024;
+/// Longest voice note accepted (DESIGN.md §7).
+pub const MAX_VOICE_LENGTH: Duration = Duration::from_secs(60);
+/// Largest file of any type accepted (100 MiB, DESIGN.md §7).
+pub const MAX_FILE: u64 = 100 * 1024 * 1024;
 /// Room for multipart framing on top of the largest file, when judging a declared `Content-Length`.
 pub const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 /// Bytes read before deciding the type (and, for JPEG, finding the size).
@@ -40,14 +46,20 @@ pub struct Upload<R> {
     pub declared_type: Option<String>,
     /// The part's declared file name.
     pub file_name: Option<String>,
+    /// A file of any type, to be sent as a `file` message (always downloaded as an attachment), rather than
+    /// media typed by its bytes.
+    pub as_file: bool,
 }
 
 /// An upload read whole into a private temp file (removed if it is never stored), typed by its bytes.
 pub struct Received {
     temp: TempFile,
-    format: Format,
+    /// What the bytes are, when they are a format the server knows (always, unless `as_file`).
+    format: Option<Format>,
     size: u64,
     sha256: String,
+    file_name: Option<String>,
+    as_file: bool,
 }
 
 impl Drop for TempFile {
@@ -83,6 +95,14 @@ impl Authorized {
     }
     pub fn content_type(&self) -> &str {
         &self.file.content_type
+    }
+    /// A `file` (any type, always downloaded as an attachment) rather than media.
+    pub fn is_attachment(&self) -> bool {
+        self.file.kind == "file"
+    }
+    /// The sanitised name a `file` was uploaded with.
+    pub fn name(&self) -> Option<&str> {
+        self.file.name.as_deref()
     }
     /// Size in bytes.
     pub fn size(&self) -> u64 {
@@ -149,9 +169,11 @@ impl Media {
             url: format!("/api/files/{}", f.id),
             content_type: f.content_type.clone(),
             size: f.size,
-            kind: if f.kind == "video" { FileKind::Video } else { FileKind::Image },
+            kind: FileKind::parse(&f.kind),
             width: f.width,
             height: f.height,
+            name: f.name.clone(),
+            duration_ms: f.duration_ms,
         }
     }
 
@@ -180,7 +202,7 @@ impl Media {
     where
         R: AsyncRead + Unpin + Send,
     {
-        let Upload { mut reader, declared_type, file_name } = upload;
+        let Upload { mut reader, declared_type, file_name, as_file } = upload;
         let read_err =
             |e: std::io::Error| AppError::new(ErrorCode::InvalidMultipart, format!("reading the upload: {e}"));
         let mut head = vec![0u8; HEAD];
@@ -197,19 +219,34 @@ impl Media {
         if head.is_empty() {
             return Err(AppError::new(ErrorCode::EmptyFile, "the file is empty"));
         }
-        let format = sniff::detect(&head).ok_or_else(|| {
-            AppError::new(
-                ErrorCode::UnsupportedMediaType,
-                "only JPEG, PNG, GIF and WebP images and MP4, QuickTime and WebM videos are accepted",
-            )
-        })?;
-        if !sniff::agrees(format, declared_type.as_deref(), file_name.as_deref()) {
-            return Err(AppError::new(
-                ErrorCode::UnsupportedMediaType,
-                format!("the file's bytes are {}, which its declared type or name contradicts", format.content_type()),
-            ));
-        }
-        let (limit, what) = if format.is_image() { (MAX_IMAGE, "an image") } else { (MAX_VIDEO, "a video") };
+        let format = sniff::detect_declared(&head, declared_type.as_deref());
+        let (limit, what) = if as_file {
+            (MAX_FILE, "a file")
+        } else {
+            let format = format.ok_or_else(|| {
+                AppError::new(
+                    ErrorCode::UnsupportedMediaType,
+                    "only JPEG, PNG, GIF and WebP images, MP4, QuickTime and WebM videos and Ogg, WebM, MP4 and MP3 \
+                     voice notes are accepted as media (upload with `kind=file` to send any file)",
+                )
+            })?;
+            if !sniff::agrees(format, declared_type.as_deref(), file_name.as_deref()) {
+                return Err(AppError::new(
+                    ErrorCode::UnsupportedMediaType,
+                    format!(
+                        "the file's bytes are {}, which its declared type or name contradicts",
+                        format.content_type()
+                    ),
+                ));
+            }
+            if format.is_image() {
+                (MAX_IMAGE, "an image")
+            } else if format.is_audio() {
+                (MAX_VOICE, "a voice note")
+            } else {
+                (MAX_VIDEO, "a video")
+            }
+        };
         if head.len() as u64 > limit {
             return Err(too_large(limit, what));
         }
@@ -240,54 +277,91 @@ impl Media {
         }
         out.flush().await.map_err(AppError::internal)?;
         let sha256 = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>();
-        Ok(Received { temp, format, size, sha256 })
+        Ok(Received { temp, format, size, sha256, file_name, as_file })
     }
 
     /// Stores a received upload: its volume charged if its length was not declared, an image's header decoded by
     /// the image library (bytes that only start like an image are refused, 415), the bytes handed to the media
     /// store and the file's row written.
     pub async fn save(&self, user: i64, received: Received, declared_len: Option<u64>) -> AppResult<FileInfo> {
-        let Received { mut temp, format, size, sha256 } = received;
+        let Received { mut temp, format, size, sha256, file_name, as_file } = received;
         let path = temp.0.clone().ok_or_else(|| AppError::internal(anyhow::anyhow!("upload without a temp file")))?;
         if declared_len.is_none() {
             self.charge_volume(user, size)?;
         }
-        let dims = if format.is_image() {
-            // The header decoded by the image library: bytes that only start like an image are refused.
-            let (file, what) = (path.clone(), format);
-            let size = tokio::task::spawn_blocking(move || {
-                std::fs::File::open(&file).ok().and_then(|f| sniff::image_size(what, std::io::BufReader::new(f)))
-            })
-            .await
-            .map_err(AppError::internal)?;
-            Some(size.ok_or_else(|| {
-                AppError::new(
-                    ErrorCode::UnsupportedMediaType,
-                    format!("the file starts like {} but its header is not a valid one", format.content_type()),
-                )
-            })?)
-        } else {
-            None
+        let kind = match format {
+            _ if as_file => "file",
+            Some(f) if f.is_image() => "image",
+            Some(f) if f.is_audio() => "voice",
+            Some(_) => "video",
+            None => return Err(AppError::internal(anyhow::anyhow!("untyped media upload"))),
         };
+        let dims = match format {
+            Some(format) if kind == "image" => {
+                // The header decoded by the image library: bytes that only start like an image are refused.
+                let file = path.clone();
+                let size = tokio::task::spawn_blocking(move || {
+                    std::fs::File::open(&file).ok().and_then(|f| sniff::image_size(format, std::io::BufReader::new(f)))
+                })
+                .await
+                .map_err(AppError::internal)?;
+                Some(size.ok_or_else(|| {
+                    AppError::new(
+                        ErrorCode::UnsupportedMediaType,
+                        format!("the file starts like {} but its header is not a valid one", format.content_type()),
+                    )
+                })?)
+            }
+            _ => None,
+        };
+        let duration = match format {
+            Some(format) if kind == "voice" => {
+                // Read from the container by its demuxer; a recording whose length cannot be told is refused.
+                let file = path.clone();
+                let length = tokio::task::spawn_blocking(move || {
+                    let f = std::fs::File::open(&file).ok()?;
+                    crate::media::audio::duration(Box::new(f), format.extension())
+                })
+                .await
+                .map_err(AppError::internal)?
+                .ok_or_else(|| {
+                    AppError::new(
+                        ErrorCode::UnsupportedMediaType,
+                        format!("the file starts like {} but its length cannot be read", format.content_type()),
+                    )
+                })?;
+                if length > MAX_VOICE_LENGTH {
+                    return Err(AppError::new(
+                        ErrorCode::VoiceTooLong,
+                        format!("a voice note is at most 60 seconds; this one is {:.1}", length.as_secs_f64()),
+                    ));
+                }
+                Some(length.as_millis() as i64)
+            }
+            _ => None,
+        };
+        let content_type = format.map_or("application/octet-stream", Format::content_type);
         let key = format!("{}/{}", random_hex(1), random_hex(16));
         temp.0 = None; // the store consumes the temp file from here on
-        if let Err(e) = self.store.put_file(&key, &path, format.content_type(), size).await {
+        if let Err(e) = self.store.put_file(&key, &path, content_type, size).await {
             let _ = tokio::fs::remove_file(&path).await;
             return Err(AppError::internal(e));
         }
         let new = NewFile {
             uploader_id: user,
             storage_key: key.clone(),
-            kind: if format.is_image() { "image" } else { "video" },
-            content_type: format.content_type(),
+            kind,
+            content_type,
             size: size as i64,
             width: dims.map(|d| d.0 as i32),
             height: dims.map(|d| d.1 as i32),
             sha256,
+            name: as_file.then(|| sanitize_file_name(file_name.as_deref().unwrap_or_default())),
+            duration_ms: duration,
         };
         match self.files.create_file(new).await {
             Ok(f) => {
-                tracing::info!(file_id = f.id, size, content_type = format.content_type(), "file uploaded");
+                tracing::info!(file_id = f.id, size, content_type, kind, "file uploaded");
                 Ok(Self::info(&f))
             }
             Err(e) => {
@@ -332,8 +406,55 @@ impl Media {
 
 /// The format the stored content type names (for the download's file-name extension).
 pub fn extension_of(content_type: &str) -> &'static str {
-    [Format::Jpeg, Format::Png, Format::Gif, Format::Webp, Format::Mp4, Format::QuickTime, Format::Webm]
-        .into_iter()
-        .find(|f| f.content_type() == content_type)
-        .map_or("bin", Format::extension)
+    sniff::ALL.into_iter().find(|f| f.content_type() == content_type).map_or("bin", Format::extension)
+}
+
+/// Longest file name kept, in characters.
+pub const MAX_FILE_NAME: usize = 200;
+
+/// A file's name as uploaded, made safe to show and to offer as a download name: the last path component,
+/// without control characters or `\ / : * ? " < > |`, without leading dots or surrounding spaces, at most
+/// [`MAX_FILE_NAME`] characters (the extension kept); `file` when nothing is left.
+pub fn sanitize_file_name(name: &str) -> String {
+    let last = name.rsplit(['/', '\\']).next().unwrap_or_default();
+    let cleaned: String = last
+        .chars()
+        .filter(|c| !c.is_control() && !matches!(c, '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|'))
+        .collect();
+    let cleaned = cleaned.trim().trim_start_matches('.').trim();
+    if cleaned.is_empty() {
+        return "file".into();
+    }
+    if cleaned.chars().count() <= MAX_FILE_NAME {
+        return cleaned.to_string();
+    }
+    let (stem, ext) = match cleaned.rsplit_once('.') {
+        Some((s, e)) if !s.is_empty() && e.chars().count() <= 16 => (s, Some(e)),
+        _ => (cleaned, None),
+    };
+    let keep = MAX_FILE_NAME - ext.map_or(0, |e| e.chars().count() + 1);
+    let stem: String = stem.chars().take(keep).collect();
+    match ext {
+        Some(e) => format!("{stem}.{e}"),
+        None => stem,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sanitize_file_name;
+
+    #[test]
+    fn file_names_keep_what_is_safe_to_show_and_to_save() {
+        assert_eq!(sanitize_file_name("报告 2026.pdf"), "报告 2026.pdf");
+        assert_eq!(sanitize_file_name("../../etc/passwd"), "passwd");
+        assert_eq!(sanitize_file_name("C:\\Users\\me\\a.txt"), "a.txt");
+        assert_eq!(sanitize_file_name("a\u{0}b\r\n\"<c>.html"), "abc.html");
+        assert_eq!(sanitize_file_name("  .hidden "), "hidden");
+        assert_eq!(sanitize_file_name(""), "file");
+        assert_eq!(sanitize_file_name("..."), "file");
+        let long = format!("{}.tar.gz", "x".repeat(300));
+        let kept = sanitize_file_name(&long);
+        assert_eq!((kept.chars().count(), kept.ends_with(".gz")), (200, true));
+    }
 }

@@ -123,14 +123,14 @@ impl Messaging {
                 if req.file_id.is_some() {
                     return Err(AppError::new(
                         ErrorCode::InvalidFile,
-                        "file_id goes with image and video messages only",
+                        "file_id goes with image, video, voice and file messages only",
                     ));
                 }
                 None
             }
-            SendType::Image | SendType::Video => {
+            SendType::Image | SendType::Video | SendType::Voice | SendType::File => {
                 let file_id = req.file_id.ok_or_else(|| {
-                    AppError::new(ErrorCode::FileRequired, "an image or video message needs a file_id")
+                    AppError::new(ErrorCode::FileRequired, "an image, video, voice or file message needs a file_id")
                 })?;
                 let file = match self.stores.files.file(file_id).await? {
                     Some(f) if f.uploader_id == from => f,
@@ -140,7 +140,7 @@ impl Messaging {
                     // 409: the body is fine; the file it names is of the other kind.
                     return Err(AppError::new(
                         ErrorCode::FileKindMismatch,
-                        format!("file {file_id} is an {}, not an {}", file.kind, req.kind.as_str()),
+                        format!("file {file_id} is of kind {}, not {}", file.kind, req.kind.as_str()),
                     ));
                 }
                 Some(file)

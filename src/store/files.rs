@@ -27,8 +27,9 @@ where
 {
     async fn create_file(&self, f: NewFile) -> StoreResult<FileRecord> {
         Ok(sqlx::query_as(concat!(
-            "INSERT INTO files (uploader_id, storage_key, kind, content_type, size, width, height, sha256, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+            "INSERT INTO files (uploader_id, storage_key, kind, content_type, size, width, height, sha256, created_at,
+                                name, duration_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
              RETURNING ",
             file_columns!()
         ))
@@ -41,6 +42,8 @@ where
         .bind(f.height)
         .bind(f.sha256.as_str())
         .bind(now())
+        .bind(f.name.as_deref())
+        .bind(f.duration_ms)
         .fetch_one(self.writer())
         .await?)
     }

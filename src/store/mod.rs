@@ -349,7 +349,7 @@ pub struct FileRecord {
     pub id: i64,
     pub uploader_id: i64,
     pub storage_key: String,
-    /// `image` or `video`.
+    /// `image`, `video`, `voice` or `file`.
     pub kind: String,
     pub content_type: String,
     pub size: i64,
@@ -358,6 +358,10 @@ pub struct FileRecord {
     pub sha256: String,
     pub created_at: DateTime<Utc>,
     pub referenced_at: Option<DateTime<Utc>>,
+    /// A `file`'s original name, sanitised.
+    pub name: Option<String>,
+    /// A `voice` note's length, read from its container.
+    pub duration_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -370,6 +374,8 @@ pub struct NewFile {
     pub width: Option<i32>,
     pub height: Option<i32>,
     pub sha256: String,
+    pub name: Option<String>,
+    pub duration_ms: Option<i64>,
 }
 
 /// Uploaded files' metadata and who may read them.

@@ -26,7 +26,8 @@ macro_rules! message_columns {
 }
 macro_rules! file_columns {
     () => {
-        "id, uploader_id, storage_key, kind, content_type, size, width, height, sha256, created_at, referenced_at"
+        "id, uploader_id, storage_key, kind, content_type, size, width, height, sha256, created_at, referenced_at, \
+         name, duration_ms"
     };
 }
 macro_rules! request_columns {

@@ -366,3 +366,134 @@ fn split_byteranges(body: &[u8], boundary: &str) -> Vec<(String, Vec<u8>)> {
     }
     parts
 }
+
+/// The Ogg page checksum (RFC 3533: CRC-32, polynomial 0x04C11DB7, unreflected, no final XOR).
+fn ogg_crc(data: &[u8]) -> u32 {
+    let mut crc = 0u32;
+    for &b in data {
+        crc ^= (b as u32) << 24;
+        for _ in 0..8 {
+            crc = if crc & 0x8000_0000 != 0 { (crc << 1) ^ 0x04C1_1DB7 } else { crc << 1 };
+        }
+    }
+    crc
+}
+
+fn ogg_page(header_type: u8, granule: u64, sequence: u32, packets: &[Vec<u8>]) -> Vec<u8> {
+    let mut lacing = Vec::new();
+    for p in packets {
+        let mut n = p.len();
+        while n >= 255 {
+            lacing.push(255u8);
+            n -= 255;
+        }
+        lacing.push(n as u8);
+    }
+    let mut page = b"OggS\0".to_vec();
+    page.push(header_type);
+    page.extend(granule.to_le_bytes());
+    page.extend(0x6f70_7573u32.to_le_bytes()); // stream serial
+    page.extend(sequence.to_le_bytes());
+    page.extend([0; 4]); // checksum, filled below
+    page.push(lacing.len() as u8);
+    page.extend(&lacing);
+    for p in packets {
+        page.extend(p);
+    }
+    let crc = ogg_crc(&page);
+    page[22..26].copy_from_slice(&crc.to_le_bytes());
+    page
+}
+
+/// An Ogg Opus recording of `seconds` of silence (20 ms frames, one second a page), as a browser or phone would
+/// upload a voice note: its length is known only from its pages' granule positions.
+pub(crate) fn ogg_opus(seconds: u64) -> Vec<u8> {
+    const PRE_SKIP: u16 = 312;
+    let mut head = b"OpusHead\x01\x01".to_vec();
+    head.extend(PRE_SKIP.to_le_bytes());
+    head.extend(48_000u32.to_le_bytes());
+    head.extend([0, 0, 0]);
+    let mut tags = b"OpusTags".to_vec();
+    tags.extend(6u32.to_le_bytes());
+    tags.extend(b"gochat");
+    tags.extend(0u32.to_le_bytes());
+    let mut out = ogg_page(0x02, 0, 0, &[head]);
+    out.extend(ogg_page(0x00, 0, 1, &[tags]));
+    for s in 0..seconds {
+        // TOC 0xF8: CELT full band, 20 ms, mono, one frame; the frame itself empty (silence).
+        let packets = vec![vec![0xF8u8]; 50];
+        let granule = u64::from(PRE_SKIP) + 48_000 * (s + 1);
+        let last = s + 1 == seconds;
+        out.extend(ogg_page(if last { 0x04 } else { 0x00 }, granule, 2 + s as u32, &packets));
+    }
+    out
+}
+
+async fn upload_as_file(node: &TestNode, token: &str, name: &str, ct: &str, data: &[u8]) -> crate::common::Reply {
+    node.raw(
+        reqwest::Method::POST,
+        "/api/messages/upload?kind=file",
+        Some(token),
+        Some((&format!("multipart/form-data; boundary={BOUNDARY}"), multipart(name, ct, data))),
+    )
+    .await
+}
+
+/// Voice notes and files of any type (DESIGN.md §7).
+mod voice_and_files {
+    use super::*;
+
+    backend_tests! {
+        async fn a_voice_note_gets_its_length_from_its_container_and_a_61_second_one_is_refused(backend) {
+            let env = TestEnv::new(backend).await;
+            let node = env.node().await;
+            let (a, ta) = node.user(&uniq("va")).await;
+            let (b, tb) = node.user(&uniq("vb")).await;
+            node.befriend((a, &ta), (b, &tb)).await;
+            let voice = upload(&node, &ta, "note.ogg", "audio/ogg", &ogg_opus(5)).await;
+            assert_eq!((&voice["kind"], &voice["content_type"]), (&json!("voice"), &json!("audio/ogg")), "{voice}");
+            let ms = voice["duration_ms"].as_i64().unwrap();
+            assert!((4900..=5100).contains(&ms), "5 s read as {ms} ms");
+            let r = node.post("/api/messages/send", Some(&ta), json!({"to_user_id": b, "type": "voice", "file_id": voice["id"]})).await;
+            assert_eq!((r.status, &r.body["type"], &r.body["file"]["duration_ms"]), (StatusCode::CREATED, &json!("voice"), &json!(ms)), "{}", r.body);
+            let r = node.post("/api/messages/send", Some(&ta), json!({"to_user_id": b, "type": "image", "file_id": voice["id"]})).await;
+            assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "file_kind_mismatch"));
+            let r = upload_raw(&node, &ta, multipart("long.ogg", "audio/ogg", &ogg_opus(61))).await;
+            assert_eq!((r.status, r.code()), (StatusCode::UNPROCESSABLE_ENTITY, "voice_too_long"), "{}", r.body);
+            // Bytes that only start like Ogg are not a recording.
+            let mut broken = ogg_opus(3);
+            broken.truncate(40);
+            let r = upload_raw(&node, &ta, multipart("x.ogg", "audio/ogg", &broken)).await;
+            assert_eq!((r.status, r.code()), (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"), "{}", r.body);
+        }
+
+        async fn a_file_of_any_type_is_always_downloaded_as_an_attachment_under_its_sanitised_name(backend) {
+            let env = TestEnv::new(backend).await;
+            let node = env.node().await;
+            let (a, ta) = node.user(&uniq("fa")).await;
+            let (b, tb) = node.user(&uniq("fb")).await;
+            node.befriend((a, &ta), (b, &tb)).await;
+            let page = b"<html><script>alert(document.cookie)</script></html>";
+            let r = upload_as_file(&node, &ta, "../报告<1>.html", "text/html", page).await;
+            assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+            assert_eq!((&r.body["kind"], &r.body["name"], &r.body["content_type"]), (&json!("file"), &json!("报告1.html"), &json!("application/octet-stream")));
+            // Without `kind=file` the same bytes are not media.
+            let refused = upload_raw(&node, &ta, multipart("page.html", "text/html", page)).await;
+            assert_eq!(refused.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+            let m = node.post("/api/messages/send", Some(&ta), json!({"to_user_id": b, "type": "file", "file_id": r.body["id"]})).await;
+            assert_eq!((m.status, &m.body["file"]["name"]), (StatusCode::CREATED, &json!("报告1.html")), "{}", m.body);
+            let got = download(&node, Some(&tb), r.body["id"].as_i64().unwrap(), None).await;
+            assert_eq!(got.status(), StatusCode::OK);
+            let h = got.headers();
+            assert_eq!(h["x-content-type-options"], "nosniff");
+            assert_eq!(h["content-type"], "application/octet-stream");
+            let disposition = h["content-disposition"].to_str().unwrap();
+            assert!(disposition.starts_with("attachment;"), "{disposition}");
+            assert!(disposition.contains("filename*=UTF-8''%E6%8A%A5%E5%91%8A1.html"), "{disposition}");
+            assert_eq!(got.bytes().await.unwrap().as_ref(), page);
+            // A PNG sent as a file is a file too: an attachment, typed by its bytes.
+            let r = upload_as_file(&node, &ta, "cat.png", "image/png", &png(800)).await;
+            assert_eq!((&r.body["kind"], &r.body["content_type"]), (&json!("file"), &json!("image/png")));
+        }
+    }
+}

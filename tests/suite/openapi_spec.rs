@@ -120,6 +120,7 @@ const PINNED: &[(&str, u16)] = &[
     ("invalid_reply", 422),
     ("invalid_mention", 422),
     ("invalid_forward", 422),
+    ("voice_too_long", 422),
     ("rate_limited", 429),
     ("upload_quota_exceeded", 429),
     ("internal", 500),

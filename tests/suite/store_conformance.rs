@@ -359,6 +359,8 @@ backend_tests! {
                 width: Some(2),
                 height: Some(3),
                 sha256: "00".into(),
+                name: None,
+                duration_ms: None,
             })
             .await
             .unwrap();
@@ -414,6 +416,8 @@ backend_tests! {
             width: Some(2),
             height: Some(3),
             sha256: "00".into(),
+            name: None,
+            duration_ms: None,
         };
         let used = s.files.create_file(file("k1")).await.unwrap();
         let unused = s.files.create_file(file("k2")).await.unwrap();
