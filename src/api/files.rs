@@ -329,6 +329,33 @@ impl FilesApi {
     }
 }
 
+/// How a download is offered: media inline, named by its id; a `file` always as an attachment (never rendered
+/// by the browser, whatever its type), under its sanitised original name (RFC 6266, with the RFC 8187 UTF-8
+/// form for names that are not plain ASCII).
+fn disposition(file: &crate::service::media::Authorized) -> String {
+    match (file.is_attachment(), file.name()) {
+        (true, name) => {
+            let name = name.unwrap_or("file");
+            let ascii: String = name
+                .chars()
+                .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
+                .collect();
+            let encoded: String = name
+                .bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect();
+            format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+        }
+        (false, _) => format!("inline; filename=\"file-{}.{}\"", file.id(), extension_of(file.content_type())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,32 +382,5 @@ mod tests {
         }
         let many = format!("bytes={}", (0..17).map(|i| format!("{i}-{i}")).collect::<Vec<_>>().join(","));
         assert_eq!(parse_range(&h(&many), 100), Ok(None), "more ranges than served: the whole file");
-    }
-}
-
-/// How a download is offered: media inline, named by its id; a `file` always as an attachment (never rendered
-/// by the browser, whatever its type), under its sanitised original name (RFC 6266, with the RFC 8187 UTF-8
-/// form for names that are not plain ASCII).
-fn disposition(file: &crate::service::media::Authorized) -> String {
-    match (file.is_attachment(), file.name()) {
-        (true, name) => {
-            let name = name.unwrap_or("file");
-            let ascii: String = name
-                .chars()
-                .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
-                .collect();
-            let encoded: String = name
-                .bytes()
-                .map(|b| {
-                    if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
-                        (b as char).to_string()
-                    } else {
-                        format!("%{b:02X}")
-                    }
-                })
-                .collect();
-            format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
-        }
-        (false, _) => format!("inline; filename=\"file-{}.{}\"", file.id(), extension_of(file.content_type())),
     }
 }
