@@ -42,7 +42,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
         UsernameTaken | PasswordChanged | AlreadyFriends | RequestPending | RequestNotPending | AlreadyOwner
         | CannotChangeOwner | OwnerMustTransfer | GroupFull | FileKindMismatch | SeqBeyondLast | AlreadyRecalled
-        | NotEditable | TargetIsEvent | TooManyReactions => StatusCode::CONFLICT,
+        | NotEditable | TargetIsEvent | TooManyReactions | ClientMsgIdReused => StatusCode::CONFLICT,
         PayloadTooLarge | FileTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         UnsupportedContentType | UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         InvalidUsername

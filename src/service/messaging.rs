@@ -197,6 +197,12 @@ impl Messaging {
             Err(e) => return Err(e.into()),
         };
         if !appended.created {
+            if !MessageType::parse(&appended.message.kind).is_content() {
+                return Err(AppError::new(
+                    ErrorCode::ClientMsgIdReused,
+                    "this client_msg_id was used for a change to a message; use a new one for each send",
+                ));
+            }
             let mut rendered = self.render(vec![appended.message]).await?;
             return Ok((rendered.remove(0), false));
         }
@@ -248,6 +254,7 @@ impl Messaging {
                 rows.pop();
             }
         }
+        self.redact_unseen_edits(user, &mut rows).await?;
         Ok(HistoryPage { messages: self.render(rows).await?, has_more })
     }
 
@@ -389,11 +396,12 @@ impl Messaging {
             .collect();
         let mut current: HashMap<i64, MessageRecord> =
             self.stores.messages.messages_by_ids(&content).await?.into_iter().map(|m| (m.id, m)).collect();
-        let records = records
+        let mut records: Vec<MessageRecord> = records
             .into_iter()
             .filter(|r| !hidden.contains(&r.id))
             .map(|r| current.remove(&r.id).unwrap_or(r))
             .collect();
+        self.redact_unseen_edits(user, &mut records).await?;
         self.render(records).await
     }
 
@@ -444,6 +452,45 @@ impl Messaging {
             .collect())
     }
 
+    /// Blanks the text of edits to messages `user` cannot see: sent before they joined the group, or hidden by
+    /// them (the edit tells them only that something they cannot see changed).
+    async fn redact_unseen_edits(&self, user: i64, records: &mut [MessageRecord]) -> AppResult<()> {
+        let targets: Vec<i64> = records
+            .iter()
+            .filter(|r| r.kind == MessageType::Edit.as_str() && r.body.is_some())
+            .filter_map(|r| r.target_id)
+            .collect();
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let hidden = self.stores.messages.hidden_among(user, &targets).await?;
+        let seqs: HashMap<i64, (String, i64)> = self
+            .stores
+            .messages
+            .messages_by_ids(&targets)
+            .await?
+            .into_iter()
+            .map(|t| (t.id, (t.conversation_id, t.seq)))
+            .collect();
+        let mut visible_from: HashMap<String, i64> = HashMap::new();
+        for (conversation, _) in seqs.values() {
+            if !visible_from.contains_key(conversation) {
+                let from =
+                    self.stores.messages.user_conversation(user, conversation).await?.map_or(0, |r| r.visible_from_seq);
+                visible_from.insert(conversation.clone(), from);
+            }
+        }
+        for r in records.iter_mut().filter(|r| r.kind == MessageType::Edit.as_str()) {
+            let Some(target) = r.target_id else { continue };
+            let unseen = hidden.contains(&target)
+                || seqs.get(&target).is_none_or(|(c, seq)| *seq <= visible_from.get(c).copied().unwrap_or(0));
+            if unseen {
+                r.body = None;
+            }
+        }
+        Ok(())
+    }
+
     /// Checks a send's mentions: group messages only, each a member, `all` for the owner and admins.
     async fn mentions(
         &self,
@@ -483,8 +530,21 @@ impl Messaging {
         Ok(Some(Mentions { user_ids, all }))
     }
 
-    /// Checks what a reply quotes: a content message of the same conversation that the sender can see.
+    /// Checks what a reply quotes: a content message of the same conversation that the sender can see. Who may
+    /// write to the conversation is checked first, so that a stranger learns nothing of its messages.
     async fn check_reply(&self, from: i64, conversation: &ConversationId, reply_to: i64) -> AppResult<()> {
+        match *conversation {
+            ConversationId::Group(g) => self.groups.check_sender(g, from).await?,
+            ConversationId::Direct { .. } => {
+                let peer = conversation.peer_of(from).unwrap_or_default();
+                if !self.stores.friends.are_friends(from, peer).await? {
+                    return Err(AppError::new(ErrorCode::NotFriends, "you can only message your friends"));
+                }
+            }
+        }
+        if !self.stores.messages.hidden_among(from, &[reply_to]).await?.is_empty() {
+            return Err(AppError::new(ErrorCode::InvalidReply, "you deleted that message"));
+        }
         let id = conversation.to_string();
         let visible_from = self.stores.messages.user_conversation(from, &id).await?.map_or(0, |r| r.visible_from_seq);
         let quoted = self.stores.messages.messages_by_ids(&[reply_to]).await?.pop();
@@ -530,6 +590,21 @@ fn destination(
     })
 }
 
+/// At most [`QUOTE_CHARS`] characters of `text`, cut between grapheme clusters (never inside an emoji
+/// sequence or between a letter and its accent).
+fn cut(text: &str) -> String {
+    let mut out = String::new();
+    let mut count = 0;
+    for g in unicode_segmentation::UnicodeSegmentation::graphemes(text, true) {
+        count += g.chars().count();
+        if count > QUOTE_CHARS {
+            break;
+        }
+        out.push_str(g);
+    }
+    out
+}
+
 /// A reply's snapshot of the message it quotes, as that message is now.
 fn quote(q: &MessageRecord) -> MessageRef {
     let recalled = q.recalled_at.is_some();
@@ -538,7 +613,7 @@ fn quote(q: &MessageRecord) -> MessageRef {
         seq: q.seq,
         from_user_id: q.from_user_id,
         kind: MessageType::parse(&q.kind),
-        text: if recalled { None } else { q.body.as_ref().map(|t| t.chars().take(QUOTE_CHARS).collect()) },
+        text: if recalled { None } else { q.body.as_deref().map(cut) },
         recalled,
     }
 }

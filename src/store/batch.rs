@@ -331,6 +331,9 @@ impl<S: MessageStore + 'static> MessageStore for Batched<S> {
     async fn messages_by_ids(&self, ids: &[i64]) -> StoreResult<Vec<MessageRecord>> {
         self.store.messages_by_ids(ids).await
     }
+    async fn events_of(&self, target: i64) -> StoreResult<Vec<MessageRecord>> {
+        self.store.events_of(target).await
+    }
     async fn reactions_of(&self, ids: &[i64]) -> StoreResult<Vec<(i64, String, i64)>> {
         self.store.reactions_of(ids).await
     }

@@ -202,12 +202,16 @@ where
         if locked.is_none() {
             return Err(StoreError::NotMember);
         }
+        // Members who joined after the target was sent cannot see it (nor can whoever hid it).
+        let mut unseen: Vec<i64> = Vec::new();
         let (recipients, to_user_id) = match (target.group_id, conversation.parse::<crate::domain::ConversationId>()) {
             (Some(group), _) => {
-                let members: Vec<(i64,)> = sqlx::query_as("SELECT user_id FROM group_members WHERE group_id = $1")
-                    .bind(group)
-                    .fetch_all(&mut **tx)
-                    .await?;
+                let members: Vec<(i64, i64)> =
+                    sqlx::query_as("SELECT user_id, joined_seq FROM group_members WHERE group_id = $1")
+                        .bind(group)
+                        .fetch_all(&mut **tx)
+                        .await?;
+                unseen.extend(members.iter().filter(|m| m.1 >= target.seq).map(|m| m.0));
                 let members: Vec<i64> = members.into_iter().map(|m| m.0).collect();
                 if !members.contains(&event.actor) {
                     return Err(StoreError::NotMember);
@@ -367,7 +371,14 @@ where
         .fetch_one(&mut **tx)
         .await
         .map_err(StoreError::classify)?;
-        Ok(EventOutcome::Done(Appended { message, created: true, recipients }))
+        let hid: Vec<(i64,)> = sqlx::query_as("SELECT user_id FROM hidden_messages WHERE message_id = $1")
+            .bind(target.id)
+            .fetch_all(&mut **tx)
+            .await?;
+        unseen.extend(hid.into_iter().map(|h| h.0));
+        unseen.sort_unstable();
+        unseen.dedup();
+        Ok(EventOutcome::Done { appended: Appended { message, created: true, recipients }, unseen })
     }
 
     /// Appends a batch in one transaction (group commit: one durable commit for many sends). Messages are
@@ -698,14 +709,15 @@ where
     async fn append_event(&self, event: NewEvent) -> StoreResult<EventOutcome> {
         if let Some(cmid) = event.client_msg_id.as_deref() {
             if let Some(first) = self.message_by_client_id(event.actor, cmid).await? {
-                return Ok(EventOutcome::Done(Appended { message: first, created: false, recipients: Vec::new() }));
+                let appended = Appended { message: first, created: false, recipients: Vec::new() };
+                return Ok(EventOutcome::Done { appended, unseen: Vec::new() });
             }
         }
         let mut tx = self.writer().begin().await?;
         let outcome = Self::event_in(&mut tx, &event, now()).await;
         match outcome {
-            Ok(EventOutcome::Done(appended)) => match tx.commit().await {
-                Ok(()) => Ok(EventOutcome::Done(appended)),
+            Ok(done @ EventOutcome::Done { .. }) => match tx.commit().await {
+                Ok(()) => Ok(done),
                 Err(e) => Err(StoreError::classify(e)),
             },
             Ok(other) => {
@@ -718,7 +730,8 @@ where
                 let cmid = event.client_msg_id.as_deref().unwrap_or_default();
                 match self.message_by_client_id(event.actor, cmid).await? {
                     Some(first) => {
-                        Ok(EventOutcome::Done(Appended { message: first, created: false, recipients: vec![] }))
+                        let appended = Appended { message: first, created: false, recipients: vec![] };
+                        Ok(EventOutcome::Done { appended, unseen: Vec::new() })
                     }
                     None => Err(StoreError::Inconsistent("a conflicting client_msg_id vanished".into())),
                 }
@@ -736,6 +749,13 @@ where
         }
         let sql = format!("SELECT {} FROM messages WHERE id IN ({})", message_columns!(), DB::ID_SET);
         Ok(sqlx::query_as(&sql).bind(json_ids(ids)).fetch_all(self.reader()).await?)
+    }
+
+    async fn events_of(&self, target: i64) -> StoreResult<Vec<MessageRecord>> {
+        Ok(sqlx::query_as(concat!("SELECT ", message_columns!(), " FROM messages WHERE target_id = $1 ORDER BY seq"))
+            .bind(target)
+            .fetch_all(self.reader())
+            .await?)
     }
 
     async fn reactions_of(&self, ids: &[i64]) -> StoreResult<Vec<(i64, String, i64)>> {

@@ -274,8 +274,9 @@ pub struct NewEvent {
 /// Why an event was not appended.
 #[derive(Debug)]
 pub enum EventOutcome {
-    /// Appended (or, `created` false, an earlier event with the same `client_msg_id`).
-    Done(Appended),
+    /// Appended (or, `created` false, an earlier event with the same `client_msg_id`). `unseen`: recipients who
+    /// cannot see the target (they joined the group after it, or hid it), to whom an edit's text is not shown.
+    Done { appended: Appended, unseen: Vec<i64> },
     /// The target was recalled meanwhile.
     TargetRecalled,
     /// The reaction already was as asked; the actor's latest event about that emoji, if any.
@@ -462,6 +463,8 @@ pub trait MessageStore: Send + Sync {
     async fn messages_by_ids(&self, ids: &[i64]) -> StoreResult<Vec<MessageRecord>>;
     /// Reactions to these messages: `(message_id, emoji, user_id)` in the order they were made.
     async fn reactions_of(&self, ids: &[i64]) -> StoreResult<Vec<(i64, String, i64)>>;
+    /// The events that target `target` (recalls, edits, reactions), in seq order.
+    async fn events_of(&self, target: i64) -> StoreResult<Vec<MessageRecord>>;
     /// Hides messages of one conversation for `user` (delete for me); returns the ids newly hidden.
     async fn hide(&self, user: i64, conversation_id: &str, messages: &[(i64, i64)]) -> StoreResult<Vec<i64>>;
     /// Which of these message ids `user` hid.

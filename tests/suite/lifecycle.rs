@@ -128,7 +128,9 @@ backend_tests! {
         assert_eq!(r.status, StatusCode::OK, "the sender within the window: {}", r.body);
         let event = r.body["id"].as_i64().unwrap();
         let r = recall(quick, tc.clone()).await;
-        assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "already_recalled"));
+        assert_eq!((r.status, r.body["id"].as_i64()), (StatusCode::OK, Some(event)), "a retry gets the same recall");
+        let r = recall(quick, ta.clone()).await;
+        assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "already_recalled"), "someone else's second recall");
         let r = recall(event, tc.clone()).await;
         assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "target_is_event"));
 
@@ -338,7 +340,7 @@ backend_tests! {
         let page = node.get(&format!("/api/messages/history?conversation_id={conv}"), &ta).await;
         assert!(page.body["messages"].as_array().unwrap().iter().any(|m| m["id"] == m1["id"]), "still in a's");
         let r = node.delete(&format!("/api/messages/{}", m1["id"]), &tb).await;
-        assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "message_not_found"), "already gone for b");
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "deleting it again changes nothing and succeeds");
         // Reading up to the end clears it.
         let last = list(tb.clone()).await.as_array().unwrap()[0]["last_seq"].as_i64().unwrap();
         node.post("/api/messages/read", Some(&tb), json!({"conversation_id": conv, "seq": last})).await;
@@ -438,6 +440,103 @@ backend_tests! {
             if !code.is_empty() {
                 assert_eq!(r.code(), code, "{body}");
             }
+        }
+    }
+
+    /// Found by a hostile run: a reply's target was checked before the sender's right to write, so a stranger
+    /// could tell a group's live message ids from recalled ones.
+    async fn a_reply_from_someone_who_may_not_write_reveals_nothing_of_what_it_quotes(backend) {
+        let env = TestEnv::new(backend).await;
+        let node = env.node().await;
+        let (a, ta) = node.user(&uniq("pa")).await;
+        let (b, tb) = node.user(&uniq("pb")).await;
+        let (_, outsider) = node.user(&uniq("po")).await;
+        node.befriend((a, &ta), (b, &tb)).await;
+        let group = group_of(&node, &ta, &[b]).await;
+        let live = send(&node, &ta, json!({"group_id": group, "type": "text", "text": "live"})).await["id"].clone();
+        let gone = send(&node, &ta, json!({"group_id": group, "type": "text", "text": "gone"})).await["id"].clone();
+        node.post(&format!("/api/messages/{gone}/recall"), Some(&ta), json!(null)).await;
+        for target in [&live, &gone, &json!(i64::from(i32::MAX))] {
+            let r = node.post("/api/messages/send", Some(&outsider), json!({"group_id": group, "type": "text", "text": "x", "reply_to_id": target})).await;
+            assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "group_not_found"), "{target}: {}", r.body);
+            let r = node.post("/api/messages/send", Some(&outsider), json!({"to_user_id": a, "type": "text", "text": "x", "reply_to_id": target})).await;
+            assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "not_friends"), "{target}: {}", r.body);
+        }
+        node.delete(&format!("/api/groups/{group}/members/{b}"), &tb).await;
+        for target in [&live, &gone] {
+            let r = node.post("/api/messages/send", Some(&tb), json!({"group_id": group, "type": "text", "text": "x", "reply_to_id": target})).await;
+            assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "not_group_member"), "{target}: {}", r.body);
+        }
+    }
+
+    /// Found by a hostile run: an edit to a message sent before a member joined, or one they deleted for
+    /// themselves, carried its new text to them; and a reply could quote a message one had deleted.
+    async fn an_edit_shows_its_text_only_to_those_who_can_see_the_message_it_changes(backend) {
+        let env = TestEnv::new(backend).await;
+        let node = env.node().await;
+        let (a, ta) = node.user(&uniq("ra")).await;
+        let (b, tb) = node.user(&uniq("rb")).await;
+        let (c, tc) = node.user(&uniq("rc")).await;
+        node.befriend((a, &ta), (b, &tb)).await;
+        node.befriend((a, &ta), (c, &tc)).await;
+        let group = group_of(&node, &ta, &[b]).await;
+        let early = send(&node, &ta, json!({"group_id": group, "type": "text", "text": "before c"})).await["id"].as_i64().unwrap();
+        node.post(&format!("/api/groups/{group}/members"), Some(&ta), json!({"user_ids": [c]})).await;
+        let mut c_phone = node.ws(&tc, "phone").await;
+        c_phone.recv_type("sync").await;
+        let r = node.put(&format!("/api/messages/{early}"), &ta, json!({"text": "SECRET edit"})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        // Live, as a `message` frame or (when the device is not yet sure of its place) a `sync` batch.
+        let live = loop {
+            let f = c_phone.recv().await;
+            match f["type"].as_str() {
+                Some("message") => break f["message"].clone(),
+                Some("sync") if !f["messages"].as_array().unwrap().is_empty() => break f["messages"][0].clone(),
+                _ => {}
+            }
+        };
+        assert_eq!((&live["type"], live.get("text")), (&json!("edit"), None), "{live}");
+        c_phone.ack(&format!("g:{group}"), live["seq"].as_i64().unwrap()).await;
+        node.put(&format!("/api/messages/{early}"), &ta, json!({"text": "SECRET again"})).await;
+        let live = c_phone.recv_type("message").await;
+        assert_eq!((&live["message"]["type"], live["message"].get("text")), (&json!("edit"), None), "{live}");
+        let page = node.get(&format!("/api/messages/history?conversation_id=g:{group}"), &tc).await;
+        assert!(!page.body.to_string().contains("SECRET"), "{}", page.body);
+        assert!(synced(&node, &tc, "tablet").await.iter().all(|m| m.get("text").is_none()));
+        let page = node.get(&format!("/api/messages/history?conversation_id=g:{group}"), &tb).await;
+        assert!(page.body.to_string().contains("SECRET edit"), "b saw the message and sees its edit");
+        // b deletes it for themselves: its later edits are blank for b.
+        assert_eq!(node.delete(&format!("/api/messages/{early}"), &tb).await.status, StatusCode::NO_CONTENT);
+        node.put(&format!("/api/messages/{early}"), &ta, json!({"text": "SECOND edit"})).await;
+        let page = node.get(&format!("/api/messages/history?conversation_id=g:{group}"), &tb).await;
+        assert!(!page.body.to_string().contains("SECOND"), "{}", page.body);
+        let r = node.post("/api/messages/send", Some(&tb), json!({"group_id": group, "type": "text", "text": "re", "reply_to_id": early})).await;
+        assert_eq!((r.status, r.code()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_reply"));
+    }
+
+    /// Found by a hostile run: sends and changes shared one client_msg_id space, so a retry could return another
+    /// operation's result and silently drop this one; and a repeated recall or delete failed though it had worked.
+    async fn a_client_msg_id_names_one_operation_and_repeated_recalls_and_deletes_succeed(backend) {
+        let env = TestEnv::new(backend).await;
+        let node = env.node().await;
+        let (a, ta) = node.user(&uniq("ia")).await;
+        let (b, tb) = node.user(&uniq("ib")).await;
+        node.befriend((a, &ta), (b, &tb)).await;
+        let m1 = send(&node, &ta, json!({"to_user_id": b, "type": "text", "text": "one", "client_msg_id": "X1"})).await["id"].as_i64().unwrap();
+        let m2 = send(&node, &ta, json!({"to_user_id": b, "type": "text", "text": "two"})).await["id"].as_i64().unwrap();
+        let r = node.put(&format!("/api/messages/{m2}"), &ta, json!({"text": "new", "client_msg_id": "X1"})).await;
+        assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "client_msg_id_reused"), "{}", r.body);
+        assert_eq!(node.put(&format!("/api/messages/{m1}"), &ta, json!({"text": "n1", "client_msg_id": "E"})).await.status, StatusCode::OK);
+        let r = node.put(&format!("/api/messages/{m2}"), &ta, json!({"text": "n2", "client_msg_id": "E"})).await;
+        assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "client_msg_id_reused"), "{}", r.body);
+        let r = node.post("/api/messages/send", Some(&ta), json!({"to_user_id": b, "type": "text", "text": "three", "client_msg_id": "E"})).await;
+        assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "client_msg_id_reused"), "{}", r.body);
+        let first = node.post(&format!("/api/messages/{m2}/recall"), Some(&ta), json!(null)).await;
+        let again = node.post(&format!("/api/messages/{m2}/recall"), Some(&ta), json!(null)).await;
+        assert_eq!((first.status, again.status), (StatusCode::OK, StatusCode::OK), "{}", again.body);
+        assert_eq!(first.body["id"], again.body["id"]);
+        for _ in 0..2 {
+            assert_eq!(node.delete(&format!("/api/messages/{m1}"), &tb).await.status, StatusCode::NO_CONTENT);
         }
     }
 }

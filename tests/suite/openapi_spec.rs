@@ -116,6 +116,7 @@ const PINNED: &[(&str, u16)] = &[
     ("not_editable", 409),
     ("target_is_event", 409),
     ("too_many_reactions", 409),
+    ("client_msg_id_reused", 409),
     ("invalid_emoji", 422),
     ("invalid_reply", 422),
     ("invalid_mention", 422),

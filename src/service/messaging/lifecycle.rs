@@ -21,22 +21,17 @@ pub const MAX_DISTINCT_REACTIONS: i64 = 20;
 /// is 11; this bounds what a single "grapheme" may smuggle in.
 pub const MAX_EMOJI_CHARS: usize = 16;
 
-/// A reaction's emoji: exactly one grapheme cluster that is an emoji (a pictograph, optionally with variation
-/// selectors, skin tones, ZWJ sequences or keycaps, or a flag), not plain text. Refusals are 422
+/// A reaction's emoji: exactly one emoji of Unicode's recommended set (UTS #51: a pictograph with its variation
+/// selector, skin tone, ZWJ sequence, keycap or flag), as looked up by the `emojis` crate, not plain text and
+/// not an emoji padded with invisible characters (those would let one user fill a message's 20 reaction slots
+/// with look-alikes). Returns the fully qualified form, so `❤` and `❤️` are one reaction. Refusals are 422
 /// `invalid_emoji`.
 pub fn parse_emoji(s: &str) -> AppResult<String> {
     let bad = || AppError::new(ErrorCode::InvalidEmoji, "a reaction is one emoji");
-    if s.is_empty()
-        || s.chars().count() > MAX_EMOJI_CHARS
-        || unicode_segmentation::UnicodeSegmentation::graphemes(s, true).count() != 1
-    {
+    if s.chars().count() > MAX_EMOJI_CHARS {
         return Err(bad());
     }
-    let pictographic = s.chars().any(|c| emojis::get(&c.to_string()).is_some());
-    if emojis::get(s).is_none() && !pictographic {
-        return Err(bad());
-    }
-    Ok(s.to_string())
+    emojis::get(s).map(|e| e.as_str().to_string()).ok_or_else(bad)
 }
 
 impl Messaging {
@@ -72,8 +67,16 @@ impl Messaging {
     /// Recalls a message: its sender within the recall window, a group's owner or admins at any time. Its text,
     /// file, quote, mentions, reactions and the text of its edits are removed in the transaction that appends
     /// the `recall` event, which is returned.
+    /// Recalling a message one already recalled returns that recall again (a retry after a lost reply).
     pub async fn recall(&self, user: i64, id: i64, client_msg_id: Option<&str>) -> AppResult<(Message, bool)> {
         self.limits.check_send(user)?;
+        let seen = self.visible_message(user, id).await?;
+        if seen.recalled_at.is_some() && seen.recalled_by == Some(user) {
+            let events = self.stores.messages.events_of(id).await?;
+            if let Some(recall) = events.into_iter().find(|e| e.kind == MessageType::Recall.as_str()) {
+                return Ok((self.render(vec![recall]).await?.remove(0), false));
+            }
+        }
         let target = self.changeable(user, id).await?;
         let moderator = match target.group_id {
             Some(g) => matches!(self.groups.role_of(g, user).await?, Some(GroupRole::Owner | GroupRole::Admin)),
@@ -135,7 +138,11 @@ impl Messaging {
 
     /// Hides the caller's view of a message (delete for me) on all their devices: gone from their history,
     /// previews and unread counts; the other devices are told with `messages_hidden`.
+    /// Hiding a message one already hid changes nothing and succeeds (a retry after a lost reply).
     pub async fn hide(&self, user: i64, id: i64) -> AppResult<()> {
+        if !self.stores.messages.hidden_among(user, &[id]).await?.is_empty() {
+            return Ok(());
+        }
         let message = self.visible_message(user, id).await?;
         let hidden = self.stores.messages.hide(user, &message.conversation_id, &[(message.id, message.seq)]).await?;
         if !hidden.is_empty() {
@@ -235,9 +242,10 @@ impl Messaging {
     ) -> AppResult<(Message, bool)> {
         let client_msg_id = client_msg_id.map(ClientMsgId::parse).transpose()?.map(ClientMsgId::into_string);
         let group = target.group_id;
+        let (target_id, kind) = (target.id, event_kind(&action));
         let event = NewEvent { target, actor: user, action, client_msg_id, meta: extras.to_meta() };
-        let appended = match self.stores.messages.append_event(event).await {
-            Ok(EventOutcome::Done(appended)) => appended,
+        let (appended, unseen) = match self.stores.messages.append_event(event).await {
+            Ok(EventOutcome::Done { appended, unseen }) => (appended, unseen),
             Ok(EventOutcome::TargetRecalled) => {
                 return Err(AppError::new(ErrorCode::AlreadyRecalled, "that message was recalled"))
             }
@@ -261,15 +269,41 @@ impl Messaging {
             }
             Err(e) => return Err(e.into()),
         };
+        if !appended.created && (appended.message.kind != kind || appended.message.target_id != Some(target_id)) {
+            // The key named another change (or a message): answering with that would hide that this one
+            // was never made.
+            return Err(AppError::new(
+                ErrorCode::ClientMsgIdReused,
+                "this client_msg_id was used for something else; use a new one for each change",
+            ));
+        }
         let mut rendered = self.render(vec![appended.message.clone()]).await?;
         let message = rendered.remove(0);
         if appended.created {
             self.metrics.messages_accepted.inc();
-            let delivery = Delivery::from_frame(&ServerFrame::Message { message: message.clone() });
             self.inbox.append(&appended.recipients, &appended.message).await;
-            self.events.publish_delivery(&appended.recipients, &delivery).await;
+            // An edit's text goes only to those who can see the message it changes; the others learn only
+            // that something they cannot see was edited.
+            let (blind, sighted): (Vec<i64>, Vec<i64>) =
+                appended.recipients.iter().partition(|r| message.text.is_some() && unseen.contains(r));
+            let delivery = Delivery::from_frame(&ServerFrame::Message { message: message.clone() });
+            self.events.publish_delivery(&sighted, &delivery).await;
+            if !blind.is_empty() {
+                let redacted = Message { text: None, ..message.clone() };
+                let delivery = Delivery::from_frame(&ServerFrame::Message { message: redacted });
+                self.events.publish_delivery(&blind, &delivery).await;
+            }
         }
         Ok((message, appended.created))
+    }
+}
+
+/// The stored kind of the event an action appends.
+fn event_kind(action: &EventAction) -> &'static str {
+    match action {
+        EventAction::Recall => MessageType::Recall.as_str(),
+        EventAction::Edit { .. } => MessageType::Edit.as_str(),
+        EventAction::React { .. } => MessageType::Reaction.as_str(),
     }
 }
 
@@ -291,10 +325,33 @@ mod tests {
 
     #[test]
     fn a_reaction_is_exactly_one_emoji_grapheme() {
-        for ok in ["👍", "❤️", "😂", "👨‍👩‍👧‍👦", "👍🏽", "🇨🇳", "1️⃣", "🙏"] {
+        for ok in ["👍", "❤️", "😂", "👨‍👩‍👧‍👦", "👍🏽", "🇨🇳", "1️⃣", "🙏", "🏳️‍🌈"]
+        {
             assert_eq!(parse_emoji(ok).unwrap(), ok, "{ok:?}");
         }
-        for bad in ["", "a", "ok", "👍👍", "中", "👍 ", " ", "\u{200d}", "1", "+1", ":thumbsup:"] {
+        assert_eq!(parse_emoji("❤").unwrap(), "❤️", "one reaction whether qualified or not");
+        assert_eq!(parse_emoji("1\u{20e3}").unwrap(), "1️⃣");
+        // Found by a hostile run: look-alikes padded with invisible characters counted as distinct reactions.
+        for bad in [
+            "",
+            "a",
+            "ok",
+            "👍👍",
+            "中",
+            "👍 ",
+            " ",
+            "\u{200d}",
+            "1",
+            "+1",
+            ":thumbsup:",
+            "👍\u{FE0F}\u{FE0F}",
+            "👍\u{FE0E}",
+            "👍\u{200D}",
+            "👍\u{E0020}",
+            "👍\u{E0061}\u{E007F}",
+            "👍\u{301}",
+            "😀\u{200d}😀",
+        ] {
             assert!(parse_emoji(bad).is_err(), "{bad:?}");
         }
     }
