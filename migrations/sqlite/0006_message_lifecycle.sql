@@ -73,9 +73,19 @@ CREATE TABLE hidden_messages (
     message_id      BIGINT NOT NULL,
     conversation_id TEXT   NOT NULL,
     seq             BIGINT NOT NULL,
+    hidden_at       TEXT NOT NULL,
     PRIMARY KEY (user_id, message_id)
 );
 CREATE INDEX hidden_messages_conversation ON hidden_messages (user_id, conversation_id, seq);
+CREATE INDEX hidden_messages_recent ON hidden_messages (user_id, hidden_at);
+
+-- Per device: the newest hide it was told of, so a device that was away hears of hides made meanwhile.
+CREATE TABLE device_hide_cursors (
+    user_id   BIGINT NOT NULL,
+    device_id TEXT   NOT NULL,
+    hidden_at TEXT NOT NULL,
+    PRIMARY KEY (user_id, device_id)
+);
 
 CREATE TABLE message_mentions (
     conversation_id TEXT   NOT NULL,

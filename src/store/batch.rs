@@ -343,6 +343,9 @@ impl<S: MessageStore + 'static> MessageStore for Batched<S> {
     async fn hidden_among(&self, user: i64, ids: &[i64]) -> StoreResult<Vec<i64>> {
         self.store.hidden_among(user, ids).await
     }
+    async fn hides_for_device(&self, user: i64, device: &str) -> StoreResult<Vec<(String, i64)>> {
+        self.store.hides_for_device(user, device).await
+    }
     async fn unread(&self, user: i64) -> StoreResult<Vec<(String, i64, i64)>> {
         self.store.unread(user).await
     }

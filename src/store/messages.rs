@@ -773,15 +773,18 @@ where
     async fn hide(&self, user: i64, conversation_id: &str, messages: &[(i64, i64)]) -> StoreResult<Vec<i64>> {
         let mut tx = self.writer().begin().await?;
         let mut hidden = Vec::new();
+        let at = now();
         for &(id, seq) in messages {
             let done = sqlx::query(
-                "INSERT INTO hidden_messages (user_id, message_id, conversation_id, seq) VALUES ($1, $2, $3, $4)
+                "INSERT INTO hidden_messages (user_id, message_id, conversation_id, seq, hidden_at)
+                 VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (user_id, message_id) DO NOTHING",
             )
             .bind(user)
             .bind(id)
             .bind(conversation_id)
             .bind(seq)
+            .bind(at)
             .execute(&mut *tx)
             .await?;
             if DB::rows_affected(&done) > 0 {
@@ -790,6 +793,42 @@ where
         }
         tx.commit().await?;
         Ok(hidden)
+    }
+
+    async fn hides_for_device(&self, user: i64, device: &str) -> StoreResult<Vec<(String, i64)>> {
+        // Reads only, in the usual case (a reconnect with nothing new): a reconnect storm writes nothing.
+        // A device new here has no cursor, so nothing compares greater: its catch-up leaves out what the user hid.
+        let hides: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT conversation_id, message_id FROM hidden_messages
+             WHERE user_id = $1
+               AND hidden_at > (SELECT hidden_at FROM device_hide_cursors WHERE user_id = $1 AND device_id = $2)
+             ORDER BY hidden_at, message_id",
+        )
+        .bind(user)
+        .bind(device)
+        .fetch_all(self.reader())
+        .await?;
+        let (known,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM device_hide_cursors WHERE user_id = $1 AND device_id = $2")
+                .bind(user)
+                .bind(device)
+                .fetch_one(self.reader())
+                .await?;
+        if known == 0 || !hides.is_empty() {
+            // Up to the newest hide there is (a hide committed meanwhile with an older time would be missed: the
+            // times come from one clock per node, and a hide takes one statement).
+            sqlx::query(
+                "INSERT INTO device_hide_cursors (user_id, device_id, hidden_at)
+                 VALUES ($1, $2, COALESCE((SELECT MAX(hidden_at) FROM hidden_messages WHERE user_id = $1), $3))
+                 ON CONFLICT (user_id, device_id) DO UPDATE SET hidden_at = excluded.hidden_at",
+            )
+            .bind(user)
+            .bind(device)
+            .bind(now())
+            .execute(self.writer())
+            .await?;
+        }
+        Ok(hides)
     }
 
     async fn hidden_among(&self, user: i64, ids: &[i64]) -> StoreResult<Vec<i64>> {

@@ -467,6 +467,10 @@ pub trait MessageStore: Send + Sync {
     async fn events_of(&self, target: i64) -> StoreResult<Vec<MessageRecord>>;
     /// Hides messages of one conversation for `user` (delete for me); returns the ids newly hidden.
     async fn hide(&self, user: i64, conversation_id: &str, messages: &[(i64, i64)]) -> StoreResult<Vec<i64>>;
+    /// What `user` hid since `device` last asked, as `(conversation_id, message_id)` oldest first, and moves the
+    /// device's cursor to now (a device asking for the first time is told nothing: its catch-up leaves hidden
+    /// messages out).
+    async fn hides_for_device(&self, user: i64, device: &str) -> StoreResult<Vec<(String, i64)>>;
     /// Which of these message ids `user` hid.
     async fn hidden_among(&self, user: i64, ids: &[i64]) -> StoreResult<Vec<i64>>;
     /// Per conversation of `user`: unread content messages from others (not recalled, not hidden) after

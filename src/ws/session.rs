@@ -155,6 +155,20 @@ impl Session {
                 return Some((CloseCode::Error, "try again"));
             }
         }
+        // What the user deleted for themselves on other devices while this one was away.
+        match self.state.messaging.hides_for_device(self.user_id, &self.device).await {
+            Ok(frames) => {
+                for f in frames {
+                    if self.write(socket, f.to_json()).await.is_err() {
+                        return None;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "loading the device's hides");
+                return Some((CloseCode::Error, "try again"));
+            }
+        }
         let shutdown = self.state.shutdown_signal();
         let mut ticker = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
         let mut idle_deadline = Instant::now() + idle;

@@ -539,6 +539,35 @@ backend_tests! {
             assert_eq!(node.delete(&format!("/api/messages/{m1}"), &tb).await.status, StatusCode::NO_CONTENT);
         }
     }
+
+    /// Found by a hostile run: `messages_hidden` reached only the devices online at the time.
+    async fn a_device_that_was_away_hears_of_the_messages_deleted_for_me_meanwhile(backend) {
+        let env = TestEnv::new(backend).await;
+        let n1 = env.node().await;
+        let n2 = if env.is_cluster() { Some(env.node().await) } else { None };
+        let n2 = n2.as_ref().unwrap_or(&n1);
+        let (a, ta) = n1.user(&uniq("ha")).await;
+        let (b, tb) = n1.user(&uniq("hb")).await;
+        n1.befriend((a, &ta), (b, &tb)).await;
+        let m1 = send(&n1, &ta, json!({"to_user_id": b, "type": "text", "text": "one"})).await;
+        let m2 = send(&n1, &ta, json!({"to_user_id": b, "type": "text", "text": "two"})).await;
+        let mut tablet = n2.ws(&tb, "tablet").await;
+        let got = tablet.recv_type("sync").await;
+        assert_eq!(got["messages"].as_array().unwrap().len(), 2);
+        tablet.ack(m1["conversation_id"].as_str().unwrap(), 2).await;
+        drop(tablet);
+        for m in [&m2, &m1] {
+            assert_eq!(n1.delete(&format!("/api/messages/{}", m["id"]), &tb).await.status, StatusCode::NO_CONTENT);
+        }
+        let mut tablet = n2.ws(&tb, "tablet").await;
+        let told = tablet.recv_type("messages_hidden").await;
+        assert_eq!(told["message_ids"], json!([m2["id"], m1["id"]]), "{told}");
+        drop(tablet);
+        // Told once: the next visit brings nothing new.
+        let mut tablet = n2.ws(&tb, "tablet").await;
+        let next = tablet.recv().await;
+        assert_ne!(next["type"], "messages_hidden", "{next}");
+    }
 }
 
 async fn stranger_id(node: &TestNode, token: &str) -> i64 {

@@ -232,6 +232,21 @@ impl Messaging {
         Ok(out)
     }
 
+    /// What the user hid on other devices since `device` was last here, as `messages_hidden` frames (one per
+    /// conversation, oldest first).
+    pub async fn hides_for_device(&self, user: i64, device: &str) -> AppResult<Vec<ServerFrame>> {
+        let mut frames: Vec<ServerFrame> = Vec::new();
+        for (conversation, id) in self.stores.messages.hides_for_device(user, device).await? {
+            match frames.iter_mut().find(
+                |f| matches!(f, ServerFrame::MessagesHidden { conversation_id, .. } if *conversation_id == conversation),
+            ) {
+                Some(ServerFrame::MessagesHidden { message_ids, .. }) => message_ids.push(id),
+                _ => frames.push(ServerFrame::MessagesHidden { conversation_id: conversation, message_ids: vec![id] }),
+            }
+        }
+        Ok(frames)
+    }
+
     async fn append_event(
         &self,
         user: i64,
