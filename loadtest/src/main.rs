@@ -61,6 +61,10 @@ enum Scenario {
         /// `send` frames; receivers stay on WebSockets.
         #[arg(long)]
         http: bool,
+        /// With `--http`: after this share of accepted sends (0–1), the sender changes the message it just
+        /// sent — a reaction, an edit or a recall in turn — as a mixed workload of the message lifecycle.
+        #[arg(long, default_value_t = 0.0)]
+        changes: f64,
     },
     /// Group fan-out: one group, every member online, a few senders.
     Group {
@@ -358,8 +362,8 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let api = Arc::new(Api::new(cli.url.clone(), cli.password.clone()));
     let report = match cli.scenario {
-        Scenario::Direct { pairs, seconds, rate, inflight, http } => {
-            direct(&api, pairs, seconds, rate, inflight, http, &cli.pid).await?
+        Scenario::Direct { pairs, seconds, rate, inflight, http, changes } => {
+            direct(&api, DirectRun { pairs, seconds, rate, inflight, http, changes }, &cli.pid).await?
         }
         Scenario::Group { members, senders, messages, rate } => {
             group(&api, members, senders, messages, rate, &cli.pid).await?
@@ -388,18 +392,22 @@ fn run_id() -> String {
     format!("lt{:x}", now_micros() % 0xffffff)
 }
 
-/// 1:1 chat. Receivers ack what they get (cumulatively, once per burst); latency is measured from the sender's clock
-/// to the receiver's.
-async fn direct(
-    api: &Arc<Api>,
+/// The shape of a `direct` run (see [`Scenario::Direct`]).
+struct DirectRun {
     pairs: usize,
     seconds: u64,
     rate: Option<u64>,
     inflight: usize,
     http: bool,
-    pids: &[u32],
-) -> anyhow::Result<Value> {
+    changes: f64,
+}
+
+/// 1:1 chat. Receivers ack what they get (cumulatively, once per burst); latency is measured from the sender's clock
+/// to the receiver's.
+async fn direct(api: &Arc<Api>, run: DirectRun, pids: &[u32]) -> anyhow::Result<Value> {
+    let DirectRun { pairs, seconds, rate, inflight, http, changes } = run;
     let id = run_id();
+    let changed = Arc::new(AtomicU64::new(0));
     let setup = Instant::now();
     let users = api.users(&format!("{id}d"), pairs * 2).await?;
     for i in 0..pairs {
@@ -477,7 +485,9 @@ async fn direct(
             // One client (one keep-alive connection) per in-flight slot, as a browser tab would use.
             for slot in 0..inflight.max(1) {
                 let (errors, accepted, sent) = (errors.clone(), accepted.clone(), sent.clone());
+                let changed = changed.clone();
                 let (url, token) = (url.clone(), token.clone());
+                let base = api.url(i + 1, "");
                 let client = reqwest::Client::builder().tcp_nodelay(true).build()?;
                 let offset = phase(i);
                 tasks.push(tokio::spawn(async move {
@@ -494,8 +504,31 @@ async fn direct(
                         sent.fetch_add(1, Ordering::Relaxed);
                         match client.post(&url).bearer_auth(&token).json(&body).send().await {
                             Ok(r) if r.status().is_success() => {
-                                let _ = r.bytes().await;
+                                let reply = r.bytes().await.unwrap_or_default();
                                 accepted.fetch_add(1, Ordering::Relaxed);
+                                // Every 1/changes-th send (spread evenly, no randomness): change it.
+                                let every = if changes > 0.0 { (1.0 / changes).round().max(1.0) as u64 } else { 0 };
+                                if every > 0 && k.is_multiple_of(every) {
+                                    let id = serde_json::from_slice::<Value>(&reply)
+                                        .ok()
+                                        .and_then(|v| v["id"].as_i64())
+                                        .unwrap_or_default();
+                                    let change = match (k / every) % 3 {
+                                        0 => client.put(format!("{base}/api/messages/{id}/reactions/%F0%9F%91%8D")),
+                                        1 => client
+                                            .put(format!("{base}/api/messages/{id}"))
+                                            .json(&json!({"text": format!("edited {k}")})),
+                                        _ => client.post(format!("{base}/api/messages/{id}/recall")),
+                                    };
+                                    match change.bearer_auth(&token).send().await {
+                                        Ok(r) if r.status().is_success() => {
+                                            let _ = r.bytes().await;
+                                            changed.fetch_add(1, Ordering::Relaxed);
+                                        }
+                                        Ok(r) => errors.add(format!("change:{}", r.status().as_u16())),
+                                        Err(_) => errors.add("change:http"),
+                                    }
+                                }
                             }
                             Ok(r) => errors.add(format!("send:{}", r.status().as_u16())),
                             Err(_) => errors.add("send:http"),
@@ -578,6 +611,7 @@ async fn direct(
         "send_path": if http { "http" } else { "websocket" },
         "setup_seconds": (started - setup).as_secs_f64(),
         "sent": sent.load(Ordering::Relaxed), "accepted": accepted.load(Ordering::Relaxed), "delivered": d,
+        "changes": changed.load(Ordering::Relaxed),
         "accepted_per_sec": accepted.load(Ordering::Relaxed) as f64 / elapsed,
         "delivered_per_sec": d as f64 / elapsed,
         "latency": samples.end_to_end.summary(),

@@ -188,20 +188,21 @@ pub struct MessageRecord {
     pub file_id: Option<i64>,
     pub client_msg_id: Option<String>,
     pub created_at: DateTime<Utc>,
-    // The lifecycle columns (DESIGN.md §7); absent from inbox copies written before them, hence the defaults.
+    // The lifecycle columns (DESIGN.md §7): absent from inbox copies written before them, hence the defaults,
+    // and left out of a copy when empty, so that a plain message's copy is no larger than before them.
     /// The message an event changes.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_id: Option<i64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to_id: Option<i64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edited_at: Option<DateTime<Utc>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recalled_at: Option<DateTime<Utc>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recalled_by: Option<i64>,
     /// [`crate::domain::model::MessageExtras`] as JSON.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<String>,
 }
 
