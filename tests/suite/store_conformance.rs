@@ -569,7 +569,15 @@ async fn the_sqlite_message_lifecycle_migration_keeps_every_message_and_the_id_s
             .await
             .unwrap();
     }
-    sqlx::query("INSERT INTO conversations (id, kind, user_low, user_high, last_seq, created_at, updated_at) VALUES ('d:1:2', 'direct', 1, 2, 3, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')")
+    sqlx::query("INSERT INTO conversations (id, kind, user_low, user_high, last_seq, created_at, updated_at) VALUES ('d:1:2', 'direct', 1, 2, 4, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO files (id, uploader_id, storage_key, kind, content_type, size, width, height, sha256, created_at, referenced_at) VALUES (7, 1, 'k/7', 'image', 'image/png', 100, 3, 2, 'abc', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO messages (id, conversation_id, seq, from_user_id, to_user_id, kind, file_id, created_at) VALUES (5, 'd:1:2', 4, 1, 2, 'image', 7, '2026-01-01T00:00:00Z')")
         .execute(&pool)
         .await
         .unwrap();
@@ -596,7 +604,10 @@ async fn the_sqlite_message_lifecycle_migration_keeps_every_message_and_the_id_s
     pool.close().await;
 
     let s = Stores::open(&url, 1).await.expect("the old database migrates");
-    let kept = s.messages.messages_between("d:1:2", 0, i64::MAX, 10, false).await.unwrap();
+    let file = s.files.file(7).await.unwrap().expect("the file is kept");
+    assert_eq!((file.kind.as_str(), file.width, file.size, file.name), ("image", Some(3), 100, None));
+    assert!(s.files.shared_with(7, 2).await.unwrap(), "still shared by its message");
+    let kept = s.messages.messages_between("d:1:2", 0, 4, 10, false).await.unwrap();
     let summary: Vec<(i64, i64, Option<String>, Option<String>)> =
         kept.iter().map(|m| (m.id, m.seq, m.body.clone(), m.client_msg_id.clone())).collect();
     assert_eq!(
@@ -606,6 +617,6 @@ async fn the_sqlite_message_lifecycle_migration_keeps_every_message_and_the_id_s
             .collect::<Vec<_>>()
     );
     let appended = s.messages.append(msg(ConversationId::Direct { low: 1, high: 2 }, 1, Some(2), None)).await.unwrap();
-    assert_eq!((appended.message.seq, appended.message.id > 99), (4, true), "{:?}", appended.message);
+    assert_eq!((appended.message.seq, appended.message.id > 99), (5, true), "{:?}", appended.message);
     s.close().await;
 }
