@@ -35,14 +35,17 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | RecallWindowPassed
         | EditWindowPassed => StatusCode::FORBIDDEN,
         NotFound | UserNotFound | FriendNotFound | RequestNotFound | GroupNotFound | MemberNotFound
-        | ConversationNotFound | FileNotFound | MessageNotFound | ReactionNotFound => StatusCode::NOT_FOUND,
+        | ConversationNotFound | FileNotFound | MessageNotFound | ReactionNotFound | InvalidEmoji => {
+            StatusCode::NOT_FOUND
+        }
         MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         LengthRequired => StatusCode::LENGTH_REQUIRED,
         PreconditionFailed => StatusCode::PRECONDITION_FAILED,
         RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
         UsernameTaken | PasswordChanged | AlreadyFriends | RequestPending | RequestNotPending | AlreadyOwner
         | CannotChangeOwner | OwnerMustTransfer | GroupFull | FileKindMismatch | SeqBeyondLast | AlreadyRecalled
-        | NotEditable | TargetIsEvent | TooManyReactions | ClientMsgIdReused => StatusCode::CONFLICT,
+        | NotEditable | TargetIsEvent | TooManyReactions | ClientMsgIdReused | InvalidReply | InvalidMention
+        | InvalidForward => StatusCode::CONFLICT,
         PayloadTooLarge | FileTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         UnsupportedContentType | UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         InvalidUsername
@@ -65,10 +68,6 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | MissingFile
         | EmptyFile
         | UnexpectedField
-        | InvalidEmoji
-        | InvalidReply
-        | InvalidMention
-        | InvalidForward
         | VoiceTooLong => StatusCode::UNPROCESSABLE_ENTITY,
         RateLimited | UploadQuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,

@@ -94,7 +94,8 @@ pub struct EditBody {
     pub client_msg_id: Option<Str<fields::ClientMsgId>>,
 }
 
-/// The body of `POST /api/messages/forward`: messages of one conversation to a friend or a group.
+/// The body of `POST /api/messages/forward`: messages of one conversation to a friend or a group (its OpenAPI
+/// schema, which also says exactly one of the two, is `api::messages::ForwardRequest`'s).
 #[derive(Debug, Object)]
 pub struct ForwardBody {
     /// 1–100 messages of one conversation the caller can read.

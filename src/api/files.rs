@@ -90,14 +90,14 @@ impl IntoResponse for FileBody {
 
 impl ApiResponse for FileBody {
     fn meta() -> MetaResponses {
-        // The media types a stored file is served as (those `media::sniff` accepts), plus multipart/byteranges
-        // for several ranges.
-        const TYPES: [&str; 7] =
-            ["image/jpeg", "image/png", "image/gif", "image/webp", "video/mp4", "video/quicktime", "video/webm"];
+        // The media types a stored file is served as (those `media::sniff` knows, and `application/octet-stream`
+        // for a `file` of any other type), plus multipart/byteranges for several ranges.
         let binary = |with_ranges: bool| {
             let ranges = with_ranges.then_some("multipart/byteranges");
-            TYPES
+            crate::media::sniff::ALL
                 .into_iter()
+                .map(crate::media::sniff::Format::content_type)
+                .chain(["application/octet-stream"])
                 .chain(ranges)
                 .map(|content_type| MetaMediaType {
                     content_type,

@@ -162,9 +162,9 @@ impl MessagesApi {
         &self,
         state: Data<&AppState>,
         auth: BearerAuth,
-        body: Json<ForwardBody>,
+        body: Json<ForwardRequest>,
     ) -> Result<Forwarded, AppError> {
-        let b = body.0;
+        let b = body.0 .0;
         let merged = b.merged.unwrap_or(false);
         let sent = state.messaging.forward(auth.user_id(), &b.message_ids, b.to_user_id, b.group_id, merged).await?;
         Ok(Forwarded::Created(Json(sent)))
@@ -206,7 +206,8 @@ impl Type for SendRequest {
             let mut schema = registry.schemas.remove("SendMessageFields").unwrap_or_else(|| MetaSchema::new("object"));
             schema.title = Some("SendMessage".into());
             schema.description = Some(
-                "A message to send: exactly one of `to_user_id` and `group_id`; a `text` message has `text` and no \
+                "A message to send: exactly one of `to_user_id` and `group_id` (mentions only with `group_id`); a \
+                 `text` message has `text` and no \
                  `file_id`; an `image`, `video`, `voice` or `file` message has the `file_id` of an upload of that \
                  kind (and may have `text` as a caption). The same object is the `message` of the WebSocket `send` frame.",
             );
@@ -228,6 +229,14 @@ impl Type for SendRequest {
                     ..MetaSchema::new_with_format("integer", "int64")
                 }))
             };
+            // Only these values (an absent field is allowed too).
+            let nothing = |values: &[Value]| {
+                MetaSchemaRef::Inline(Box::new(MetaSchema {
+                    nullable: values.contains(&Value::Null),
+                    enum_items: values.to_vec(),
+                    ..MetaSchema::ANY
+                }))
+            };
             let kinds = |kinds: &[&str]| {
                 MetaSchemaRef::Inline(Box::new(MetaSchema {
                     enum_items: kinds.iter().map(|k| Value::from(*k)).collect(),
@@ -237,7 +246,16 @@ impl Type for SendRequest {
             let one_of = |one_of| MetaSchemaRef::Inline(Box::new(MetaSchema { one_of, ..MetaSchema::ANY }));
             schema.all_of = vec![
                 one_of(vec![
-                    object("to_user_id", vec![("to_user_id", integer()), ("group_id", absent())]),
+                    // Mentions are for group messages only.
+                    object(
+                        "to_user_id",
+                        vec![
+                            ("to_user_id", integer()),
+                            ("group_id", absent()),
+                            ("mention_user_ids", nothing(&[Value::Null, Value::Array(vec![])])),
+                            ("mention_all", nothing(&[Value::Null, Value::Bool(false)])),
+                        ],
+                    ),
                     object("group_id", vec![("group_id", integer()), ("to_user_id", absent())]),
                 ]),
                 one_of(vec![
@@ -265,6 +283,74 @@ impl ParseFromJSON for SendRequest {
 }
 
 impl ToJSON for SendRequest {
+    fn to_json(&self) -> Option<Value> {
+        self.0.to_json()
+    }
+}
+
+/// The body of `POST /api/messages/forward`: [`ForwardBody`], with a schema that also states that exactly one of
+/// `to_user_id` and `group_id` is given (so that a body the schema allows is never refused for it).
+pub struct ForwardRequest(pub ForwardBody);
+
+impl Type for ForwardRequest {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> Cow<'static, str> {
+        "ForwardMessages".into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        MetaSchemaRef::Reference("ForwardMessages".into())
+    }
+
+    fn register(registry: &mut Registry) {
+        registry.create_schema::<Self, _>("ForwardMessages".into(), |registry| {
+            <ForwardBody as Type>::register(registry);
+            let mut schema = registry.schemas.remove("ForwardBody").unwrap_or_else(|| MetaSchema::new("object"));
+            schema.title = Some("ForwardMessages".into());
+            schema.description =
+                Some("Messages of one conversation to forward: exactly one of `to_user_id` and `group_id`.");
+            let integer = || MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format("integer", "int64")));
+            let absent = || {
+                MetaSchemaRef::Inline(Box::new(MetaSchema {
+                    nullable: true,
+                    enum_items: vec![Value::Null],
+                    ..MetaSchema::new_with_format("integer", "int64")
+                }))
+            };
+            let object = |required: &'static str, properties: Vec<(&'static str, MetaSchemaRef)>| {
+                MetaSchemaRef::Inline(Box::new(MetaSchema {
+                    required: vec![required],
+                    properties,
+                    ..MetaSchema::new("object")
+                }))
+            };
+            schema.one_of = vec![
+                object("to_user_id", vec![("to_user_id", integer()), ("group_id", absent())]),
+                object("group_id", vec![("group_id", integer()), ("to_user_id", absent())]),
+            ];
+            schema
+        });
+    }
+
+    fn as_raw_value(&self) -> Option<&Self> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self> + 'a> {
+        Box::new(std::iter::once(self))
+    }
+}
+
+impl ParseFromJSON for ForwardRequest {
+    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+        ForwardBody::parse_from_json(value).map(ForwardRequest).map_err(ParseError::propagate)
+    }
+}
+
+impl ToJSON for ForwardRequest {
     fn to_json(&self) -> Option<Value> {
         self.0.to_json()
     }

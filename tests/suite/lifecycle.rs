@@ -180,7 +180,7 @@ backend_tests! {
         // A reply to it now, or to an event, or to another conversation's message, is refused.
         for target in [image_id, ms[2]["id"].as_i64().unwrap(), i64::from(i32::MAX)] {
             let r = node.post("/api/messages/send", Some(&tb), json!({"to_user_id": a, "type": "text", "text": "re", "reply_to_id": target})).await;
-            assert_eq!((r.status, r.code()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_reply"), "{}", r.body);
+            assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "invalid_reply"), "{}", r.body);
         }
     }
 
@@ -204,7 +204,7 @@ backend_tests! {
         assert_eq!((never.status, never.code()), (StatusCode::NOT_FOUND, "reaction_not_found"));
         for bad in ["👍👍", "ok", "a", "中", "%20"] {
             let r = node.put(&format!("/api/messages/{id}/reactions/{}", if bad == "%20" { bad.to_string() } else { path_emoji(bad) }), &tb, json!(null)).await;
-            assert_eq!((r.status, r.code()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_emoji"), "{bad}: {}", r.body);
+            assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "invalid_emoji"), "{bad}: {}", r.body);
         }
         // At most 20 distinct emoji on one message; more of an emoji already there is fine.
         let emoji = ["😀", "😁", "😂", "🤣", "😃", "😄", "😅", "😆", "😉", "😊", "😋", "😎", "😍", "😘", "🥰", "😗", "😙", "🥲", "😚", "🙂"];
@@ -377,7 +377,7 @@ backend_tests! {
             (json!({"to_user_id": b, "type": "text", "text": "x", "mention_user_ids": [b]}), "invalid_mention"),
         ] {
             let r = node.post("/api/messages/send", Some(&ta), body).await;
-            assert_eq!((r.status, r.code()), (StatusCode::UNPROCESSABLE_ENTITY, code), "{}", r.body);
+            assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, code), "{}", r.body);
         }
         let r = node.post("/api/messages/send", Some(&ta), json!({"group_id": group, "type": "text", "text": "x", "mention_user_ids": (0..101).collect::<Vec<i64>>()})).await;
         assert!(r.status.is_client_error(), "{}", r.status);
@@ -431,7 +431,7 @@ backend_tests! {
             (json!({"message_ids": [image["id"]], "to_user_id": a}), StatusCode::NOT_FOUND, "message_not_found"),
             (json!({"message_ids": (1..=101).collect::<Vec<i64>>(), "to_user_id": b}), StatusCode::BAD_REQUEST, ""),
             (json!({"message_ids": [], "to_user_id": b}), StatusCode::BAD_REQUEST, ""),
-            (json!({"message_ids": [image["id"], sent[0]["id"]], "to_user_id": a}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_forward"),
+            (json!({"message_ids": [image["id"], sent[0]["id"]], "to_user_id": a}), StatusCode::CONFLICT, "invalid_forward"),
             (json!({"message_ids": [image["id"]], "to_user_id": stranger_id(&node, &stranger).await}), StatusCode::FORBIDDEN, "not_friends"),
         ] {
             let token = if code == "message_not_found" { &tc } else { &tb };
@@ -511,7 +511,7 @@ backend_tests! {
         let page = node.get(&format!("/api/messages/history?conversation_id=g:{group}"), &tb).await;
         assert!(!page.body.to_string().contains("SECOND"), "{}", page.body);
         let r = node.post("/api/messages/send", Some(&tb), json!({"group_id": group, "type": "text", "text": "re", "reply_to_id": early})).await;
-        assert_eq!((r.status, r.code()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_reply"));
+        assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "invalid_reply"));
     }
 
     /// Found by a hostile run: sends and changes shared one client_msg_id space, so a retry could return another

@@ -24,8 +24,8 @@ pub const MAX_EMOJI_CHARS: usize = 16;
 /// A reaction's emoji: exactly one emoji of Unicode's recommended set (UTS #51: a pictograph with its variation
 /// selector, skin tone, ZWJ sequence, keycap or flag), as looked up by the `emojis` crate, not plain text and
 /// not an emoji padded with invisible characters (those would let one user fill a message's 20 reaction slots
-/// with look-alikes). Returns the fully qualified form, so `❤` and `❤️` are one reaction. Refusals are 422
-/// `invalid_emoji`.
+/// with look-alikes). Returns the fully qualified form, so `❤` and `❤️` are one reaction. Anything else names
+/// no reaction: 404 `invalid_emoji`.
 pub fn parse_emoji(s: &str) -> AppResult<String> {
     let bad = || AppError::new(ErrorCode::InvalidEmoji, "a reaction is one emoji");
     if s.chars().count() > MAX_EMOJI_CHARS {
