@@ -69,6 +69,12 @@ pub struct Config {
     pub recall_window: Duration,
     /// How long a sender may edit their text message (DESIGN.md §7).
     pub edit_window: Duration,
+    /// How long a node's presence records outlive its last heartbeat (it heartbeats three times as often): the
+    /// users of a node that dies go offline within a third more than this (DESIGN.md §8: within 60 s).
+    pub presence_ttl: Duration,
+    /// How long a user who lost their last socket stays online for their friends before going offline (a page
+    /// reload or a network switch shows no blip).
+    pub presence_grace: Duration,
     /// Most WebSockets this node holds; further upgrades get 503 `at_capacity`. `None`: derived at start-up
     /// from the process's open-file limit (see [`crate::startup::socket_capacity`]).
     pub max_connections: Option<u32>,
@@ -80,6 +86,9 @@ pub struct Config {
     pub upload_mib_per_hour: u32,
     /// Messages a user may send per second, REST and WebSocket together (twice as many in a burst).
     pub send_rate_per_sec: u32,
+    /// Invite link previews and joins a user may attempt per minute (codes are unguessable; this bounds
+    /// probing).
+    pub invite_rate_per_min: u32,
     /// Frames a WebSocket client may send per second (twice as many in a burst).
     pub ws_frame_rate_per_sec: u32,
 }
@@ -111,10 +120,13 @@ pub const KEYS: &[&str] = &[
     "GOCHAT_SHUTDOWN_GRACE",
     "GOCHAT_RECALL_WINDOW",
     "GOCHAT_EDIT_WINDOW",
+    "GOCHAT_PRESENCE_TTL",
+    "GOCHAT_PRESENCE_GRACE",
     "GOCHAT_MAX_CONNECTIONS",
     "GOCHAT_UPLOAD_TTL",
     "GOCHAT_UPLOAD_RATE_PER_MIN",
     "GOCHAT_SEND_RATE",
+    "GOCHAT_INVITE_RATE_PER_MIN",
     "GOCHAT_WS_FRAME_RATE",
     "GOCHAT_UPLOAD_MIB_PER_HOUR",
 ];
@@ -249,6 +261,17 @@ impl Config {
             shutdown_grace,
             recall_window: duration(get("GOCHAT_RECALL_WINDOW"), "GOCHAT_RECALL_WINDOW", Duration::from_secs(120))?,
             edit_window: duration(get("GOCHAT_EDIT_WINDOW"), "GOCHAT_EDIT_WINDOW", Duration::from_secs(48 * 3600))?,
+            presence_ttl: {
+                let ttl = duration(get("GOCHAT_PRESENCE_TTL"), "GOCHAT_PRESENCE_TTL", Duration::from_secs(30))?;
+                if !(Duration::from_secs(3)..=Duration::from_secs(45)).contains(&ttl) {
+                    return Err(err(
+                        "GOCHAT_PRESENCE_TTL",
+                        "must be 3s to 45s (a dead node's users go offline within 60 s)",
+                    ));
+                }
+                ttl
+            },
+            presence_grace: duration(get("GOCHAT_PRESENCE_GRACE"), "GOCHAT_PRESENCE_GRACE", Duration::from_secs(5))?,
             max_connections: match get("GOCHAT_MAX_CONNECTIONS") {
                 Some(v) => Some(number(Some(v), "GOCHAT_MAX_CONNECTIONS", 0, 1..=10_000_000)?),
                 None => None,
@@ -267,6 +290,12 @@ impl Config {
                 1..=10_000_000,
             )?,
             send_rate_per_sec: number(get("GOCHAT_SEND_RATE"), "GOCHAT_SEND_RATE", 20, 1..=10_000_000)?,
+            invite_rate_per_min: number(
+                get("GOCHAT_INVITE_RATE_PER_MIN"),
+                "GOCHAT_INVITE_RATE_PER_MIN",
+                30,
+                1..=10_000_000,
+            )?,
             ws_frame_rate_per_sec: number(get("GOCHAT_WS_FRAME_RATE"), "GOCHAT_WS_FRAME_RATE", 100, 1..=10_000_000)?,
         })
     }

@@ -33,9 +33,11 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | FileForbidden
         | Forbidden
         | RecallWindowPassed
-        | EditWindowPassed => StatusCode::FORBIDDEN,
+        | EditWindowPassed
+        | Muted
+        | Blocked => StatusCode::FORBIDDEN,
         NotFound | UserNotFound | FriendNotFound | RequestNotFound | GroupNotFound | MemberNotFound
-        | ConversationNotFound | FileNotFound | MessageNotFound | ReactionNotFound | InvalidEmoji => {
+        | ConversationNotFound | FileNotFound | MessageNotFound | ReactionNotFound | InvalidEmoji | InviteInvalid => {
             StatusCode::NOT_FOUND
         }
         MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -45,7 +47,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         UsernameTaken | PasswordChanged | AlreadyFriends | RequestPending | RequestNotPending | AlreadyOwner
         | CannotChangeOwner | OwnerMustTransfer | GroupFull | FileKindMismatch | SeqBeyondLast | AlreadyRecalled
         | NotEditable | TargetIsEvent | TooManyReactions | ClientMsgIdReused | InvalidReply | InvalidMention
-        | InvalidForward => StatusCode::CONFLICT,
+        | InvalidForward | MuteInPast => StatusCode::CONFLICT,
         PayloadTooLarge | FileTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         UnsupportedContentType | UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         InvalidUsername
@@ -68,7 +70,12 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | MissingFile
         | EmptyFile
         | UnexpectedField
-        | VoiceTooLong => StatusCode::UNPROCESSABLE_ENTITY,
+        | VoiceTooLong
+        | InvalidAnnouncement
+        | InvalidRemark
+        | InvalidDraft
+        | InvalidInvite
+        | InvalidAvatar => StatusCode::UNPROCESSABLE_ENTITY,
         RateLimited | UploadQuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,
         Draining | AtCapacity => StatusCode::SERVICE_UNAVAILABLE,

@@ -10,6 +10,7 @@ pub mod error;
 pub mod inbox;
 pub mod media;
 pub mod metrics;
+pub mod presence;
 pub mod private_fs;
 pub mod service;
 pub mod startup;

@@ -28,6 +28,7 @@ use crate::service::groups::Groups;
 use crate::service::health::Health;
 use crate::service::media::Media;
 use crate::service::messaging::{Messaging, Windows};
+use crate::service::presence::Presence;
 use crate::service::ratelimit::RateLimits;
 use crate::state::{AppState, Parts};
 use crate::store::Stores;
@@ -72,6 +73,7 @@ struct Backends {
     bus: SharedBus,
     inbox: SharedInbox,
     media: SharedMedia,
+    presence: crate::presence::SharedPresence,
     redis_writer: Option<RedisWriter>,
 }
 
@@ -95,6 +97,7 @@ impl Application {
         let state = build_services(config, backends, tokens, hub, metrics, tasks, shutdown)?;
         state.tasks.spawn(prune_rate_limits(state.clone()));
         state.tasks.spawn(clean_uploads(state.clone()));
+        state.tasks.spawn(state.presence.clone().run(crate::presence::heartbeat_every(state.config.presence_ttl)));
         let app = router(&state);
 
         let listen = state.config.listen;
@@ -189,31 +192,39 @@ async fn connect(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Backends> {
     let db_inbox = DatabaseInbox::new(stores.messages.clone());
-    let (bus, inbox, redis_writer): (SharedBus, SharedInbox, _) = match &config.redis_url {
-        Some(url) => {
-            let client = redis::Client::open(url.as_str()).context("GOCHAT_REDIS_URL is not a valid Redis URL")?;
-            let manager_config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(Duration::from_secs(5)))
-                .set_response_timeout(Some(Duration::from_secs(5)))
-                .set_number_of_retries(2);
-            let conn = ConnectionManager::new_with_config(client.clone(), manager_config)
-                .await
-                .context("connecting to Redis (GOCHAT_REDIS_URL)")?;
-            let writer = RedisWriter::start(conn.clone(), metrics.clone());
-            let bus = RedisBus::start(
-                client,
-                writer.clone(),
-                &config.redis_prefix,
-                hub.clone(),
-                metrics.clone(),
-                shutdown.clone(),
-                tasks,
-            );
-            let inbox = RedisInbox::new(conn, writer.clone(), &config.redis_prefix, db_inbox, metrics.clone());
-            (Arc::new(bus), Arc::new(inbox), Some(writer))
-        }
-        None => (Arc::new(MemoryBus::new(hub.clone())), Arc::new(db_inbox), None),
-    };
+    let (bus, inbox, presence, redis_writer): (SharedBus, SharedInbox, crate::presence::SharedPresence, _) =
+        match &config.redis_url {
+            Some(url) => {
+                let client = redis::Client::open(url.as_str()).context("GOCHAT_REDIS_URL is not a valid Redis URL")?;
+                let manager_config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(5)))
+                    .set_response_timeout(Some(Duration::from_secs(5)))
+                    .set_number_of_retries(2);
+                let conn = ConnectionManager::new_with_config(client.clone(), manager_config)
+                    .await
+                    .context("connecting to Redis (GOCHAT_REDIS_URL)")?;
+                let writer = RedisWriter::start(conn.clone(), metrics.clone());
+                let bus = RedisBus::start(
+                    client,
+                    writer.clone(),
+                    &config.redis_prefix,
+                    hub.clone(),
+                    metrics.clone(),
+                    shutdown.clone(),
+                    tasks,
+                );
+                let presence =
+                    crate::presence::RedisPresence::new(conn.clone(), &config.redis_prefix, config.presence_ttl);
+                let inbox = RedisInbox::new(conn, writer.clone(), &config.redis_prefix, db_inbox, metrics.clone());
+                (Arc::new(bus), Arc::new(inbox), Arc::new(presence), Some(writer))
+            }
+            None => (
+                Arc::new(MemoryBus::new(hub.clone())),
+                Arc::new(db_inbox),
+                Arc::new(crate::presence::MemoryPresence::new()),
+                None,
+            ),
+        };
     let media: SharedMedia = match &config.s3 {
         Some(s3) => Arc::new(S3Media::connect(s3).await.context("connecting to S3 (GOCHAT_S3_*)")?),
         None => Arc::new(
@@ -221,7 +232,7 @@ async fn connect(
                 .with_context(|| format!("creating {}/media (GOCHAT_DATA_DIR)", config.data_dir.display()))?,
         ),
     };
-    Ok(Backends { stores, bus, inbox, media, redis_writer })
+    Ok(Backends { stores, bus, inbox, media, presence, redis_writer })
 }
 
 /// Builds the services on the backends, and the state that hands them to handlers and sockets.
@@ -234,8 +245,9 @@ fn build_services(
     tasks: TaskTracker,
     shutdown: CancellationToken,
 ) -> anyhow::Result<AppState> {
-    let Backends { stores, bus, inbox, media, .. } = backends;
-    let limits = RateLimits::new(config.auth_rate_per_ip, config.auth_rate_per_username, config.send_rate_per_sec);
+    let Backends { stores, bus, inbox, media, presence, .. } = backends;
+    let limits = RateLimits::new(config.auth_rate_per_ip, config.auth_rate_per_username, config.send_rate_per_sec)
+        .with_invites(config.invite_rate_per_min);
     let media = Media::new(
         media,
         stores.files.clone(),
@@ -249,7 +261,22 @@ fn build_services(
     let accounts =
         Accounts::new(stores.users.clone(), PasswordHasherPool::new(), tokens, limits.clone(), events.clone());
     let friends = Friends::new(stores.users.clone(), stores.friends.clone(), events.clone());
-    let groups = Groups::new(stores.groups.clone(), stores.friends.clone(), events.clone(), config.max_group_members);
+    let groups = Groups::new(
+        stores.groups.clone(),
+        stores.friends.clone(),
+        events.clone(),
+        inbox.clone(),
+        config.max_group_members,
+    );
+    let presence = Presence::new(
+        presence,
+        stores.users.clone(),
+        stores.friends.clone(),
+        events.clone(),
+        config.presence_grace,
+        tasks.clone(),
+        shutdown.clone(),
+    );
     let windows = Windows { recall: config.recall_window, edit: config.edit_window };
     let messaging =
         Messaging::new(stores.clone(), groups.clone(), events, inbox, metrics.clone(), limits.clone(), windows);
@@ -265,6 +292,7 @@ fn build_services(
         accounts,
         friends,
         groups,
+        presence,
         media,
         messaging,
         limits,

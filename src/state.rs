@@ -18,6 +18,7 @@ use crate::service::groups::Groups;
 use crate::service::health::Health;
 use crate::service::media::Media;
 use crate::service::messaging::Messaging;
+use crate::service::presence::Presence;
 use crate::service::ratelimit::RateLimits;
 use crate::ws::hub::Hub;
 
@@ -32,6 +33,7 @@ pub struct Parts {
     pub accounts: Accounts,
     pub friends: Friends,
     pub groups: Groups,
+    pub presence: Presence,
     pub media: Media,
     pub messaging: Messaging,
     pub limits: RateLimits,

@@ -16,13 +16,13 @@ use super::ApiTags;
 use crate::domain::model::FileInfo;
 use crate::error::AppError;
 use crate::error::ErrorCode;
-use crate::service::media::{extension_of, Upload};
+use crate::service::media::{extension_of, Received, Upload};
 use crate::state::AppState;
 
 pub struct FilesApi;
 
 /// The upload body, read as a stream (never buffered whole): `multipart/form-data` with the file in `file`.
-pub struct UploadBody(Multipart);
+pub struct UploadBody(pub(super) Multipart);
 
 impl<'a> ApiExtractor<'a> for UploadBody {
     const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
@@ -172,13 +172,15 @@ fn parse_range_spec(part: &str, size: u64) -> Option<Option<(u64, u64)>> {
 
 /// The upload's HTTP framing around the media service: the body is the multipart field `file` and nothing else
 /// (as the OpenAPI document says), and must end properly after it (a truncated body is not a file).
-async fn receive_and_save(
+/// Reads the upload in the multipart field `file` (and nothing else) into a temp file, checked as
+/// [`crate::service::media::Media::receive`] checks it.
+pub(super) async fn receive_upload(
     state: &AppState,
     user: i64,
     mut multipart: Multipart,
     declared: Option<u64>,
     as_file: bool,
-) -> Result<FileInfo, AppError> {
+) -> Result<Received, AppError> {
     state.media.admit(user, declared)?;
     let bad_multipart = |e: poem::error::ParseMultipartError| {
         AppError::new(ErrorCode::InvalidMultipart, format!("the multipart body is not valid: {e}"))
@@ -210,6 +212,17 @@ async fn receive_and_save(
     if multipart.next_field().await.map_err(bad_multipart)?.is_some() {
         return Err(unexpected());
     }
+    Ok(received)
+}
+
+async fn receive_and_save(
+    state: &AppState,
+    user: i64,
+    multipart: Multipart,
+    declared: Option<u64>,
+    as_file: bool,
+) -> Result<FileInfo, AppError> {
+    let received = receive_upload(state, user, multipart, declared, as_file).await?;
     state.media.save(user, received, declared).await
 }
 

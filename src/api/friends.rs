@@ -9,6 +9,7 @@ use super::auth::BearerAuth;
 use super::dto::{AcceptedFriend, FriendRequestBody, RequestIdBody, UserSummary};
 use super::ApiTags;
 use crate::domain::model::FriendRequest;
+use crate::domain::schema::{fields, Str};
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -104,4 +105,65 @@ impl FriendsApi {
         state.friends.remove(auth.user_id(), friend_id.0).await?;
         Ok(NoContent::Done)
     }
+
+    /// Set the name the caller gives a friend (seen only by the caller; "" removes it).
+    #[oai(path = "/api/friends/:friendId", method = "put", operation_id = "setFriendRemark")]
+    async fn set_remark(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        #[oai(name = "friendId")] friend_id: Path<i64>,
+        body: Json<RemarkBody>,
+    ) -> Result<Json<UserSummary>, AppError> {
+        Ok(Json(state.friends.set_remark(auth.user_id(), friend_id.0, &body.remark).await?))
+    }
+
+    /// The users the caller blocked, most recent first.
+    #[oai(path = "/api/blocks", method = "get", operation_id = "listBlocks")]
+    async fn blocks(&self, state: Data<&AppState>, auth: BearerAuth) -> Result<Json<Vec<UserSummary>>, AppError> {
+        Ok(Json(state.friends.blocked(auth.user_id()).await?))
+    }
+
+    /// Block a user: a friendship ends (both sides get `friend_removed`) and pending requests between you are
+    /// rejected; their friend requests and direct messages, and yours to them, are refused with 403 `blocked`
+    /// until you unblock them. Blocking again changes nothing.
+    #[oai(path = "/api/blocks", method = "post", operation_id = "blockUser")]
+    async fn block(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        body: Json<BlockBody>,
+    ) -> Result<Blocked, AppError> {
+        Ok(Blocked::User(Json(state.friends.block(auth.user_id(), body.user_id).await?)))
+    }
+
+    /// Unblock a user. Nothing comes back by itself: to be friends again, one of you asks.
+    #[oai(path = "/api/blocks/:userId", method = "delete", operation_id = "unblockUser")]
+    async fn unblock(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        #[oai(name = "userId")] user_id: Path<i64>,
+    ) -> Result<NoContent, AppError> {
+        state.friends.unblock(auth.user_id(), user_id.0).await?;
+        Ok(NoContent::Done)
+    }
+}
+
+#[derive(Debug, poem_openapi::Object)]
+struct RemarkBody {
+    /// Up to 64 characters without control characters; "" (or only blanks) removes it.
+    remark: Str<fields::Remark>,
+}
+
+#[derive(Debug, poem_openapi::Object)]
+struct BlockBody {
+    user_id: i64,
+}
+
+#[derive(ApiResponse)]
+enum Blocked {
+    /// The blocked user.
+    #[oai(status = 201)]
+    User(Json<UserSummary>),
 }

@@ -179,6 +179,51 @@ impl MessagesApi {
     ) -> Result<Json<Vec<Conversation>>, AppError> {
         Ok(Json(state.messaging.conversations(auth.user_id()).await?))
     }
+
+    /// Change the caller's settings of a conversation: muted (no notifications but for mentions; it still counts
+    /// unread), pinned (listed first), the draft ("" removes it). The caller's other devices get
+    /// `conversation_updated`.
+    #[oai(
+        path = "/api/conversations/:conversation_id/settings",
+        method = "put",
+        operation_id = "updateConversationSettings"
+    )]
+    async fn update_settings(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        conversation_id: Path<Str<fields::ConversationId>>,
+        body: Json<SettingsBody>,
+    ) -> Result<Json<Conversation>, AppError> {
+        let draft = body.draft.as_deref().map(crate::domain::text::draft).transpose()?;
+        let change = crate::store::SettingsChange { muted: body.muted, pinned: body.pinned, draft };
+        Ok(Json(state.messaging.update_settings(auth.user_id(), &conversation_id.0, change).await?))
+    }
+
+    /// Clear a conversation for the caller: its history up to now is hidden on all their devices (which get
+    /// `conversation_cleared`), it counts as read, and it leaves their list until the next message.
+    #[oai(path = "/api/conversations/:conversation_id", method = "delete", operation_id = "clearConversation")]
+    async fn clear(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        conversation_id: Path<Str<fields::ConversationId>>,
+    ) -> Result<NoContent, AppError> {
+        state.messaging.clear(auth.user_id(), &conversation_id.0).await?;
+        Ok(NoContent::Done)
+    }
+}
+
+/// `PUT /api/conversations/{conversation_id}/settings`: the settings to change (absent or null: unchanged).
+#[derive(Debug, poem_openapi::Object)]
+pub struct SettingsBody {
+    #[oai(nullable)]
+    muted: Option<bool>,
+    #[oai(nullable)]
+    pinned: Option<bool>,
+    /// Up to 4,000 characters, no controls but tab and line breaks; "" (or only blanks) removes it.
+    #[oai(nullable)]
+    draft: Option<Str<fields::Draft>>,
 }
 
 /// The body of `POST /api/messages/send`: [`SendMessage`], with a schema that also states its rules across

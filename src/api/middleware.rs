@@ -159,15 +159,24 @@ pub async fn limit_by_ip<E: Endpoint>(next: E, req: Request) -> poem::Result<Res
     next.call(req).await.map(IntoResponse::into_response)
 }
 
+/// The endpoints whose bodies are uploads: `POST /api/messages/upload`, `PUT /api/user/avatar`,
+/// `PUT /api/groups/{groupId}/avatar`.
+fn is_upload(path: &str) -> bool {
+    path == "/api/messages/upload"
+        || path == "/api/user/avatar"
+        || path.strip_prefix("/api/groups/").and_then(|r| r.strip_suffix("/avatar")).is_some_and(|id| !id.contains('/'))
+}
+
 /// The largest refused body still read to its end before the 413 (see [`limit_body`]), and for how long at most.
 const DRAIN_MAX: u64 = 4 * 1024 * 1024;
 const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Refuses a body over `LIMIT` bytes: at once with 413 when `Content-Length` says so, and otherwise (chunked
 /// bodies) by cutting the stream at the limit, which the body parser then reports as invalid.
-/// The upload endpoint is exempt: it streams and enforces its own limits as bytes arrive.
+/// The upload endpoints (media and avatars) are exempt: they stream and enforce their own limits as bytes
+/// arrive.
 pub async fn limit_body<const LIMIT: usize, E: Endpoint>(next: E, mut req: Request) -> poem::Result<Response> {
-    if req.uri().path() == "/api/messages/upload" {
+    if is_upload(req.uri().path()) {
         return next.call(req).await.map(IntoResponse::into_response);
     }
     let declared = req

@@ -2,7 +2,7 @@
 
 use poem::web::Data;
 use poem::{Endpoint, EndpointExt, Request};
-use poem_openapi::param::Query;
+use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 
@@ -16,6 +16,7 @@ use crate::domain::schema::{fields, Str};
 use crate::domain::{Nickname, Password, Sex, Username};
 use crate::error::AppError;
 use crate::service::accounts::Registration;
+use crate::service::presence::PresenceStatus;
 use crate::state::AppState;
 
 pub struct UserApi;
@@ -121,15 +122,80 @@ impl UserApi {
         Ok(NoContent::Done)
     }
 
-    /// Find users whose username starts with `q` (case-insensitive; at most 20).
+    /// Find users whose username starts with `q` or whose nickname contains it (case-insensitive, any script:
+    /// `张` finds 张三); username matches first, at most 20. Friends carry the caller's remark.
     #[oai(path = "/api/users/search", method = "get", operation_id = "searchUsers")]
     async fn search(
         &self,
         state: Data<&AppState>,
-        _auth: BearerAuth,
+        auth: BearerAuth,
         q: Query<Str<fields::UserQuery>>,
     ) -> Result<Json<Vec<UserSummary>>, AppError> {
         let users = state.accounts.search(&q).await?;
-        Ok(Json(users.into_iter().map(Into::into).collect()))
+        Ok(Json(state.friends.with_remarks(auth.user_id(), users).await?))
     }
+
+    /// Set the caller's avatar: an image (JPEG, PNG, GIF or WebP up to 10 MiB) in the multipart field `file`,
+    /// stored as a 256×256 JPEG with its metadata (EXIF, GPS) stripped.
+    #[oai(path = "/api/user/avatar", method = "put", operation_id = "setAvatar")]
+    async fn set_avatar(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        req: &Request,
+        body: super::files::UploadBody,
+    ) -> Result<Json<User>, AppError> {
+        let key = receive_avatar(&state, auth.user_id(), req, body).await?;
+        Ok(Json(state.accounts.set_avatar(auth.user_id(), &key).await?))
+    }
+
+    /// An avatar (`avatar_url` of a user or group): a 256×256 JPEG, readable by every signed-in user. Its name is
+    /// its content's hash, so it is cached for good.
+    #[oai(path = "/api/avatars/:name", method = "get", operation_id = "getAvatar")]
+    async fn avatar(
+        &self,
+        state: Data<&AppState>,
+        _auth: BearerAuth,
+        name: Path<String>,
+    ) -> Result<AvatarBody, AppError> {
+        let stream = state.media.avatar(&name.0).await?;
+        Ok(AvatarBody::Image(
+            poem_openapi::payload::Binary(poem::Body::from_bytes_stream(stream)),
+            "private, max-age=31536000, immutable".to_string(),
+        ))
+    }
+
+    /// Whether friends are online, and when they were last seen (friends only: anyone else is 403
+    /// `not_friends`). `user_ids` is a comma-separated list of 1 to 100 ids.
+    #[oai(path = "/api/presence", method = "get", operation_id = "getPresence")]
+    async fn presence(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        user_ids: Query<Str<fields::IdList>>,
+    ) -> Result<Json<Vec<PresenceStatus>>, AppError> {
+        let ids = crate::domain::schema::parse_id_list(&user_ids.0)?;
+        Ok(Json(state.presence.of(auth.user_id(), &ids).await?))
+    }
+}
+
+#[derive(ApiResponse)]
+enum AvatarBody {
+    /// The avatar.
+    #[oai(status = 200, content_type = "image/jpeg")]
+    Image(poem_openapi::payload::Binary<poem::Body>, #[oai(header = "Cache-Control")] String),
+}
+
+/// Reads an avatar upload and makes its thumbnail; returns the thumbnail's key in the media store.
+pub(super) async fn receive_avatar(
+    state: &AppState,
+    user: i64,
+    req: &Request,
+    body: super::files::UploadBody,
+) -> Result<String, AppError> {
+    let declared = req.header(poem::http::header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+    let received = super::files::receive_upload(state, user, body.0, declared, false)
+        .await
+        .map_err(AppError::closing_connection)?;
+    state.media.save_avatar(user, received, declared).await
 }

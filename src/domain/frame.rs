@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{FriendRequest, Group, Message, ReceiptStatus, SendMessage, UserSummary};
+use super::model::{Conversation, FriendRequest, Group, Message, ReceiptStatus, SendMessage, UserSummary};
 use super::ErrorCode;
 
 /// A frame the server sends.
@@ -51,6 +51,22 @@ pub enum ServerFrame {
     MessagesHidden {
         conversation_id: String,
         message_ids: Vec<i64>,
+    },
+    /// To the user's devices: their settings of a conversation changed (DESIGN.md §8).
+    ConversationUpdated {
+        conversation: Box<Conversation>,
+    },
+    /// To the user's devices: they cleared the conversation up to `seq` (DESIGN.md §8).
+    ConversationCleared {
+        conversation_id: String,
+        seq: i64,
+    },
+    /// To a user's online friends: the user came online or went offline (DESIGN.md §8).
+    Presence {
+        user_id: i64,
+        online: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_seen_at: Option<chrono::DateTime<chrono::Utc>>,
     },
     Ping {},
     Pong {},

@@ -3,6 +3,7 @@
 mod conversation;
 pub mod error;
 pub mod frame;
+pub mod group;
 pub mod model;
 pub mod schema;
 pub mod text;
@@ -11,7 +12,7 @@ mod user;
 pub use conversation::{ConversationHead, ConversationId};
 pub use error::{DomainError, ErrorCode};
 pub use text::{ClientMsgId, MessageText};
-pub use user::{username_prefix, Nickname, Password, Sex, Username};
+pub use user::{fold, user_query, Nickname, Password, Sex, Username};
 
 /// Largest id the API hands out: JSON numbers stay exact in JavaScript below 2^53.
 pub const MAX_ID: i64 = (1 << 53) - 1;

@@ -15,6 +15,10 @@ pub struct User {
     /// 0 male, 1 female.
     pub sex: i16,
     pub created_at: DateTime<Utc>,
+    /// The 256×256 avatar (any signed-in user may read it), when one was set.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar_url: Option<String>,
 }
 
 /// The short form of a user, in lists and events.
@@ -24,6 +28,13 @@ pub struct UserSummary {
     pub username: String,
     pub nickname: String,
     pub sex: i16,
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar_url: Option<String>,
+    /// The name the caller gave this friend (seen only by the caller).
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remark: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Enum, Serialize, Deserialize, PartialEq, Eq)]
@@ -73,6 +84,8 @@ pub enum MessageType {
     Recall,
     Edit,
     Reaction,
+    /// A change to a group (a join, leave, rename, …): `system` says what.
+    System,
 }
 
 impl MessageType {
@@ -87,6 +100,7 @@ impl MessageType {
             Self::Recall => "recall",
             Self::Edit => "edit",
             Self::Reaction => "reaction",
+            Self::System => "system",
         }
     }
     pub fn parse(s: &str) -> Self {
@@ -99,6 +113,7 @@ impl MessageType {
             "recall" => Self::Recall,
             "edit" => Self::Edit,
             "reaction" => Self::Reaction,
+            "system" => Self::System,
             _ => Self::Text,
         }
     }
@@ -208,11 +223,17 @@ pub struct MessageExtras {
     pub forwarded: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub items: Option<Vec<MessageSnapshot>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<SystemEvent>,
 }
 
 impl MessageExtras {
     pub fn is_empty(&self) -> bool {
-        self.mentions.is_none() && self.reaction.is_none() && !self.forwarded && self.items.is_none()
+        self.mentions.is_none()
+            && self.reaction.is_none()
+            && !self.forwarded
+            && self.items.is_none()
+            && self.system.is_none()
     }
     /// The JSON stored in `messages.meta`, or none when there is nothing to store.
     pub fn to_meta(&self) -> Option<String> {
@@ -338,6 +359,67 @@ pub struct Message {
     #[oai(skip_serializing_if_is_none)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub items: Option<Vec<MessageSnapshot>>,
+    /// What a `system` message records.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<SystemEvent>,
+}
+
+/// What changed in a group (DESIGN.md §9), as a `system` message of its stream records it.
+#[derive(Debug, Clone, Copy, Enum, Serialize, Deserialize, PartialEq, Eq)]
+#[oai(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum SystemKind {
+    /// `actor_id` added `user_ids`.
+    Added,
+    /// `actor_id` joined with an invite link.
+    Joined,
+    /// `actor_id` left.
+    Left,
+    /// `actor_id` removed `user_ids`.
+    Removed,
+    /// `actor_id` renamed the group to `name`.
+    Renamed,
+    /// `actor_id` set the announcement to `text` (none: cleared it).
+    Announcement,
+    /// `actor_id` made `user_ids[0]` the owner.
+    OwnerChanged,
+    /// `actor_id` made `user_ids[0]` an admin.
+    AdminAdded,
+    /// `actor_id` made `user_ids[0]` a plain member.
+    AdminRemoved,
+    /// `actor_id` muted everyone but the owner and admins.
+    MutedAll,
+    /// `actor_id` lifted the mute on everyone.
+    UnmutedAll,
+    /// `actor_id` muted `user_ids[0]` until `until`.
+    MemberMuted,
+    /// `actor_id` lifted the mute on `user_ids[0]`.
+    MemberUnmuted,
+    /// `actor_id` changed the group's avatar.
+    AvatarChanged,
+}
+
+/// The facts of a `system` message.
+#[derive(Debug, Clone, Object, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SystemEvent {
+    pub kind: SystemKind,
+    pub actor_id: i64,
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_ids: Option<Vec<i64>>,
+    /// A rename's new name.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// An announcement's text.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// A member mute's end.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
 }
 
 /// The body of `POST /api/messages/send` and of the WebSocket `send` frame.
@@ -420,6 +502,14 @@ pub struct Conversation {
     pub unread_count: i64,
     /// One of the unread messages mentions the caller or everyone.
     pub mention_unread: bool,
+    /// No notifications for it (mentions of the caller still notify); it still counts unread.
+    pub muted: bool,
+    /// Listed first.
+    pub pinned: bool,
+    /// The caller's unsent text, synced across their devices.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draft: Option<String>,
 }
 
 /// A page of a conversation's history, ascending by `seq`.
@@ -472,6 +562,13 @@ pub struct GroupMember {
     pub username: String,
     pub nickname: String,
     pub role: GroupRole,
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar_url: Option<String>,
+    /// The member may not send until then.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub muted_until: Option<DateTime<Utc>>,
 }
 
 /// A group with its members (owner first, then admins, then members by joining order).
@@ -483,6 +580,16 @@ pub struct Group {
     pub create_user_id: i64,
     pub created_at: DateTime<Utc>,
     pub members: Vec<GroupMember>,
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar_url: Option<String>,
+    /// Up to 2,000 characters, set by the owner or an admin.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announcement: Option<String>,
+    /// Only the owner and admins may send.
+    #[serde(default)]
+    pub muted_all: bool,
 }
 
 /// A group as the conversation list shows it.
@@ -491,4 +598,7 @@ pub struct GroupSummary {
     pub id: i64,
     pub name: String,
     pub owner_id: i64,
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar_url: Option<String>,
 }

@@ -200,6 +200,18 @@ pub fn without(controls: &str) -> String {
     format!("^[^{controls}]*$")
 }
 
+/// Reads a comma-separated list of 1 to 100 positive ids (as [`fields::IdList`] documents); refusals are 422
+/// `invalid_parameter`.
+pub fn parse_id_list(s: &str) -> Result<Vec<i64>, super::DomainError> {
+    let bad = || super::DomainError::new(super::ErrorCode::InvalidParameter, "give 1 to 100 comma-separated ids");
+    let ids: Vec<i64> =
+        s.split(',').map(|p| p.parse::<i64>().ok().filter(|v| *v > 0)).collect::<Option<_>>().ok_or_else(bad)?;
+    if ids.is_empty() || ids.len() > 100 {
+        return Err(bad());
+    }
+    Ok(ids)
+}
+
 /// The string fields of the API, each with the limits its domain rule enforces.
 pub mod fields {
     use super::{visible_without, without, StrRule, CONTROLS, MESSAGE_CONTROLS};
@@ -286,13 +298,51 @@ pub mod fields {
         const MAX_LENGTH: Option<usize> = Some(16);
     }
 
-    /// A user search: 1–32 username characters.
+    /// A user search (`crate::domain::user_query`): 1–32 characters, no controls, something visible.
     pub struct UserQuery;
     impl StrRule for UserQuery {
         const MIN_LENGTH: Option<usize> = Some(1);
         const MAX_LENGTH: Option<usize> = Some(32);
         fn pattern() -> Option<String> {
-            Some("^[A-Za-z0-9_.-]*$".into())
+            Some(visible_without(CONTROLS))
+        }
+    }
+
+    /// A group announcement (`crate::domain::text::announcement`): up to 2,000 characters, no controls but tab
+    /// and line breaks; empty clears it.
+    pub struct Announcement;
+    impl StrRule for Announcement {
+        const MAX_LENGTH: Option<usize> = Some(crate::domain::text::MAX_ANNOUNCEMENT);
+        fn pattern() -> Option<String> {
+            Some(without(MESSAGE_CONTROLS))
+        }
+    }
+
+    /// A remark on a friend (`crate::domain::text::remark`): up to 64 characters without controls; empty (or
+    /// blank) removes it.
+    pub struct Remark;
+    impl StrRule for Remark {
+        const MAX_LENGTH: Option<usize> = Some(crate::domain::text::MAX_NAME);
+        fn pattern() -> Option<String> {
+            Some(without(CONTROLS))
+        }
+    }
+
+    /// A conversation's draft (`crate::domain::text::draft`): up to 4,000 characters, no controls but tab and
+    /// line breaks; empty (or blank) removes it.
+    pub struct Draft;
+    impl StrRule for Draft {
+        const MAX_LENGTH: Option<usize> = Some(crate::domain::text::MAX_TEXT);
+        fn pattern() -> Option<String> {
+            Some(without(MESSAGE_CONTROLS))
+        }
+    }
+
+    /// A comma-separated list of 1 to 100 ids ([`super::parse_id_list`]).
+    pub struct IdList;
+    impl StrRule for IdList {
+        fn pattern() -> Option<String> {
+            Some("^[1-9][0-9]{0,15}(,[1-9][0-9]{0,15}){0,99}$".into())
         }
     }
 
@@ -423,6 +473,11 @@ mod tests {
         assert_agrees::<fields::ClientMsgId>("client_msg_id", text::MAX_CLIENT_MSG_ID, |s| {
             ClientMsgId::parse(s).is_ok()
         });
-        assert_agrees::<fields::UserQuery>("user query", 32, |s| crate::domain::username_prefix(s).is_ok());
+        assert_agrees::<fields::UserQuery>("user query", 32, |s| crate::domain::user_query(s).is_ok());
+        assert_agrees::<fields::Announcement>("announcement", text::MAX_ANNOUNCEMENT, |s| {
+            text::announcement(s).is_ok()
+        });
+        assert_agrees::<fields::Remark>("remark", text::MAX_NAME, |s| text::remark(s).is_ok());
+        assert_agrees::<fields::Draft>("draft", text::MAX_TEXT, |s| text::draft(s).is_ok());
     }
 }

@@ -91,6 +91,45 @@ pub fn friend_note(s: &str) -> Result<&str, DomainError> {
     Ok(s)
 }
 
+/// Longest group announcement, in Unicode scalar values (DESIGN.md §9).
+pub const MAX_ANNOUNCEMENT: usize = 2000;
+
+/// A group announcement: up to [`MAX_ANNOUNCEMENT`] characters, no control characters but tab and line breaks.
+/// Empty or blank clears it (returned as ""). Refusals are 422 `invalid_announcement`.
+pub fn announcement(s: &str) -> Result<String, DomainError> {
+    if s.chars().count() > MAX_ANNOUNCEMENT || s.chars().any(is_refused_control) {
+        return Err(DomainError::new(
+            ErrorCode::InvalidAnnouncement,
+            "an announcement is at most 2000 characters, without control characters but tab and line breaks",
+        ));
+    }
+    Ok(if is_blank(s) { String::new() } else { s.trim_end().to_string() })
+}
+
+/// The name a user gives a friend (DESIGN.md §8): up to [`MAX_NAME`] characters without control characters,
+/// trimmed; empty or blank removes it (none). Refusals are 422 `invalid_remark`.
+pub fn remark(s: &str) -> Result<Option<String>, DomainError> {
+    if s.chars().count() > MAX_NAME || s.chars().any(char::is_control) {
+        return Err(DomainError::new(
+            ErrorCode::InvalidRemark,
+            format!("a remark is at most {MAX_NAME} characters without control characters"),
+        ));
+    }
+    Ok(if is_blank(s) { None } else { Some(s.trim().to_string()) })
+}
+
+/// A conversation's unsent text (DESIGN.md §8): up to [`MAX_TEXT`] characters, no control characters but tab
+/// and line breaks, kept as typed; empty or blank removes it (none). Refusals are 422 `invalid_draft`.
+pub fn draft(s: &str) -> Result<Option<String>, DomainError> {
+    if s.chars().count() > MAX_TEXT || s.chars().any(is_refused_control) {
+        return Err(DomainError::new(
+            ErrorCode::InvalidDraft,
+            "a draft is at most 4000 characters, without control characters but tab and line breaks",
+        ));
+    }
+    Ok(if is_blank(s) { None } else { Some(s.to_string()) })
+}
+
 /// Control characters a message may carry: tab, line feed and carriage return. Every other C0/C1 control is
 /// refused (they render as nothing or as garbage, and U+0000 cannot be stored).
 fn is_refused_control(c: char) -> bool {

@@ -30,13 +30,24 @@ impl Username {
     }
 }
 
-/// A search for users by the start of their username: 1–32 username characters, case-insensitive. Returns the
-/// case-folded prefix; refusals are 422 `invalid_query`.
-pub fn username_prefix(q: &str) -> Result<String, DomainError> {
-    if q.is_empty() || q.chars().count() > 32 || !q.chars().all(is_username_char) {
-        return Err(DomainError::new(ErrorCode::InvalidQuery, "q must be 1 to 32 username characters"));
+/// A user search (DESIGN.md §8): 1–32 characters without control characters, something visible. It matches a
+/// username starting with it or a nickname containing it, case-insensitively (Unicode). Returns the query
+/// trimmed and case-folded ([`fold`]); refusals are 422 `invalid_query`.
+pub fn user_query(q: &str) -> Result<String, DomainError> {
+    let n = q.chars().count();
+    if n == 0 || n > 32 || q.chars().any(char::is_control) || crate::domain::text::is_blank(q) {
+        return Err(DomainError::new(
+            ErrorCode::InvalidQuery,
+            "q must be 1 to 32 characters without control characters, something visible",
+        ));
     }
-    Ok(q.to_ascii_lowercase())
+    Ok(fold(q.trim()))
+}
+
+/// A name case-folded for case-insensitive matching in any script (Unicode lower case; CJK is unchanged). The
+/// stored `nickname_fold` is this of the nickname.
+pub fn fold(s: &str) -> String {
+    s.to_lowercase()
 }
 
 fn is_username_char(c: char) -> bool {

@@ -1,6 +1,7 @@
 //! Where image and video bytes live: local disk (embedded) or S3/MinIO (cluster), behind one narrow trait.
 
 pub mod audio;
+pub mod avatar;
 mod local;
 mod s3;
 pub mod sniff;

@@ -7,6 +7,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 
 use crate::domain::frame::ServerFrame;
+use crate::domain::model::User;
 use crate::domain::text::reject_nul;
 use crate::domain::{Nickname, Password, Sex, Username};
 use crate::error::ErrorCode;
@@ -149,10 +150,20 @@ impl Accounts {
         Ok(LoginOutcome { token, expires_at, user })
     }
 
-    /// Users whose username starts with `q` (case-insensitive), at most [`SEARCH_LIMIT`].
+    /// Users whose username starts with `q` or whose nickname contains it (case-insensitive, any script),
+    /// username matches first; at most [`SEARCH_LIMIT`].
     pub async fn search(&self, q: &str) -> AppResult<Vec<UserRecord>> {
-        let prefix = crate::domain::username_prefix(q)?;
-        Ok(self.users.search_users(&prefix, SEARCH_LIMIT).await?)
+        let query = crate::domain::user_query(q)?;
+        Ok(self.users.search_users(&query, SEARCH_LIMIT).await?)
+    }
+
+    /// Sets the user's avatar to a thumbnail already in the media store under `key`.
+    pub async fn set_avatar(&self, user: i64, key: &str) -> AppResult<User> {
+        self.users
+            .set_avatar(user, key)
+            .await?
+            .map(Into::into)
+            .ok_or_else(|| AppError::new(ErrorCode::UserNotFound, "no such user"))
     }
 
     pub fn tokens(&self) -> &TokenService {

@@ -11,6 +11,10 @@ use crate::service::events::Events;
 use crate::service::views;
 use crate::store::{FriendRequestRecord, FriendStore, StoreError, UserStore};
 
+fn blocked() -> AppError {
+    AppError::new(ErrorCode::Blocked, "one of you blocked the other")
+}
+
 /// Most requests a listing returns.
 const LIST_LIMIT: i64 = 200;
 
@@ -44,6 +48,9 @@ impl Friends {
             return Err(AppError::new(ErrorCode::CannotBefriendSelf, "you cannot befriend yourself"));
         }
         let target = self.summary(to).await?;
+        if self.friends.blocked_either(from, to).await? {
+            return Err(blocked());
+        }
         if self.friends.are_friends(from, to).await? {
             return Err(AppError::new(ErrorCode::AlreadyFriends, "you are already friends"));
         }
@@ -61,6 +68,7 @@ impl Friends {
                 }
                 return Err(AppError::new(ErrorCode::RequestPending, "a request to this user is already pending"));
             }
+            Err(StoreError::Blocked) => return Err(blocked()),
             Err(e) => return Err(e.into()),
         };
         let req = views::friend_request(record, self.summary(from).await?, target);
@@ -121,8 +129,58 @@ impl Friends {
         Ok(req)
     }
 
+    /// The user's friends, with the remarks the user gave them.
     pub async fn list(&self, user: i64) -> AppResult<Vec<UserSummary>> {
-        Ok(self.friends.friends(user).await?.into_iter().map(Into::into).collect())
+        Ok(self
+            .friends
+            .friends(user)
+            .await?
+            .into_iter()
+            .map(|f| UserSummary { remark: f.remark, ..UserSummary::from(f.user) })
+            .collect())
+    }
+
+    /// Sets the name `user` gives a friend (an empty or blank remark removes it); seen only by `user`.
+    pub async fn set_remark(&self, user: i64, friend: i64, remark: &str) -> AppResult<UserSummary> {
+        let remark = crate::domain::text::remark(remark)?;
+        if !self.friends.set_remark(user, friend, remark.as_deref()).await? {
+            return Err(AppError::new(ErrorCode::FriendNotFound, "this user is not your friend"));
+        }
+        let summary = UserSummary { remark, ..self.summary(friend).await? };
+        Ok(summary)
+    }
+
+    /// `user` blocks `other` (DESIGN.md §8): their friendship ends (both are told, as for a removal) and
+    /// pending requests between them are rejected; `other`'s requests and direct messages are refused with 403
+    /// `blocked` until unblocked, and unblocking restores nothing.
+    pub async fn block(&self, user: i64, other: i64) -> AppResult<UserSummary> {
+        if user == other {
+            return Err(AppError::new(ErrorCode::CannotBefriendSelf, "you cannot block yourself"));
+        }
+        let summary = self.summary(other).await?;
+        if self.friends.block(user, other).await? {
+            self.events.publish(&[other], &ServerFrame::FriendRemoved { user_id: user }).await;
+            self.events.publish(&[user], &ServerFrame::FriendRemoved { user_id: other }).await;
+        }
+        Ok(summary)
+    }
+
+    pub async fn unblock(&self, user: i64, other: i64) -> AppResult<()> {
+        if !self.friends.unblock(user, other).await? {
+            return Err(AppError::new(ErrorCode::UserNotFound, "you have not blocked this user"));
+        }
+        Ok(())
+    }
+
+    /// Users as `viewer` sees them: with the remarks `viewer` gave those who are their friends.
+    pub async fn with_remarks(&self, viewer: i64, users: Vec<crate::store::UserRecord>) -> AppResult<Vec<UserSummary>> {
+        let ids: Vec<i64> = users.iter().map(|u| u.id).collect();
+        Ok(views::summaries(users, self.friends.remarks(viewer, &ids).await?))
+    }
+
+    /// The users `user` blocked, most recent first.
+    pub async fn blocked(&self, user: i64) -> AppResult<Vec<UserSummary>> {
+        Ok(self.friends.blocked_by(user).await?.into_iter().map(Into::into).collect())
     }
 
     /// Ends the friendship on both sides and tells both users' devices.

@@ -1,20 +1,29 @@
-//! Groups: creation, membership with owner/admin/member rights, renaming, transfer, dissolution, and the
-//! `group_updated` / `group_removed` events each change sends.
+//! Groups: creation, membership with owner/admin/member rights, edits, mutes, invite links, transfer,
+//! dissolution. Every change goes through [`GroupStore::change`] (checked under the group's lock, with its
+//! `system` messages appended in the same transaction); this service then hands those messages to the members'
+//! inboxes and devices like any message, and sends `group_updated` / `group_removed`.
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+
+use crate::delivery::Delivery;
 use crate::domain::frame::ServerFrame;
+use crate::domain::group::{GroupChange, Refusal};
 use crate::domain::model::{AssignableRole, Group, GroupMember, GroupRole};
 use crate::error::ErrorCode;
 use crate::error::{AppError, AppResult};
+use crate::inbox::SharedInbox;
 use crate::service::events::Events;
-use crate::store::{FriendStore, GroupRecord, GroupStore, MemberRecord, StoreError};
+use crate::service::views;
+use crate::store::{FriendStore, GroupChanged, GroupRecord, GroupStore, InviteRecord, MemberRecord};
 
 #[derive(Clone)]
 pub struct Groups {
     groups: Arc<dyn GroupStore>,
     friends: Arc<dyn FriendStore>,
     events: Events,
+    inbox: SharedInbox,
     max_members: i64,
 }
 
@@ -27,6 +36,79 @@ fn not_found() -> AppError {
     AppError::new(ErrorCode::GroupNotFound, "no such group")
 }
 
+fn invite_invalid() -> AppError {
+    AppError::new(ErrorCode::InviteInvalid, "this invite link is unknown, expired, used up or revoked")
+}
+
+/// Longest an invite link may live, and the default (seconds).
+pub const MAX_INVITE_SECS: i64 = 30 * 24 * 3600;
+pub const DEFAULT_INVITE_SECS: i64 = 7 * 24 * 3600;
+/// Most uses an invite link may allow.
+pub const MAX_INVITE_USES: i64 = 10_000;
+/// Invite links a group keeps listed (the newest).
+const INVITES_LISTED: usize = 100;
+
+/// A refusal of the group rules as the client is told it.
+fn refused(r: Refusal) -> AppError {
+    match r {
+        Refusal::NotAdmin => AppError::new(ErrorCode::NotGroupAdmin, "only the owner or an admin may do this"),
+        Refusal::NotOwner => AppError::new(ErrorCode::NotGroupOwner, "only the owner may do this"),
+        Refusal::InsufficientRole => {
+            AppError::new(ErrorCode::InsufficientRole, "an admin may act on plain members only")
+        }
+        Refusal::OwnerMustTransfer => AppError::new(
+            ErrorCode::OwnerMustTransfer,
+            "the owner must transfer ownership before leaving (or dissolve the group)",
+        ),
+        Refusal::MemberNotFound => AppError::new(ErrorCode::MemberNotFound, "that user is not a member"),
+        Refusal::AlreadyOwner => AppError::new(ErrorCode::AlreadyOwner, "you already own this group"),
+        Refusal::CannotChangeOwner => {
+            AppError::new(ErrorCode::CannotChangeOwner, "the owner's role and rights change only by transfer")
+        }
+    }
+}
+
+/// An invite link as its group's owner and admins see it.
+#[derive(Debug, Clone, poem_openapi::Object, serde::Serialize)]
+pub struct Invite {
+    /// 128 random bits, base64url: the link is `/invite/{code}`.
+    pub code: String,
+    pub group_id: i64,
+    pub created_by: i64,
+    pub created_at: DateTime<Utc>,
+    #[oai(skip_serializing_if_is_none)]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[oai(skip_serializing_if_is_none)]
+    pub max_uses: Option<i64>,
+    pub uses: i64,
+    /// Not revoked, expired or used up.
+    pub valid: bool,
+}
+
+/// What anyone signed in sees of a group from its invite link.
+#[derive(Debug, Clone, poem_openapi::Object, serde::Serialize)]
+pub struct InvitePreview {
+    pub group_id: i64,
+    pub name: String,
+    #[oai(skip_serializing_if_is_none)]
+    pub avatar_url: Option<String>,
+    pub member_count: i64,
+}
+
+fn invite_view(r: InviteRecord) -> Invite {
+    let valid = r.usable(crate::store::now());
+    Invite {
+        code: r.code,
+        group_id: r.group_id,
+        created_by: r.created_by,
+        created_at: r.created_at,
+        expires_at: r.expires_at,
+        max_uses: r.max_uses,
+        uses: r.uses,
+        valid,
+    }
+}
+
 /// A caller's standing in a live group.
 struct Standing {
     group: GroupRecord,
@@ -34,12 +116,16 @@ struct Standing {
 }
 
 impl Groups {
-    pub fn new(groups: Arc<dyn GroupStore>, friends: Arc<dyn FriendStore>, events: Events, max_members: u32) -> Self {
-        Self { groups, friends, events, max_members: max_members as i64 }
+    pub fn new(
+        groups: Arc<dyn GroupStore>,
+        friends: Arc<dyn FriendStore>,
+        events: Events,
+        inbox: SharedInbox,
+        max_members: u32,
+    ) -> Self {
+        Self { groups, friends, events, inbox, max_members: max_members as i64 }
     }
 
-    /// The live group and the caller's role in it; 404 for a dissolved group or a non-member (so ids cannot be
-    /// probed).
     /// The caller's place in a live group; refused as [`Groups::check_sender`] refuses (404 for a stranger, 403
     /// for a former member).
     async fn standing(&self, group_id: i64, user: i64) -> AppResult<Standing> {
@@ -53,17 +139,11 @@ impl Groups {
         Ok(Standing { group, role: GroupRole::parse(&member.role) })
     }
 
-    fn require_admin(s: &Standing) -> AppResult<()> {
+    async fn require_admin(&self, group_id: i64, user: i64) -> AppResult<Standing> {
+        let s = self.standing(group_id, user).await?;
         match s.role {
-            GroupRole::Owner | GroupRole::Admin => Ok(()),
-            GroupRole::Member => Err(AppError::new(ErrorCode::NotGroupAdmin, "only the owner or an admin may do this")),
-        }
-    }
-
-    fn require_owner(s: &Standing) -> AppResult<()> {
-        match s.role {
-            GroupRole::Owner => Ok(()),
-            _ => Err(AppError::new(ErrorCode::NotGroupOwner, "only the owner may do this")),
+            GroupRole::Owner | GroupRole::Admin => Ok(s),
+            GroupRole::Member => Err(refused(Refusal::NotAdmin)),
         }
     }
 
@@ -81,16 +161,6 @@ impl Groups {
         Ok(group_view(group, members))
     }
 
-    /// Publishes the group's current state to all its members (and to `also`).
-    async fn announce(&self, group_id: i64, also: &[i64]) -> AppResult<Group> {
-        let record = self.groups.group(group_id).await?.ok_or_else(not_found)?;
-        let group = self.view(record).await?;
-        let mut to: Vec<i64> = group.members.iter().map(|m| m.user_id).collect();
-        to.extend_from_slice(also);
-        self.events.publish(&to, &ServerFrame::GroupUpdated { group: group.clone() }).await;
-        Ok(group)
-    }
-
     fn dedup(ids: &[i64], except: i64) -> Vec<i64> {
         let mut v: Vec<i64> = ids.iter().copied().filter(|i| *i != except).collect();
         v.sort_unstable();
@@ -98,19 +168,61 @@ impl Groups {
         v
     }
 
+    fn full(&self) -> AppError {
+        AppError::new(ErrorCode::GroupFull, format!("a group has at most {} members", self.max_members))
+    }
+
+    /// Makes a change and tells everyone concerned: the `system` messages go to the members' inboxes and
+    /// devices like any message, `group_updated` to the members, `group_removed` to those who left. Returns the
+    /// group as it is after the change.
+    async fn apply(&self, group_id: i64, actor: i64, change: GroupChange) -> AppResult<Group> {
+        let outcome = self.groups.change(group_id, actor, &change, self.max_members).await?;
+        self.settle(group_id, actor, outcome).await
+    }
+
+    async fn settle(&self, group_id: i64, actor: i64, outcome: GroupChanged) -> AppResult<Group> {
+        let (record, messages, recipients, former) = match outcome {
+            GroupChanged::Done { group, messages, recipients, former } => (group, messages, recipients, former),
+            GroupChanged::Refused(r) => return Err(refused(r)),
+            GroupChanged::NotMember => {
+                self.check_sender(group_id, actor).await?;
+                return Err(AppError::new(ErrorCode::NotGroupMember, "you are not a member of this group"));
+            }
+            GroupChanged::Gone => return Err(not_found()),
+            GroupChanged::InviteInvalid => return Err(invite_invalid()),
+            GroupChanged::Full => return Err(self.full()),
+        };
+        // The group's new state first (a newcomer learns of the group before its first message), then the
+        // system messages, which go to the inboxes like any message.
+        if !former.is_empty() {
+            self.events.publish(&former, &ServerFrame::GroupRemoved { group_id }).await;
+        }
+        let group = self.view(record).await?;
+        if !group.members.is_empty() {
+            let to: Vec<i64> = group.members.iter().map(|m| m.user_id).collect();
+            self.events.publish(&to, &ServerFrame::GroupUpdated { group: group.clone() }).await;
+        }
+        for message in messages {
+            self.inbox.append(&recipients, &message).await;
+            let frame = ServerFrame::Message { message: views::message(message) };
+            self.events.publish_delivery(&recipients, &Delivery::from_frame(&frame)).await;
+        }
+        Ok(group)
+    }
+
     /// Creates a group owned by `owner` with some of the owner's friends.
     pub async fn create(&self, owner: i64, name: &str, member_ids: &[i64]) -> AppResult<Group> {
         let name = parse_name(name)?;
         let members = Self::dedup(member_ids, owner);
         if members.len() as i64 + 1 > self.max_members {
-            return Err(AppError::new(
-                ErrorCode::GroupFull,
-                format!("a group has at most {} members", self.max_members),
-            ));
+            return Err(self.full());
         }
         self.require_friends(owner, &members).await?;
         let record = self.groups.create_group(&name, owner, &members).await?;
-        self.announce(record.id, &[]).await
+        let group = self.view(record).await?;
+        let to: Vec<i64> = group.members.iter().map(|m| m.user_id).collect();
+        self.events.publish(&to, &ServerFrame::GroupUpdated { group: group.clone() }).await;
+        Ok(group)
     }
 
     pub async fn list(&self, user: i64) -> AppResult<Vec<Group>> {
@@ -126,17 +238,36 @@ impl Groups {
         self.view(s.group).await
     }
 
-    pub async fn rename(&self, group_id: i64, user: i64, name: &str) -> AppResult<Group> {
-        let s = self.standing(group_id, user).await?;
-        Self::require_admin(&s)?;
-        self.groups.rename(group_id, &parse_name(name)?).await?;
-        self.announce(group_id, &[]).await
+    /// Renames the group and/or sets its announcement (owner or admin); at least one of them.
+    pub async fn edit(
+        &self,
+        group_id: i64,
+        user: i64,
+        name: Option<&str>,
+        announcement: Option<&str>,
+    ) -> AppResult<Group> {
+        let name = name.map(parse_name).transpose()?;
+        let announcement = announcement.map(crate::domain::text::announcement).transpose()?;
+        if name.is_none() && announcement.is_none() {
+            // Nothing to change: the group as it is, to a member (as any read).
+            return self.get(group_id, user).await;
+        }
+        self.apply(group_id, user, GroupChange::Edit { name, announcement }).await
+    }
+
+    /// Sets the group's avatar (owner or admin) to a thumbnail already in the media store under `key`.
+    pub async fn set_avatar(&self, group_id: i64, user: i64, key: String) -> AppResult<Group> {
+        self.apply(group_id, user, GroupChange::Avatar { key }).await
+    }
+
+    /// Checks the caller may set the group's avatar before it is made.
+    pub async fn check_admin(&self, group_id: i64, user: i64) -> AppResult<()> {
+        self.require_admin(group_id, user).await.map(|_| ())
     }
 
     /// Adds some of the caller's friends (owner or admin only); members already in are left as they are.
     pub async fn add_members(&self, group_id: i64, user: i64, user_ids: &[i64]) -> AppResult<Group> {
-        let s = self.standing(group_id, user).await?;
-        Self::require_admin(&s)?;
+        let s = self.require_admin(group_id, user).await?;
         if user_ids.is_empty() {
             return Err(AppError::new(ErrorCode::InvalidMembers, "user_ids must name at least one user"));
         }
@@ -146,99 +277,110 @@ impl Groups {
             return self.view(s.group).await;
         }
         self.require_friends(user, &ids).await?;
-        match self.groups.add_members(group_id, &ids, self.max_members).await {
-            Ok(_) => {}
-            Err(StoreError::GroupFull) => {
-                return Err(AppError::new(
-                    ErrorCode::GroupFull,
-                    format!("a group has at most {} members", self.max_members),
-                ))
-            }
-            Err(e) => return Err(e.into()),
-        }
-        self.announce(group_id, &[]).await
+        self.apply(group_id, user, GroupChange::Add { users: ids }).await
     }
 
     /// Removes `target`: the owner removes anyone but itself, an admin removes plain members, and anyone but the
     /// owner may remove itself (leave).
     pub async fn remove_member(&self, group_id: i64, user: i64, target: i64) -> AppResult<()> {
-        let s = self.standing(group_id, user).await?;
-        if target == user {
-            if s.role == GroupRole::Owner {
-                return Err(AppError::new(
-                    ErrorCode::OwnerMustTransfer,
-                    "the owner must transfer ownership before leaving (or dissolve the group)",
-                ));
-            }
-        } else {
-            let t = self
-                .groups
-                .member(group_id, target)
-                .await?
-                .ok_or_else(|| AppError::new(ErrorCode::MemberNotFound, "that user is not a member"))?;
-            let target_role = GroupRole::parse(&t.role);
-            match (s.role, target_role) {
-                (GroupRole::Owner, _) => {}
-                (GroupRole::Admin, GroupRole::Member) => {}
-                (GroupRole::Admin, _) => {
-                    return Err(AppError::new(ErrorCode::InsufficientRole, "an admin may remove plain members only"))
-                }
-                (GroupRole::Member, _) => {
-                    return Err(AppError::new(
-                        ErrorCode::NotGroupAdmin,
-                        "only the owner or an admin may remove members",
-                    ))
-                }
-            }
-        }
-        if !self.groups.remove_member(group_id, target).await? {
-            return Err(AppError::new(ErrorCode::MemberNotFound, "that user is not a member"));
-        }
-        self.events.publish(&[target], &ServerFrame::GroupRemoved { group_id }).await;
-        self.announce(group_id, &[]).await?;
-        Ok(())
+        self.apply(group_id, user, GroupChange::Remove { user: target }).await.map(|_| ())
     }
 
     pub async fn transfer(&self, group_id: i64, user: i64, to: i64) -> AppResult<Group> {
-        let s = self.standing(group_id, user).await?;
-        Self::require_owner(&s)?;
-        if to == user {
-            return Err(AppError::new(ErrorCode::AlreadyOwner, "you already own this group"));
-        }
-        self.groups
-            .member(group_id, to)
-            .await?
-            .ok_or_else(|| AppError::new(ErrorCode::MemberNotFound, "that user is not a member"))?;
-        self.groups.transfer(group_id, user, to).await?;
-        self.announce(group_id, &[]).await
+        self.apply(group_id, user, GroupChange::Transfer { to }).await
     }
 
     /// Makes a member an admin or a plain member (ownership moves only with [`Groups::transfer`]).
     pub async fn set_role(&self, group_id: i64, user: i64, target: i64, role: AssignableRole) -> AppResult<Group> {
-        let s = self.standing(group_id, user).await?;
-        Self::require_owner(&s)?;
-        let role = match role {
-            AssignableRole::Admin => GroupRole::Admin,
-            AssignableRole::Member => GroupRole::Member,
-        };
-        let t = self
-            .groups
-            .member(group_id, target)
-            .await?
-            .ok_or_else(|| AppError::new(ErrorCode::MemberNotFound, "that user is not a member"))?;
-        if t.role == "owner" {
-            return Err(AppError::new(ErrorCode::CannotChangeOwner, "the owner's role changes only by transfer"));
+        let admin = matches!(role, AssignableRole::Admin);
+        self.apply(group_id, user, GroupChange::SetRole { user: target, admin }).await
+    }
+
+    /// Mutes (or unmutes) everyone but the owner and admins (owner or admin).
+    pub async fn mute_all(&self, group_id: i64, user: i64, on: bool) -> AppResult<Group> {
+        self.apply(group_id, user, GroupChange::MuteAll { on }).await
+    }
+
+    /// Mutes a member until `until` (none: lifts the mute). A time already passed is 409 `mute_in_past`.
+    pub async fn mute_member(
+        &self,
+        group_id: i64,
+        user: i64,
+        target: i64,
+        until: Option<DateTime<Utc>>,
+    ) -> AppResult<Group> {
+        if until.is_some_and(|t| t <= Utc::now()) {
+            return Err(AppError::new(ErrorCode::MuteInPast, "until must be in the future (null lifts the mute)"));
         }
-        self.groups.set_role(group_id, target, role.as_str()).await?;
-        self.announce(group_id, &[]).await
+        self.apply(group_id, user, GroupChange::MuteMember { user: target, until }).await
     }
 
     pub async fn dissolve(&self, group_id: i64, user: i64) -> AppResult<()> {
-        let s = self.standing(group_id, user).await?;
-        Self::require_owner(&s)?;
-        let members = self.groups.dissolve(group_id).await?;
-        self.events.publish(&members, &ServerFrame::GroupRemoved { group_id }).await;
+        self.apply(group_id, user, GroupChange::Dissolve).await.map(|_| ())
+    }
+
+    /// Creates an invite link (owner or admin): it expires after `expires_in_secs` (default 7 days, at most
+    /// 30) and admits at most `max_uses` people (none: no limit).
+    pub async fn create_invite(
+        &self,
+        group_id: i64,
+        user: i64,
+        expires_in_secs: Option<i64>,
+        max_uses: Option<i64>,
+    ) -> AppResult<Invite> {
+        let secs = expires_in_secs.unwrap_or(DEFAULT_INVITE_SECS);
+        if !(1..=MAX_INVITE_SECS).contains(&secs) {
+            return Err(AppError::new(ErrorCode::InvalidInvite, "expires_in_secs must be 1 to 2592000 (30 days)"));
+        }
+        if max_uses.is_some_and(|m| !(1..=MAX_INVITE_USES).contains(&m)) {
+            return Err(AppError::new(ErrorCode::InvalidInvite, "max_uses must be 1 to 10000"));
+        }
+        self.require_admin(group_id, user).await?;
+        let code = new_invite_code();
+        let expires_at = crate::store::now() + chrono::Duration::seconds(secs);
+        let record = self.groups.create_invite(group_id, user, &code, Some(expires_at), max_uses).await?;
+        Ok(invite_view(record))
+    }
+
+    /// The group's invite links, newest first (owner or admin).
+    pub async fn invites(&self, group_id: i64, user: i64) -> AppResult<Vec<Invite>> {
+        self.require_admin(group_id, user).await?;
+        let mut all = self.groups.invites(group_id).await?;
+        all.truncate(INVITES_LISTED);
+        Ok(all.into_iter().map(invite_view).collect())
+    }
+
+    /// Revokes an invite link (owner or admin); 404 `invite_invalid` when the group has no such live code.
+    pub async fn revoke_invite(&self, group_id: i64, user: i64, code: &str) -> AppResult<()> {
+        self.require_admin(group_id, user).await?;
+        if !self.groups.revoke_invite(group_id, code).await? {
+            return Err(invite_invalid());
+        }
         Ok(())
+    }
+
+    /// What an invite link shows before joining: 404 `invite_invalid` unless it would admit someone now.
+    pub async fn preview(&self, code: &str) -> AppResult<InvitePreview> {
+        let invite = self.groups.invite(code).await?.filter(|i| i.usable(crate::store::now()));
+        let invite = invite.ok_or_else(invite_invalid)?;
+        let group = self.groups.group(invite.group_id).await?.filter(|g| g.dissolved_at.is_none());
+        let group = group.ok_or_else(invite_invalid)?;
+        Ok(InvitePreview {
+            group_id: group.id,
+            name: group.name,
+            avatar_url: group.avatar_key.as_deref().map(views::avatar_url),
+            member_count: self.groups.member_count(invite.group_id).await?,
+        })
+    }
+
+    /// Joins the group of an invite link (a member already in just gets the group).
+    pub async fn join(&self, code: &str, user: i64) -> AppResult<Group> {
+        let outcome = self.groups.join(code, user, self.max_members).await?;
+        let group_id = match &outcome {
+            GroupChanged::Done { group, .. } => group.id,
+            _ => 0,
+        };
+        self.settle(group_id, user, outcome).await
     }
 
     /// The group a message is sent to, or whose conversation is read: 404 when it does not exist (or was
@@ -253,6 +395,26 @@ impl Groups {
             return Err(not_found());
         }
         Ok(())
+    }
+
+    /// Why a send to the group was refused: as [`Groups::check_sender`], or 403 `muted` for a member who may
+    /// not send now (DESIGN.md §9).
+    pub async fn sending_refusal(&self, group_id: i64, user: i64) -> AppError {
+        if let Err(e) = self.check_sender(group_id, user).await {
+            return e;
+        }
+        let group = self.groups.group(group_id).await.ok().flatten();
+        let member = self.groups.member(group_id, user).await.ok().flatten();
+        if let (Some(g), Some(m)) = (group, member) {
+            let role = GroupRole::parse(&m.role);
+            if m.muted_until.is_some_and(|t| t > Utc::now()) {
+                return AppError::new(ErrorCode::Muted, "you are muted in this group until your mute ends");
+            }
+            if !crate::domain::group::may_send(role, g.muted_all, None, Utc::now()) {
+                return AppError::new(ErrorCode::Muted, "the group is muted: only the owner and admins may send");
+            }
+        }
+        AppError::new(ErrorCode::NotGroupMember, "you are not a member of this group")
     }
 
     /// The user's role in the group, or none when they are not a member.
@@ -271,6 +433,7 @@ impl Groups {
 }
 
 pub fn group_view(g: GroupRecord, members: Vec<MemberRecord>) -> Group {
+    let now = Utc::now();
     Group {
         id: g.id,
         name: g.name,
@@ -284,7 +447,20 @@ pub fn group_view(g: GroupRecord, members: Vec<MemberRecord>) -> Group {
                 username: m.username,
                 nickname: m.nickname,
                 role: GroupRole::parse(&m.role),
+                avatar_url: m.avatar_key.as_deref().map(views::avatar_url),
+                muted_until: m.muted_until.filter(|t| *t > now),
             })
             .collect(),
+        avatar_url: g.avatar_key.as_deref().map(views::avatar_url),
+        announcement: g.announcement,
+        muted_all: g.muted_all,
     }
+}
+
+/// A fresh invite code: 128 bits from the operating system's generator, base64url without padding (22
+/// characters).
+fn new_invite_code() -> String {
+    use base64::Engine;
+    let bytes: [u8; 16] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }

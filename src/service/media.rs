@@ -36,6 +36,11 @@ const HEAD: usize = 64 * 1024;
 /// Copy buffer while spooling.
 const CHUNK: usize = 64 * 1024;
 
+/// The most of a refused upload read and dropped before the refusal is sent (see [`Media::receive`]): as much as
+/// an image may be, so an image client sending a wrong file reads the refusal; and for how long at most.
+const REFUSED_DRAIN_MAX: u64 = MAX_IMAGE;
+const REFUSED_DRAIN_TIME: Duration = Duration::from_secs(5);
+
 /// Removes a temp file when dropped, unless it was handed on.
 struct TempFile(Option<PathBuf>);
 
@@ -220,7 +225,32 @@ impl Media {
             return Err(AppError::new(ErrorCode::EmptyFile, "the file is empty"));
         }
         let format = sniff::detect_declared(&head, declared_type.as_deref());
-        let (limit, what) = if as_file {
+        let (limit, what) = match self.limit_of(format, as_file, declared_type.as_deref(), file_name.as_deref()) {
+            Ok(l) => l,
+            Err(refusal) => {
+                // Refused by its first bytes: read (and drop) the rest of a moderate body before answering, so that
+                // the client, still sending, reads this refusal instead of a reset connection.
+                let (mut rest, mut sink) = ((&mut reader).take(REFUSED_DRAIN_MAX), tokio::io::sink());
+                let _ = tokio::time::timeout(REFUSED_DRAIN_TIME, tokio::io::copy(&mut rest, &mut sink)).await;
+                return Err(refusal);
+            }
+        };
+        if head.len() as u64 > limit {
+            return Err(too_large(limit, what));
+        }
+        self.spool(reader, head, limit, what, format, file_name, as_file).await
+    }
+
+    /// The size limit of an upload and what it is, by its sniffed format; a refusal when the format is not
+    /// accepted or contradicts what the client declared.
+    fn limit_of(
+        &self,
+        format: Option<Format>,
+        as_file: bool,
+        declared_type: Option<&str>,
+        file_name: Option<&str>,
+    ) -> AppResult<(u64, &'static str)> {
+        Ok(if as_file {
             (MAX_FILE, "a file")
         } else {
             let format = format.ok_or_else(|| {
@@ -230,7 +260,7 @@ impl Media {
                      voice notes are accepted as media (upload with `kind=file` to send any file)",
                 )
             })?;
-            if !sniff::agrees(format, declared_type.as_deref(), file_name.as_deref()) {
+            if !sniff::agrees(format, declared_type, file_name) {
                 return Err(AppError::new(
                     ErrorCode::UnsupportedMediaType,
                     format!(
@@ -246,11 +276,27 @@ impl Media {
             } else {
                 (MAX_VIDEO, "a video")
             }
-        };
-        if head.len() as u64 > limit {
-            return Err(too_large(limit, what));
-        }
+        })
+    }
 
+    /// Writes an accepted upload (its first bytes `head` already read) to a private temp file, refusing it the
+    /// moment it crosses `limit`.
+    #[allow(clippy::too_many_arguments)]
+    async fn spool<R>(
+        &self,
+        mut reader: R,
+        head: Vec<u8>,
+        limit: u64,
+        what: &'static str,
+        format: Option<Format>,
+        file_name: Option<String>,
+        as_file: bool,
+    ) -> AppResult<Received>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        let read_err =
+            |e: std::io::Error| AppError::new(ErrorCode::InvalidMultipart, format!("reading the upload: {e}"));
         let path = self.tmp.join(format!("upload-{}", random_hex(12)));
         let temp = TempFile(Some(path.clone()));
         let mut out = tokio::fs::OpenOptions::from(crate::private_fs::file_options())
@@ -369,6 +415,60 @@ impl Media {
                 Err(e.into())
             }
         }
+    }
+
+    /// Makes an avatar of a received image (DESIGN.md §8): a square 256×256 JPEG thumbnail with no metadata
+    /// ([`crate::media::avatar::thumbnail`]), stored under `avatars/<sha256 of the thumbnail>.jpg`; returns that
+    /// key. Anything but a decodable image is 415 `unsupported_media_type`.
+    pub async fn save_avatar(&self, user: i64, received: Received, declared_len: Option<u64>) -> AppResult<String> {
+        let Received { temp, format, size, .. } = received;
+        if declared_len.is_none() {
+            self.charge_volume(user, size)?;
+        }
+        if !format.is_some_and(Format::is_image) {
+            return Err(AppError::new(ErrorCode::UnsupportedMediaType, "an avatar is a JPEG, PNG, GIF or WebP image"));
+        }
+        let path = temp.0.clone().ok_or_else(|| AppError::internal(anyhow::anyhow!("upload without a temp file")))?;
+        let jpeg = tokio::task::spawn_blocking(move || crate::media::avatar::thumbnail(&path))
+            .await
+            .map_err(AppError::internal)?
+            .map_err(|e| AppError::new(ErrorCode::UnsupportedMediaType, format!("the image cannot be decoded: {e}")))?;
+        drop(temp);
+        let digest = Sha256::digest(&jpeg).iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let key = format!("avatars/{digest}.jpg");
+        let out = self.tmp.join(format!("avatar-{}", random_hex(12)));
+        let thumb = TempFile(Some(out.clone()));
+        let mut file = tokio::fs::OpenOptions::from(crate::private_fs::file_options())
+            .open(&out)
+            .await
+            .map_err(AppError::internal)?;
+        file.write_all(&jpeg).await.map_err(AppError::internal)?;
+        file.flush().await.map_err(AppError::internal)?;
+        drop(file);
+        let mut thumb = thumb;
+        thumb.0 = None; // the store consumes the temp file from here on
+        if let Err(e) = self.store.put_file(&key, &out, "image/jpeg", jpeg.len() as u64).await {
+            let _ = tokio::fs::remove_file(&out).await;
+            return Err(AppError::internal(e));
+        }
+        tracing::info!(user, key, "avatar stored");
+        Ok(key)
+    }
+
+    /// An avatar's bytes by its file name (`<64 hex digits>.jpg`): any signed-in user may read them. 404 for a
+    /// name that is not an avatar's.
+    pub async fn avatar(&self, name: &str) -> AppResult<ByteStream> {
+        let valid = name.len() == 68
+            && name.ends_with(".jpg")
+            && name[..64].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let gone = || AppError::new(ErrorCode::NotFound, "no such avatar");
+        if !valid {
+            return Err(gone());
+        }
+        self.store.get(&format!("avatars/{name}"), None).await.map_err(|e| {
+            tracing::debug!(name, error = %e, "avatar not readable");
+            gone()
+        })
     }
 
     /// The file, if `user` may read it: its uploader, or someone it was shared with in a conversation. A file

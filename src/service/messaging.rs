@@ -178,16 +178,14 @@ impl Messaging {
     /// `client_msg_id` returns the first message with `false` and publishes nothing again. `file` is the
     /// message's own file, when the caller has it (a bare message is then given without another query).
     async fn commit(&self, from: i64, new: NewMessage, file: Option<FileInfo>) -> AppResult<(Message, bool)> {
-        let group_id = new.group_id;
+        let (group_id, to_user_id) = (new.group_id, new.to_user_id);
         let appended = match self.stores.messages.append(new).await {
             Ok(a) => a,
-            Err(StoreError::NotFriends) => {
-                return Err(AppError::new(ErrorCode::NotFriends, "you can only message your friends"))
-            }
-            Err(StoreError::NotMember) => {
+            Err(StoreError::NotFriends) => return Err(self.direct_refusal(from, to_user_id).await),
+            Err(StoreError::NotMember | StoreError::Muted) => {
                 if let Some(group) = group_id {
-                    // 404 for an unknown or dissolved group, else 403.
-                    self.groups.check_sender(group, from).await?;
+                    // 404 for an unknown or dissolved group, 403 for a former member or a muted one.
+                    return Err(self.groups.sending_refusal(group, from).await);
                 }
                 return Err(AppError::new(ErrorCode::NotGroupMember, "you are not a member of this group"));
             }
@@ -258,6 +256,17 @@ impl Messaging {
         Ok(HistoryPage { messages: self.render(rows).await?, has_more })
     }
 
+    /// Why a direct message (or change) to `to` was refused for want of a friendship: 403 `blocked` when
+    /// either of the two blocked the other (blocking ends the friendship), else 403 `not_friends`.
+    pub(crate) async fn direct_refusal(&self, from: i64, to: Option<i64>) -> AppError {
+        if let Some(to) = to {
+            if self.stores.friends.blocked_either(from, to).await.unwrap_or(false) {
+                return AppError::new(ErrorCode::Blocked, "one of you blocked the other");
+            }
+        }
+        AppError::new(ErrorCode::NotFriends, "you can only message your friends")
+    }
+
     /// Moves the read cursor to `seq` and sends a `read` receipt to the other party (and the reader's devices).
     pub async fn mark_read(&self, user: i64, conversation_id: &str, seq: i64) -> AppResult<()> {
         let access = self.access(user, conversation_id).await?;
@@ -321,9 +330,18 @@ impl Messaging {
         }
     }
 
-    /// The caller's conversations, most recently active first, with last message and unread count.
+    /// The caller's conversations, pinned first, then most recently active, with last message and unread count.
     pub async fn conversations(&self, user: i64) -> AppResult<Vec<Conversation>> {
         let rows = self.stores.messages.user_conversations(user).await?;
+        self.conversation_views(user, rows).await
+    }
+
+    /// The caller's conversations as the API gives them (one query per kind of detail, for all of them).
+    pub(crate) async fn conversation_views(
+        &self,
+        user: i64,
+        rows: Vec<UserConversationRecord>,
+    ) -> AppResult<Vec<Conversation>> {
         let ids: Vec<String> = rows.iter().map(|r| r.conversation_id.clone()).collect();
         let lasts = self.stores.messages.last_messages(user, &ids).await?;
         let unread: HashMap<String, (i64, bool)> =
@@ -334,12 +352,16 @@ impl Messaging {
             .iter()
             .filter_map(|r| r.conversation_id.parse::<ConversationId>().ok().and_then(|c| c.peer_of(user)))
             .collect();
-        let peers: HashMap<i64, UserSummary> =
-            self.stores.users.users_by_ids(&peer_ids).await?.into_iter().map(|u| (u.id, u.into())).collect();
+        let peers = views::summaries(
+            self.stores.users.users_by_ids(&peer_ids).await?,
+            self.stores.friends.remarks(user, &peer_ids).await?,
+        );
+        let peers: HashMap<i64, UserSummary> = peers.into_iter().map(|u| (u.id, u)).collect();
         let mut groups: HashMap<i64, GroupSummary> = HashMap::new();
         for g in rows.iter().filter_map(|r| r.group_id) {
             if let Some(rec) = self.groups.record(g).await? {
-                groups.insert(g, GroupSummary { id: rec.id, name: rec.name, owner_id: rec.owner_id });
+                let avatar_url = rec.avatar_key.as_deref().map(views::avatar_url);
+                groups.insert(g, GroupSummary { id: rec.id, name: rec.name, owner_id: rec.owner_id, avatar_url });
             }
         }
         Ok(rows
@@ -356,10 +378,64 @@ impl Messaging {
                     read_seq: r.read_seq,
                     unread_count,
                     mention_unread,
+                    muted: r.muted,
+                    pinned: r.pinned,
+                    draft: r.draft,
                     conversation_id: r.conversation_id,
                 })
             })
             .collect())
+    }
+
+    /// Changes the caller's settings of a conversation (DESIGN.md §8) and tells their other devices
+    /// (`conversation_updated`). A direct conversation with a friend that has no message yet gets the caller's
+    /// side (to keep a draft or a pin).
+    pub async fn update_settings(
+        &self,
+        user: i64,
+        conversation_id: &str,
+        change: crate::store::SettingsChange,
+    ) -> AppResult<Conversation> {
+        let access = self.access(user, conversation_id).await?;
+        let create = match access.conversation {
+            ConversationId::Direct { low, high } => Some((low, high)),
+            ConversationId::Group(_) => None,
+        };
+        let row = self
+            .stores
+            .conversations
+            .update_settings(user, conversation_id, &change, create)
+            .await?
+            .ok_or_else(|| AppError::new(ErrorCode::ConversationNotFound, "no such conversation of yours"))?;
+        let conversation = self
+            .conversation_views(user, vec![row])
+            .await?
+            .pop()
+            .ok_or_else(|| AppError::new(ErrorCode::ConversationNotFound, "no such conversation of yours"))?;
+        self.events
+            .publish(&[user], &ServerFrame::ConversationUpdated { conversation: Box::new(conversation.clone()) })
+            .await;
+        Ok(conversation)
+    }
+
+    /// Clears a conversation for the caller (DESIGN.md §8): its history up to now is hidden on all their
+    /// devices, it counts as read and leaves their list until the next message. Their devices get
+    /// `conversation_cleared`.
+    pub async fn clear(&self, user: i64, conversation_id: &str) -> AppResult<()> {
+        let access = self.access(user, conversation_id).await?;
+        if !self.stores.conversations.clear(user, conversation_id).await? {
+            return Err(AppError::new(ErrorCode::ConversationNotFound, "no such conversation of yours"));
+        }
+        let frame = ServerFrame::ConversationCleared {
+            conversation_id: conversation_id.to_string(),
+            seq: access.last_seq.max(self.head(user, conversation_id).await?),
+        };
+        self.events.publish(&[user], &frame).await;
+        Ok(())
+    }
+
+    async fn head(&self, user: i64, conversation_id: &str) -> AppResult<i64> {
+        Ok(self.stores.messages.user_conversation(user, conversation_id).await?.map_or(0, |r| r.cleared_seq))
     }
 
     /// The heads of every conversation of the user (for a device's catch-up).

@@ -8,5 +8,6 @@ pub mod groups;
 pub mod health;
 pub mod media;
 pub mod messaging;
+pub mod presence;
 pub mod ratelimit;
 pub mod views;

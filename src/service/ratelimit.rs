@@ -32,6 +32,7 @@ pub struct RateLimits {
     logins: Arc<LoginFailures>,
     password_changes: Arc<DefaultKeyedRateLimiter<i64>>,
     sends: Arc<DefaultKeyedRateLimiter<i64>>,
+    invites: Arc<DefaultKeyedRateLimiter<i64>>,
 }
 
 fn check<K: Hash + Eq + Clone>(limiter: &DefaultKeyedRateLimiter<K>, key: &K) -> Result<(), AppError> {
@@ -57,7 +58,19 @@ impl RateLimits {
             logins: Arc::new(LoginFailures::new(failures_per_user.max(1), FAILURES_PER_CLIENT)),
             password_changes: Arc::new(RateLimiter::keyed(per_minute(PASSWORD_CHANGES_PER_MIN))),
             sends: Arc::new(RateLimiter::keyed(Quota::per_second(sends).allow_burst(burst))),
+            invites: Arc::new(RateLimiter::keyed(per_minute(30))),
         }
+    }
+
+    /// Allows `per_min` invite link previews and joins per user per minute (30 unless set).
+    pub fn with_invites(mut self, per_min: u32) -> Self {
+        self.invites = Arc::new(RateLimiter::keyed(per_minute(per_min)));
+        self
+    }
+
+    /// One invite link preview or join by `user_id`; 429 `rate_limited` beyond the user's rate.
+    pub fn check_invite(&self, user_id: i64) -> Result<(), AppError> {
+        check(&self.invites, &user_id)
     }
 
     pub fn check_ip(&self, ip: IpAddr) -> Result<(), AppError> {

@@ -7,14 +7,33 @@ use crate::store::{FriendRequestRecord, MessageRecord, UserRecord};
 
 impl From<UserRecord> for User {
     fn from(u: UserRecord) -> Self {
-        User { id: u.id, username: u.username, nickname: u.nickname, sex: u.sex, created_at: u.created_at }
+        let avatar_url = u.avatar_key.as_deref().map(avatar_url);
+        User { id: u.id, username: u.username, nickname: u.nickname, sex: u.sex, created_at: u.created_at, avatar_url }
     }
 }
 
 impl From<UserRecord> for UserSummary {
     fn from(u: UserRecord) -> Self {
-        UserSummary { id: u.id, username: u.username, nickname: u.nickname, sex: u.sex }
+        let avatar_url = u.avatar_key.as_deref().map(avatar_url);
+        UserSummary { id: u.id, username: u.username, nickname: u.nickname, sex: u.sex, avatar_url, remark: None }
     }
+}
+
+/// Where an avatar is served (`GET /api/avatars/{name}`), from its key in the media store (`avatars/{name}`).
+pub fn avatar_url(key: &str) -> String {
+    format!("/api/{key}")
+}
+
+/// Summaries of users with the remarks the viewer gave them (`(user id, remark)`), in the users' order.
+pub fn summaries(users: Vec<UserRecord>, remarks: Vec<(i64, String)>) -> Vec<UserSummary> {
+    let remarks: std::collections::HashMap<i64, String> = remarks.into_iter().collect();
+    users
+        .into_iter()
+        .map(|u| {
+            let remark = remarks.get(&u.id).cloned();
+            UserSummary { remark, ..UserSummary::from(u) }
+        })
+        .collect()
 }
 
 pub fn friend_request(r: FriendRequestRecord, from_user: UserSummary, to_user: UserSummary) -> FriendRequest {
@@ -53,5 +72,6 @@ pub fn message(r: MessageRecord) -> Message {
         reaction: extras.reaction,
         forwarded: extras.forwarded,
         items: extras.items,
+        system: extras.system,
     }
 }

@@ -79,15 +79,24 @@ where
                 if locked.is_none() {
                     return Err(StoreError::NotMember);
                 }
-                let members: Vec<(i64,)> = sqlx::query_as("SELECT user_id FROM group_members WHERE group_id = $1")
-                    .bind(g)
-                    .fetch_all(&mut **tx)
-                    .await?;
-                let members: Vec<i64> = members.into_iter().map(|m| m.0).collect();
-                if !members.contains(&new.from_user_id) {
+                // The members, each with whether it is the sender and muted now (DESIGN.md §9).
+                let members: Vec<(i64, i64)> = sqlx::query_as(
+                    "SELECT m.user_id, CAST(CASE WHEN m.user_id = $2 AND ((m.muted_until IS NOT NULL AND m.muted_until > $3)
+                                                  OR (g.muted_all AND m.role = 'member')) THEN 1 ELSE 0 END AS BIGINT)
+                     FROM group_members m JOIN chat_groups g ON g.id = m.group_id WHERE m.group_id = $1",
+                )
+                .bind(g)
+                .bind(new.from_user_id)
+                .bind(now)
+                .fetch_all(&mut **tx)
+                .await?;
+                if !members.iter().any(|m| m.0 == new.from_user_id) {
                     return Err(StoreError::NotMember);
                 }
-                Some(members)
+                if members.iter().any(|m| m.1 != 0) {
+                    return Err(StoreError::Muted);
+                }
+                Some(members.into_iter().map(|m| m.0).collect())
             }
             None => None,
         };
@@ -639,9 +648,10 @@ where
     async fn user_conversations(&self, user: i64) -> StoreResult<Vec<UserConversationRecord>> {
         Ok(sqlx::query_as(
             "SELECT uc.conversation_id, c.kind, c.group_id, c.user_low, c.user_high, c.last_seq, uc.read_seq,
-                    uc.visible_from_seq, c.updated_at
+                    uc.visible_from_seq, c.updated_at, uc.muted, uc.pinned, uc.draft, uc.cleared_seq
              FROM user_conversations uc JOIN conversations c ON c.id = uc.conversation_id
-             WHERE uc.user_id = $1 ORDER BY c.updated_at DESC, c.id",
+             WHERE uc.user_id = $1 AND (uc.cleared_seq = 0 OR c.last_seq > uc.cleared_seq OR uc.draft IS NOT NULL)
+             ORDER BY uc.pinned DESC, c.updated_at DESC, c.id",
         )
         .bind(user)
         .fetch_all(self.reader())
@@ -651,7 +661,7 @@ where
     async fn user_conversation(&self, user: i64, conversation_id: &str) -> StoreResult<Option<UserConversationRecord>> {
         Ok(sqlx::query_as(
             "SELECT uc.conversation_id, c.kind, c.group_id, c.user_low, c.user_high, c.last_seq, uc.read_seq,
-                    uc.visible_from_seq, c.updated_at
+                    uc.visible_from_seq, c.updated_at, uc.muted, uc.pinned, uc.draft, uc.cleared_seq
              FROM user_conversations uc JOIN conversations c ON c.id = uc.conversation_id
              WHERE uc.user_id = $1 AND uc.conversation_id = $2",
         )

@@ -1,6 +1,7 @@
 //! Persistence: one narrow trait per aggregate, implemented for Postgres and SQLite. The only module with SQL.
 
 pub(crate) mod batch;
+mod conversations;
 mod dialect;
 mod files;
 mod friends;
@@ -38,6 +39,12 @@ pub enum StoreError {
     /// The sender is not (or no longer) a member of the group it sends to.
     #[error("not a member of the group")]
     NotMember,
+    /// The sender is muted in the group, or the group is muted for plain members (DESIGN.md §9).
+    #[error("muted in the group")]
+    Muted,
+    /// One of the two users blocked the other.
+    #[error("blocked")]
+    Blocked,
     /// Adding these members would exceed the group's limit.
     #[error("the group is full")]
     GroupFull,
@@ -90,6 +97,16 @@ pub struct UserRecord {
     pub password_hash: String,
     pub token_version: i64,
     pub created_at: DateTime<Utc>,
+    /// The media store's key of the avatar thumbnail.
+    pub avatar_key: Option<String>,
+}
+
+/// A friend, with the remark the user gave them.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FriendRecord {
+    #[sqlx(flatten)]
+    pub user: UserRecord,
+    pub remark: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -117,8 +134,15 @@ pub trait UserStore: Send + Sync {
     /// Stores a new hash and bumps `token_version`, returning the new version — only while the version is still
     /// `expected` (the one under which the old password was checked); `None` when another change came first.
     async fn set_password(&self, id: i64, password_hash: &str, expected: i64) -> StoreResult<Option<i64>>;
-    /// Users whose case-folded username starts with `prefix_lower`, in username order.
-    async fn search_users(&self, prefix_lower: &str, limit: i64) -> StoreResult<Vec<UserRecord>>;
+    /// Users whose case-folded username starts with `query_folded` or whose case-folded nickname contains it:
+    /// username matches first, each part in username order.
+    async fn search_users(&self, query_folded: &str, limit: i64) -> StoreResult<Vec<UserRecord>>;
+    /// Sets the user's avatar (the media store's key of its thumbnail); none for an unknown user.
+    async fn set_avatar(&self, id: i64, key: &str) -> StoreResult<Option<UserRecord>>;
+    /// Records when these users were last seen online.
+    async fn set_last_seen(&self, ids: &[i64], at: DateTime<Utc>) -> StoreResult<()>;
+    /// When each of these users was last seen online (none: never since it was recorded).
+    async fn last_seen(&self, ids: &[i64]) -> StoreResult<Vec<(i64, Option<DateTime<Utc>>)>>;
     /// The current token version of a user, or `None` for an unknown user.
     async fn token_version(&self, id: i64) -> StoreResult<Option<i64>>;
     /// The users among `ids` that exist, in no particular order.
@@ -156,7 +180,9 @@ pub struct FriendRequestRecord {
 /// Friend requests and friendships. A friendship is symmetric: both directions exist or neither does.
 #[async_trait]
 pub trait FriendStore: Send + Sync {
-    /// Files a pending request; [`StoreError::Conflict`] when one from `from` to `to` is already pending.
+    /// Files a pending request; [`StoreError::Conflict`] when one from `from` to `to` is already pending,
+    /// [`StoreError::Blocked`] when either blocked the other (checked in the same statement, so a block made
+    /// meanwhile is never passed).
     async fn create_request(&self, from: i64, to: i64, message: &str) -> StoreResult<FriendRequestRecord>;
     async fn request_by_id(&self, id: i64) -> StoreResult<Option<FriendRequestRecord>>;
     async fn pending_request(&self, from: i64, to: i64) -> StoreResult<Option<FriendRequestRecord>>;
@@ -168,8 +194,21 @@ pub trait FriendStore: Send + Sync {
     /// `None` when the request is not pending.
     async fn reject_request(&self, id: i64) -> StoreResult<Option<FriendRequestRecord>>;
     async fn are_friends(&self, a: i64, b: i64) -> StoreResult<bool>;
-    /// The user's friends, by username.
-    async fn friends(&self, user: i64) -> StoreResult<Vec<UserRecord>>;
+    /// The user's friends with the remarks the user gave them, by username.
+    async fn friends(&self, user: i64) -> StoreResult<Vec<FriendRecord>>;
+    /// The remarks `user` gave to those of `ids` who are their friends.
+    async fn remarks(&self, user: i64, ids: &[i64]) -> StoreResult<Vec<(i64, String)>>;
+    /// Sets (none: removes) the remark `user` gives `friend`; false when they are not friends.
+    async fn set_remark(&self, user: i64, friend: i64, remark: Option<&str>) -> StoreResult<bool>;
+    /// `user` blocks `other`: ends their friendship and settles pending requests between them, atomically.
+    /// Returns whether a friendship ended.
+    async fn block(&self, user: i64, other: i64) -> StoreResult<bool>;
+    /// False when `other` was not blocked by `user`.
+    async fn unblock(&self, user: i64, other: i64) -> StoreResult<bool>;
+    /// The users `user` blocked, most recent first.
+    async fn blocked_by(&self, user: i64) -> StoreResult<Vec<UserRecord>>;
+    /// Whether either of the two blocked the other.
+    async fn blocked_either(&self, a: i64, b: i64) -> StoreResult<bool>;
     /// Ends a friendship on both sides; false when there was none.
     async fn remove_friendship(&self, a: i64, b: i64) -> StoreResult<bool>;
 }
@@ -306,6 +345,9 @@ pub struct GroupRecord {
     pub create_user_id: i64,
     pub created_at: DateTime<Utc>,
     pub dissolved_at: Option<DateTime<Utc>>,
+    pub announcement: Option<String>,
+    pub avatar_key: Option<String>,
+    pub muted_all: bool,
 }
 
 /// A member of a group, with the user's names.
@@ -317,10 +359,53 @@ pub struct MemberRecord {
     /// `owner`, `admin` or `member`.
     pub role: String,
     pub joined_seq: i64,
+    pub avatar_key: Option<String>,
+    pub muted_until: Option<DateTime<Utc>>,
 }
 
-/// Groups and their membership. Every membership change locks the group's conversation row, as every group send
-/// does, so a message's recipients are exactly the members when its seq was allocated.
+/// An invite link of a group as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct InviteRecord {
+    pub code: String,
+    pub group_id: i64,
+    pub created_by: i64,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub max_uses: Option<i64>,
+    pub uses: i64,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl InviteRecord {
+    /// Whether the code still admits someone at `now`: not revoked, not expired, not used up.
+    pub fn usable(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none()
+            && self.expires_at.is_none_or(|t| t > now)
+            && self.max_uses.is_none_or(|m| self.uses < m)
+    }
+}
+
+/// What [`GroupStore::change`] and [`GroupStore::join`] did.
+#[derive(Debug)]
+pub enum GroupChanged {
+    /// Applied. `messages`: the `system` messages it appended (none when nothing changed); `recipients`: the
+    /// members after the change, who receive them; `former`: users whose membership it ended.
+    Done { group: GroupRecord, messages: Vec<MessageRecord>, recipients: Vec<i64>, former: Vec<i64> },
+    /// The rules refuse it (checked under the group's lock).
+    Refused(crate::domain::group::Refusal),
+    /// The actor is not a member.
+    NotMember,
+    /// No such group, or it was dissolved.
+    Gone,
+    /// The invite is unknown, revoked, expired or used up, or its group is gone.
+    InviteInvalid,
+    /// The group would exceed its member limit.
+    Full,
+}
+
+/// Groups and their membership. Every membership or role change locks the group's conversation row, as every
+/// group send does, so a message's recipients are exactly the members when its seq was allocated, and the
+/// change's preconditions are checked against the state under that lock.
 #[async_trait]
 pub trait GroupStore: Send + Sync {
     /// Creates the group, its conversation, and the memberships (`owner` plus `members`), atomically.
@@ -332,17 +417,33 @@ pub trait GroupStore: Send + Sync {
     async fn member(&self, group: i64, user: i64) -> StoreResult<Option<MemberRecord>>;
     /// Whether `user` was a member of the group once (a membership period ended).
     async fn was_member(&self, group: i64, user: i64) -> StoreResult<bool>;
-    async fn rename(&self, group: i64, name: &str) -> StoreResult<()>;
-    /// Adds members who see messages from now on; returns those newly added. [`StoreError::GroupFull`] when the
-    /// group would exceed `max_members` (nothing is added then).
-    async fn add_members(&self, group: i64, users: &[i64], max_members: i64) -> StoreResult<Vec<i64>>;
-    /// Ends a membership (recording the period); false when the user was not a member.
-    async fn remove_member(&self, group: i64, user: i64) -> StoreResult<bool>;
-    async fn set_role(&self, group: i64, user: i64, role: &str) -> StoreResult<bool>;
-    /// Makes `to` the owner and the old owner an admin.
-    async fn transfer(&self, group: i64, from: i64, to: i64) -> StoreResult<()>;
-    /// Marks the group dissolved and ends every membership; returns the former members.
-    async fn dissolve(&self, group: i64) -> StoreResult<Vec<i64>>;
+    /// Makes a change under the group's lock: reads the actor's and the target's roles there, checks them with
+    /// [`crate::domain::group::check`], applies the change and appends its `system` messages
+    /// ([`crate::domain::group::system_events`]) with the conversation's next seqs, in one transaction.
+    async fn change(
+        &self,
+        group: i64,
+        actor: i64,
+        change: &crate::domain::group::GroupChange,
+        max_members: i64,
+    ) -> StoreResult<GroupChanged>;
+    /// Joins `user` to the group of an invite: under the group's lock the invite must still be usable, the
+    /// group alive and not full; a use is counted only when the user was not a member already.
+    async fn join(&self, code: &str, user: i64, max_members: i64) -> StoreResult<GroupChanged>;
+    async fn create_invite(
+        &self,
+        group: i64,
+        by: i64,
+        code: &str,
+        expires_at: Option<DateTime<Utc>>,
+        max_uses: Option<i64>,
+    ) -> StoreResult<InviteRecord>;
+    /// A group's invites, newest first.
+    async fn invites(&self, group: i64) -> StoreResult<Vec<InviteRecord>>;
+    async fn invite(&self, code: &str) -> StoreResult<Option<InviteRecord>>;
+    /// Revokes an invite of the group; false when there was none (or it was revoked already).
+    async fn revoke_invite(&self, group: i64, code: &str) -> StoreResult<bool>;
+    async fn member_count(&self, group: i64) -> StoreResult<i64>;
 }
 
 /// An uploaded file's metadata; the bytes live in the media store under `storage_key`.
@@ -409,6 +510,38 @@ pub struct UserConversationRecord {
     pub read_seq: i64,
     pub visible_from_seq: i64,
     pub updated_at: DateTime<Utc>,
+    pub muted: bool,
+    pub pinned: bool,
+    pub draft: Option<String>,
+    /// Cleared for the user up to this seq (0: never); out of their list until a message comes after it.
+    pub cleared_seq: i64,
+}
+
+/// A change to a user's settings of one conversation; `None` fields stay as they are.
+#[derive(Debug, Clone, Default)]
+pub struct SettingsChange {
+    pub muted: Option<bool>,
+    pub pinned: Option<bool>,
+    /// `Some(None)` removes the draft.
+    pub draft: Option<Option<String>>,
+}
+
+/// A user's own side of their conversations (DESIGN.md §8): settings and clearing.
+#[async_trait]
+pub trait ConversationStore: Send + Sync {
+    /// Applies `change` to the user's side of the conversation, creating that side for a direct conversation
+    /// with `peer` (`create_direct`) when it has none yet; none when the user has no side of it.
+    async fn update_settings(
+        &self,
+        user: i64,
+        conversation_id: &str,
+        change: &SettingsChange,
+        create_direct: Option<(i64, i64)>,
+    ) -> StoreResult<Option<UserConversationRecord>>;
+    /// Clears the conversation for the user up to its last seq: what came before is no longer theirs to see,
+    /// counts as read, and the conversation leaves their list until the next message. False when they have no
+    /// side of it.
+    async fn clear(&self, user: i64, conversation_id: &str) -> StoreResult<bool>;
 }
 
 /// Messages, conversations and cursors.
@@ -493,6 +626,7 @@ pub struct Stores {
     pub friends: Arc<dyn FriendStore>,
     pub messages: Arc<dyn MessageStore>,
     pub groups: Arc<dyn GroupStore>,
+    pub conversations: Arc<dyn ConversationStore>,
     pub files: Arc<dyn FileStore>,
     pub health: Arc<dyn StoreHealth>,
     /// The background writers (group commit, delivered cursors) behind `messages`.
@@ -504,13 +638,14 @@ impl Stores {
     /// same store behind its batching writers).
     fn assemble<S>(store: Arc<S>, messages: Arc<dyn MessageStore>, writers: batch::Writers) -> Self
     where
-        S: UserStore + FriendStore + GroupStore + FileStore + StoreHealth + 'static,
+        S: UserStore + FriendStore + GroupStore + ConversationStore + FileStore + StoreHealth + 'static,
     {
         Stores {
             users: store.clone(),
             friends: store.clone(),
             messages,
             groups: store.clone(),
+            conversations: store.clone(),
             files: store.clone(),
             health: store,
             writers,

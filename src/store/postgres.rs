@@ -362,7 +362,7 @@ async fn insert_group_many(
 }
 
 /// The second statement of [`insert_group_many`], run while the batch's conversation rows are locked. Each
-/// message is checked like a lone send (the sender is a member, which a dissolved group has none of; the
+/// message is checked like a lone send (the sender is a member and not muted, which a dissolved group has none of; the
 /// client_msg_id is not yet stored); each conversation's seq moves once by its number of accepted messages,
 /// which take the seqs in arrival order; each sender's read cursor moves to their last message. Each row
 /// returned carries `ord` (the message's 1-based position in the arrays), the group's `members_version`, and
@@ -378,7 +378,9 @@ const GROUP_MANY_SQL: &str = concat!(
     ), ok AS (
         SELECT i.*, row_number() OVER (PARTITION BY i.conv ORDER BY i.ord) AS k
         FROM input i
-        WHERE EXISTS (SELECT 1 FROM group_members g WHERE g.group_id = i.group_id AND g.user_id = i.from_id)
+        WHERE EXISTS (SELECT 1 FROM group_members g JOIN chat_groups cg ON cg.id = g.group_id
+                      WHERE g.group_id = i.group_id AND g.user_id = i.from_id
+                        AND (g.muted_until IS NULL OR g.muted_until <= $7) AND NOT (cg.muted_all AND g.role = 'member'))
           AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.from_user_id = i.from_id AND m.client_msg_id = i.cmid)
     ), counts AS (
         SELECT conv, min(group_id) AS group_id, min(known) AS known, count(*) AS n FROM ok GROUP BY conv

@@ -15,7 +15,7 @@ pub(crate) const ACK_ROWS_PER_STATEMENT: usize = 1000;
 /// The columns each record type is read with, in its field order; one list per record, shared by every query.
 macro_rules! user_columns {
     () => {
-        "id, username, nickname, sex, password_hash, token_version, created_at"
+        "id, username, nickname, sex, password_hash, token_version, created_at, avatar_key"
     };
 }
 macro_rules! message_columns {

@@ -22,15 +22,17 @@ where
     for<'q> Option<&'q str>: Param<'q, DB>,
     i16: for<'q> Param<'q, DB>,
     Option<i16>: for<'q> Param<'q, DB>,
+    Option<String>: for<'q> Param<'q, DB>,
     UserRecord: for<'r> FromRow<'r, DB::Row>,
     (i64,): for<'r> FromRow<'r, DB::Row>,
     (i64, i64, i64, i64): for<'r> FromRow<'r, DB::Row>,
+    (i64, Option<DateTime<Utc>>): for<'r> FromRow<'r, DB::Row>,
 {
     async fn create_user(&self, new: NewUser) -> StoreResult<UserRecord> {
         let now = now();
         sqlx::query_as(
-            concat!("INSERT INTO users (username, username_lower, nickname, sex, password_hash, token_version, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, 0, $6, $6)
+            concat!("INSERT INTO users (username, username_lower, nickname, sex, password_hash, token_version, created_at, updated_at, nickname_fold)
+             VALUES ($1, $2, $3, $4, $5, 0, $6, $6, $7)
              RETURNING ", user_columns!()),
         )
         .bind(new.username.as_str())
@@ -39,6 +41,7 @@ where
         .bind(new.sex)
         .bind(new.password_hash.as_str())
         .bind(now)
+        .bind(crate::domain::fold(&new.nickname))
         .fetch_one(self.writer())
         .await
         .map_err(StoreError::classify)
@@ -70,7 +73,8 @@ where
         sex: Option<i16>,
     ) -> StoreResult<Option<UserRecord>> {
         Ok(sqlx::query_as(concat!(
-            "UPDATE users SET nickname = COALESCE($2, nickname), sex = COALESCE($3, sex), updated_at = $4
+            "UPDATE users SET nickname = COALESCE($2, nickname), sex = COALESCE($3, sex), updated_at = $4,
+                              nickname_fold = COALESCE($5, nickname_fold)
              WHERE id = $1
              RETURNING ",
             user_columns!()
@@ -79,6 +83,7 @@ where
         .bind(nickname)
         .bind(sex)
         .bind(now())
+        .bind(nickname.map(crate::domain::fold))
         .fetch_optional(self.writer())
         .await?)
     }
@@ -97,17 +102,53 @@ where
         Ok(row.map(|r| r.0))
     }
 
-    async fn search_users(&self, prefix_lower: &str, limit: i64) -> StoreResult<Vec<UserRecord>> {
+    async fn search_users(&self, query_folded: &str, limit: i64) -> StoreResult<Vec<UserRecord>> {
+        let mut contains = String::from("%");
+        contains.push_str(&like_prefix(query_folded));
         Ok(sqlx::query_as(concat!(
             "SELECT ",
             user_columns!(),
             "
-             FROM users WHERE username_lower LIKE $1 ESCAPE '\\' ORDER BY username_lower LIMIT $2"
+             FROM users WHERE username_lower LIKE $1 ESCAPE '\\' OR nickname_fold LIKE $2 ESCAPE '\\'
+             ORDER BY CASE WHEN username_lower LIKE $1 ESCAPE '\\' THEN 0 ELSE 1 END, username_lower LIMIT $3"
         ))
-        .bind(like_prefix(prefix_lower))
+        .bind(like_prefix(query_folded))
+        .bind(contains)
         .bind(limit)
         .fetch_all(self.reader())
         .await?)
+    }
+
+    async fn set_avatar(&self, id: i64, key: &str) -> StoreResult<Option<UserRecord>> {
+        Ok(sqlx::query_as(concat!(
+            "UPDATE users SET avatar_key = $2, updated_at = $3 WHERE id = $1 RETURNING ",
+            user_columns!()
+        ))
+        .bind(id)
+        .bind(key)
+        .bind(now())
+        .fetch_optional(self.writer())
+        .await?)
+    }
+
+    async fn set_last_seen(&self, ids: &[i64], at: DateTime<Utc>) -> StoreResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(&format!("UPDATE users SET last_seen_at = $2 WHERE id IN ({})", DB::ID_SET))
+            .bind(json_ids(ids))
+            .bind(at)
+            .execute(self.writer())
+            .await?;
+        Ok(())
+    }
+
+    async fn last_seen(&self, ids: &[i64]) -> StoreResult<Vec<(i64, Option<DateTime<Utc>>)>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!("SELECT id, last_seen_at FROM users WHERE id IN ({})", DB::ID_SET);
+        Ok(sqlx::query_as(&sql).bind(json_ids(ids)).fetch_all(self.reader()).await?)
     }
 
     async fn create_ticket(

@@ -105,6 +105,8 @@ pub async fn run(state: AppState, principal: Principal, device: String, mut sock
     let mut registration = state.hub.register(user_id, principal.token_version);
     // Live before catching up: anything published from here on reaches the queue, anything before is stored.
     state.bus.subscribe(user_id).await;
+    let hub = state.hub.clone();
+    state.presence.changed(user_id, || hub.has_user(user_id)).await;
     let mut session = Session {
         state: state.clone(),
         user_id,
@@ -126,6 +128,8 @@ pub async fn run(state: AppState, principal: Principal, device: String, mut sock
     drop(registration);
     if !state.hub.has_user(user_id) {
         state.bus.release(user_id);
+        let hub = state.hub.clone();
+        state.presence.changed(user_id, || hub.has_user(user_id)).await;
     }
 }
 

@@ -124,10 +124,17 @@ backend_tests! {
         let names: Vec<&str> = r.body.as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap()).collect();
         assert_eq!(names.len(), 2, "{names:?}");
         assert!(r.body[0].get("created_at").is_none(), "UserSummary has no created_at");
-        // LIKE wildcards in the query are literal characters, not patterns.
-        let r = node.get("/api/users/search?q=_", &token).await;
-        assert!(r.body.as_array().unwrap().iter().all(|u| u["username"].as_str().unwrap().starts_with('_')));
-        for bad in ["", "%25", "a%20b"] {
+        // LIKE wildcards in the query are literal characters, not patterns (a username prefix or a nickname
+        // substring, DESIGN.md §8).
+        for q in ["_", "%25"] {
+            let r = node.get(&format!("/api/users/search?q={q}"), &token).await;
+            let lit = if q == "_" { "_" } else { "%" };
+            assert!(r.body.as_array().unwrap().iter().all(|u| u["username"].as_str().unwrap().starts_with(lit)
+                || u["nickname"].as_str().unwrap().contains(lit)), "{q}: {}", r.body);
+        }
+        let r = node.get("/api/users/search?q=%25", &token).await;
+        assert!(r.body.as_array().unwrap().is_empty(), "no name here has a %: {}", r.body);
+        for bad in ["", "%20", "%09", "a%00"] {
             let r = node.get(&format!("/api/users/search?q={bad}"), &token).await;
             assert_eq!((r.status, r.code()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_query"), "q={bad}");
         }

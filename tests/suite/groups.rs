@@ -178,7 +178,8 @@ backend_tests! {
         for i in 4..=6 {
             send_group(&node, &owner.1, gid, &format!("after {i}")).await;
         }
-        assert_eq!(seqs(&a_ws.collect(3).await), vec![4, 5, 6]);
+        // Seq 4 is the `removed` system message.
+        assert_eq!(seqs(&a_ws.collect(4).await), vec![4, 5, 6, 7]);
         let r = send_group(&node, &b.1, gid, "still here?").await;
         assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "not_group_member"));
         let r = node.get(&format!("/api/messages/history?conversation_id={conv}"), &b.1).await;
@@ -193,11 +194,13 @@ backend_tests! {
         node.post(&format!("/api/groups/{gid}/members"), Some(&owner.1), json!({"user_ids": [b.0]})).await;
         assert_eq!(b_again.recv_type("group_updated").await["group"]["id"], gid);
         send_group(&node, &a.1, gid, "welcome back").await;
-        let got = b_again.collect(1).await;
-        assert_eq!((got[0]["seq"].as_i64(), got[0]["text"].as_str()), (Some(7), Some("welcome back")));
+        // Seq 8 is the `added` system message, the first b sees of its new membership.
+        let got = b_again.collect(2).await;
+        assert_eq!((got[0]["seq"].as_i64(), got[0]["system"]["kind"].as_str()), (Some(8), Some("added")));
+        assert_eq!((got[1]["seq"].as_i64(), got[1]["text"].as_str()), (Some(9), Some("welcome back")));
         let h = node.get(&format!("/api/messages/history?conversation_id={conv}"), &b.1).await;
-        assert_eq!(seqs(h.body["messages"].as_array().unwrap()), vec![7]);
-        assert_eq!(a_ws.collect(1).await[0]["seq"], 7);
+        assert_eq!(seqs(h.body["messages"].as_array().unwrap()), vec![8, 9]);
+        assert_eq!(seqs(&a_ws.collect(2).await), vec![8, 9]);
         // Typing reaches the other members.
         b_again.send(json!({"type": "typing", "conversation_id": conv})).await;
         assert_eq!(a_ws.recv_type("typing").await["user_id"], b.0);

@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-const BOUNDARY: &str = "gochat-test-boundary";
+pub(crate) const BOUNDARY: &str = "gochat-test-boundary";
 
 /// A PNG chunk: length, type, data, CRC-32 of type and data.
 fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
@@ -54,7 +54,7 @@ fn part_head(name: &str, content_type: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-fn multipart(name: &str, content_type: &str, data: &[u8]) -> Vec<u8> {
+pub(crate) fn multipart(name: &str, content_type: &str, data: &[u8]) -> Vec<u8> {
     let mut body = part_head(name, content_type);
     body.extend_from_slice(data);
     body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());

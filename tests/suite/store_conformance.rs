@@ -2,8 +2,9 @@
 //! observe the same behaviour through the store traits.
 
 use crate::common::TestEnv;
+use gochat::domain::group::{GroupChange, Refusal};
 use gochat::domain::ConversationId;
-use gochat::store::{NewFile, NewMessage, NewUser, StoreError, Stores};
+use gochat::store::{GroupChanged, NewFile, NewMessage, NewUser, StoreError, Stores};
 
 async fn stores(env: &TestEnv) -> Stores {
     Stores::open(&env.database_url, 4).await.expect("store opens and migrates")
@@ -24,6 +25,11 @@ async fn three(s: &Stores) -> (i64, i64, i64) {
 async fn befriend(s: &Stores, a: i64, b: i64) {
     let r = s.friends.create_request(a, b, "hi").await.unwrap();
     s.friends.accept_request(r.id).await.unwrap().unwrap();
+}
+
+/// Makes a group change (at most 10 members) and returns what the store did.
+async fn change(s: &Stores, group: i64, actor: i64, change: GroupChange) -> GroupChanged {
+    s.groups.change(group, actor, &change, 10).await.unwrap()
 }
 
 fn msg(conv: ConversationId, from: i64, to: Option<i64>, cid: Option<&str>) -> NewMessage {
@@ -60,7 +66,7 @@ backend_tests! {
         assert_eq!(accepted.status, "accepted");
         assert!(s.friends.accept_request(r.id).await.unwrap().is_none(), "only a pending request is accepted");
         assert!(s.friends.are_friends(a, b).await.unwrap() && s.friends.are_friends(b, a).await.unwrap());
-        assert_eq!(s.friends.friends(a).await.unwrap()[0].id, b);
+        assert_eq!(s.friends.friends(a).await.unwrap()[0].user.id, b);
         let rc = s.friends.create_request(c, a, "").await.unwrap();
         assert_eq!(s.friends.reject_request(rc.id).await.unwrap().unwrap().status, "rejected");
         assert!(!s.friends.are_friends(a, c).await.unwrap());
@@ -270,16 +276,17 @@ backend_tests! {
             }
         }
         // Every membership change shows in the next send's recipients, however the store keeps member lists.
-        s.groups.add_members(g1, &[d], 10).await.unwrap();
+        // (Each change appends its system message: seq 38 is the `added`, 40 the `removed`.)
+        change(&s, g1, a, GroupChange::Add { users: vec![d] }).await;
         let sent = s.messages.append(msg(c1, d, None, None)).await.unwrap();
-        assert_eq!((sent.message.seq, sorted(sent.recipients)), (38, vec![a, b, c, d]));
-        assert!(s.groups.remove_member(g1, b).await.unwrap());
+        assert_eq!((sent.message.seq, sorted(sent.recipients)), (39, vec![a, b, c, d]));
+        change(&s, g1, a, GroupChange::Remove { user: b }).await;
         assert!(matches!(s.messages.append(msg(c1, b, None, None)).await, Err(StoreError::NotMember)));
         assert_eq!(sorted(s.messages.append(msg(c1, c, None, None)).await.unwrap().recipients), vec![a, c, d]);
-        s.groups.dissolve(g2).await.unwrap();
+        change(&s, g2, a, GroupChange::Dissolve).await;
         assert!(matches!(s.messages.append(msg(c2, a, None, None)).await, Err(StoreError::NotMember)));
         let tail = s.messages.messages_between(&c1.to_string(), 0, i64::MAX, 100, false).await.unwrap();
-        assert_eq!(tail.last().unwrap().seq, 39, "refusals allocate no seq");
+        assert_eq!(tail.last().unwrap().seq, 41, "refusals allocate no seq");
     }
 
     async fn closing_the_stores_writes_the_sends_and_acks_still_queued_and_refuses_later_ones(backend) {
@@ -381,21 +388,35 @@ backend_tests! {
         let m = s.messages.append(msg(conv, b, None, None)).await.unwrap();
         assert_eq!(m.recipients.len(), 2);
         assert!(matches!(s.messages.append(msg(conv, c, None, None)).await, Err(StoreError::NotMember)));
-        assert_eq!(s.groups.add_members(g.id, &[c, b], 10).await.unwrap(), vec![c], "only newcomers are added");
+        let GroupChanged::Done { messages, recipients, .. } = change(&s, g.id, a, GroupChange::Add { users: vec![c, b] }).await
+        else {
+            panic!("the owner adds")
+        };
+        assert_eq!(messages[0].meta.as_deref().map(|m| m.contains("\"user_ids\":[") && m.contains(&c.to_string())), Some(true));
+        let sorted = |mut v: Vec<i64>| {
+            v.sort_unstable();
+            v
+        };
+        assert_eq!(sorted(recipients), sorted(vec![a, b, c]), "only newcomers are added");
         let joined = s.messages.user_conversation(c, &conv.to_string()).await.unwrap().unwrap();
-        assert_eq!(joined.visible_from_seq, 1, "a newcomer sees messages from its joining on");
-        assert!(matches!(s.groups.add_members(g.id, &[99_999], 3).await, Err(StoreError::GroupFull | StoreError::Db(_))));
+        assert_eq!(joined.visible_from_seq, 1, "a newcomer sees messages from its joining on (the `added` is seq 2)");
+        assert!(matches!(s.groups.change(g.id, a, &GroupChange::Add { users: vec![99_999] }, 3).await, Ok(GroupChanged::Full) | Err(StoreError::Db(_))));
         assert_eq!(s.messages.append(msg(conv, a, None, None)).await.unwrap().recipients.len(), 3);
-        assert!(s.groups.remove_member(g.id, c).await.unwrap());
-        assert!(!s.groups.remove_member(g.id, c).await.unwrap());
+        assert!(matches!(change(&s, g.id, a, GroupChange::Remove { user: c }).await, GroupChanged::Done { .. }));
+        assert!(matches!(change(&s, g.id, a, GroupChange::Remove { user: c }).await, GroupChanged::Refused(Refusal::MemberNotFound)));
         assert!(s.messages.user_conversation(c, &conv.to_string()).await.unwrap().is_none());
         assert_eq!(s.messages.append(msg(conv, a, None, None)).await.unwrap().recipients.len(), 2);
-        assert!(s.groups.set_role(g.id, b, "admin").await.unwrap());
-        assert!(!s.groups.set_role(g.id, a, "member").await.unwrap(), "the owner's role changes only by transfer");
-        s.groups.transfer(g.id, a, b).await.unwrap();
+        assert!(matches!(change(&s, g.id, a, GroupChange::SetRole { user: b, admin: true }).await, GroupChanged::Done { .. }));
+        assert!(
+            matches!(change(&s, g.id, b, GroupChange::SetRole { user: a, admin: false }).await, GroupChanged::Refused(Refusal::NotOwner)),
+            "the owner's role changes only by transfer"
+        );
+        change(&s, g.id, a, GroupChange::Transfer { to: b }).await;
         assert_eq!(s.groups.group(g.id).await.unwrap().unwrap().owner_id, b);
         assert_eq!(s.groups.member(g.id, a).await.unwrap().unwrap().role, "admin");
-        let mut former = s.groups.dissolve(g.id).await.unwrap();
+        let GroupChanged::Done { mut former, .. } = change(&s, g.id, b, GroupChange::Dissolve).await else {
+            panic!("the owner dissolves")
+        };
         former.sort();
         assert_eq!(former, { let mut v = vec![a, b]; v.sort(); v });
         assert!(s.groups.group(g.id).await.unwrap().unwrap().dissolved_at.is_some());
@@ -523,7 +544,7 @@ async fn a_sqlite_database_migrated_under_the_old_numbers_opens_and_is_renumbere
             sqlx::query_as("SELECT version FROM _sqlx_migrations ORDER BY version").fetch_all(&pool).await.unwrap();
         rows.into_iter().map(|r| r.0).collect::<Vec<i64>>()
     };
-    assert_eq!(versions(pool.clone()).await, vec![1, 3, 4, 5, 6]);
+    assert_eq!(versions(pool.clone()).await, vec![1, 3, 4, 5, 6, 7]);
     // As a database migrated before the renumbering records them.
     for v in [3_i64, 4, 5] {
         sqlx::query("UPDATE _sqlx_migrations SET version = $1 - 1 WHERE version = $1")
@@ -532,14 +553,14 @@ async fn a_sqlite_database_migrated_under_the_old_numbers_opens_and_is_renumbere
             .await
             .unwrap();
     }
-    assert_eq!(versions(pool.clone()).await, vec![1, 2, 3, 4, 6]);
+    assert_eq!(versions(pool.clone()).await, vec![1, 2, 3, 4, 6, 7]);
     pool.close().await;
 
     let s = Stores::open(&url, 1).await.expect("a legacy database opens");
     assert_eq!(s.users.user_by_id(kept.id).await.unwrap().unwrap().username, "kept");
     s.close().await;
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    assert_eq!(versions(pool).await, vec![1, 3, 4, 5, 6]);
+    assert_eq!(versions(pool).await, vec![1, 3, 4, 5, 6, 7]);
 }
 
 /// Migration 0006 rebuilds SQLite's `messages` table (SQLite cannot change a CHECK constraint in place): a

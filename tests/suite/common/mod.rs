@@ -108,6 +108,7 @@ impl TestEnv {
             ("GOCHAT_AUTH_RATE_PER_USERNAME".into(), "1000000".into()),
             ("GOCHAT_SEND_RATE".into(), "1000000".into()),
             ("GOCHAT_WS_FRAME_RATE".into(), "1000000".into()),
+            ("GOCHAT_INVITE_RATE_PER_MIN".into(), "1000000".into()),
             ("GOCHAT_SHUTDOWN_GRACE".into(), "2s".into()),
         ];
         if self.is_cluster() {
