@@ -386,7 +386,11 @@ async function connect() {
   ws.onmessage = (e) => {
     const f = JSON.parse(e.data);
     switch (f.type) {
-      case "message": onMessage(f.message); ack([f.message]); break;
+      case "message":
+        onMessage(f.message); ack([f.message]);
+        // A group's name, roles and mutes change by `system` messages (only joins and leaves send group_updated).
+        if (f.message.type === "system") { loadGroups(); loadConversations(); }
+        break;
       case "sync": f.messages.forEach(onMessage); ack(f.messages); break;
       case "sent": onMessage(f.message); ack([f.message]); break;
       case "typing":

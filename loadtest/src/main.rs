@@ -79,6 +79,14 @@ enum Scenario {
         /// it, each sender sends its next message when the last is accepted (closed loop: throughput).
         #[arg(long)]
         rate: Option<u64>,
+        /// Group changes per second while the senders send: the owner mutes and unmutes the last member in
+        /// turn (each change takes the group's lock and appends a `system` message every member receives).
+        #[arg(long)]
+        churn: Option<f64>,
+        /// Seconds to wait once every member is online before sending, so that what connecting set off on the
+        /// server (catch-up, presence announcements) is over and the run measures sending alone.
+        #[arg(long, default_value_t = 0.0)]
+        settle: f64,
     },
     /// Many authenticated sockets held open (answering heartbeats), spread over worker processes.
     Idle {
@@ -365,8 +373,8 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Direct { pairs, seconds, rate, inflight, http, changes } => {
             direct(&api, DirectRun { pairs, seconds, rate, inflight, http, changes }, &cli.pid).await?
         }
-        Scenario::Group { members, senders, messages, rate } => {
-            group(&api, members, senders, messages, rate, &cli.pid).await?
+        Scenario::Group { members, senders, messages, rate, churn, settle } => {
+            group(&api, GroupLoad { members, senders, messages, rate, churn, settle }, &cli.pid).await?
         }
         Scenario::Idle { sockets, users, hold_seconds, per_worker } => {
             held(&api, sockets, users, hold_seconds, per_worker, false, &cli.pid).await?
@@ -655,14 +663,18 @@ impl Seen {
 /// Fan-out: every member online (spread over the nodes); `senders` members send `messages` each over their
 /// WebSocket (as the web client does), closed loop or at `rate` messages/s in all. A sender's device has its own
 /// message when the `sent` frame arrives, which counts as its delivery; `latency_accepted` is that round trip.
-async fn group(
-    api: &Arc<Api>,
+/// The shape of a `group` run (see [`Scenario::Group`]).
+struct GroupLoad {
     members: usize,
     senders: usize,
     messages: usize,
     rate: Option<u64>,
-    pids: &[u32],
-) -> anyhow::Result<Value> {
+    churn: Option<f64>,
+    settle: f64,
+}
+
+async fn group(api: &Arc<Api>, load: GroupLoad, pids: &[u32]) -> anyhow::Result<Value> {
+    let GroupLoad { members, senders, messages, rate, churn, settle } = load;
     let id = run_id();
     let users = api.users(&format!("{id}g"), members).await?;
     futures_util::stream::iter(1..members)
@@ -799,10 +811,39 @@ async fn group(
         }));
     }
     eprintln!("{members} members online; sending");
+    tokio::time::sleep(Duration::from_secs_f64(settle.max(0.0))).await;
     let started = Instant::now();
     let _ = start.send(Some(started));
+    // Group changes while the senders send: their latency, and how many the server refused.
+    let changes = Arc::new(Mutex::new(Samples::default()));
+    let churner = churn.filter(|r| *r > 0.0).map(|per_sec| {
+        let (api, owner, target) = (api.clone(), users[0].1.clone(), users[members - 1].0);
+        let (changes, errors, sends_done) = (changes.clone(), errors.clone(), sends_done.clone());
+        let every = Duration::from_secs_f64(1.0 / per_sec);
+        tokio::spawn(async move {
+            let path = format!("/api/groups/{gid}/members/{target}/mute");
+            for k in 0.. {
+                if sends_done.lock().unwrap().is_some() || started.elapsed() > Duration::from_secs(120) {
+                    break;
+                }
+                let until = (k % 2 == 0).then(|| (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339());
+                let at = Instant::now();
+                let r =
+                    api.node(0).call(reqwest::Method::PUT, &path, Some(&owner), Some(json!({"until": until}))).await;
+                match r {
+                    Ok(r) if r.status.is_success() => changes.lock().unwrap().0.push(at.elapsed().as_micros() as u64),
+                    Ok(r) => errors.add(format!("churn:{}", r.status.as_u16())),
+                    Err(_) => errors.add("churn:transport"),
+                }
+                tokio::time::sleep_until((started + every.mul_f64(k as f64 + 1.0)).into()).await;
+            }
+        })
+    });
     for t in tasks {
         let _ = t.await;
+    }
+    if let Some(c) = churner {
+        c.abort();
     }
     // Every send accepted: how long the senders took, apart from the fan-out still under way.
     let send_seconds = sends_done.lock().unwrap().map_or(0.0, |d| (d - started).as_secs_f64());
@@ -824,6 +865,7 @@ async fn group(
         "latency_accepted": accept.lock().unwrap().summary(), "errors": errors.to_json(),
         "latency_any_member": samples.lock().unwrap().summary(),
         "latency_to_last_member": to_last.summary(),
+        "latency_changes": changes.lock().unwrap().summary(),
         "server_rss_kib": rss_kib(pids),
     }))
 }

@@ -36,6 +36,9 @@ ALTER TABLE chat_groups
     ADD COLUMN avatar_key      TEXT,
     ADD COLUMN muted_all       BOOLEAN NOT NULL DEFAULT FALSE;
 ALTER TABLE group_members ADD COLUMN muted_until TIMESTAMPTZ;
+-- Sends check mutes on these: they hold only what is muted, so an unmuted group costs two probes of empty indexes.
+CREATE INDEX group_members_muted ON group_members (group_id, user_id) WHERE muted_until IS NOT NULL;
+CREATE INDEX chat_groups_muted_all ON chat_groups (id) WHERE muted_all;
 
 -- Invite links. `code` is 128 random bits, base64url.
 CREATE TABLE group_invites (

@@ -25,6 +25,8 @@ ALTER TABLE chat_groups ADD COLUMN announcement_at TEXT;
 ALTER TABLE chat_groups ADD COLUMN avatar_key TEXT;
 ALTER TABLE chat_groups ADD COLUMN muted_all INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE group_members ADD COLUMN muted_until TEXT;
+CREATE INDEX group_members_muted ON group_members (group_id, user_id) WHERE muted_until IS NOT NULL;
+CREATE INDEX chat_groups_muted_all ON chat_groups (id) WHERE muted_all;
 
 CREATE TABLE group_invites (
     code       TEXT PRIMARY KEY,

@@ -173,14 +173,19 @@ impl Groups {
     }
 
     /// Makes a change and tells everyone concerned: the `system` messages go to the members' inboxes and
-    /// devices like any message, `group_updated` to the members, `group_removed` to those who left. Returns the
-    /// group as it is after the change.
+    /// devices like any message, `group_updated` to the members when who is in changed, `group_removed` to those
+    /// who left. Returns the group as it is after the change.
     async fn apply(&self, group_id: i64, actor: i64, change: GroupChange) -> AppResult<Group> {
         let outcome = self.groups.change(group_id, actor, &change, self.max_members).await?;
-        self.settle(group_id, actor, outcome).await
+        let membership = matches!(change, GroupChange::Add { .. } | GroupChange::Remove { .. } | GroupChange::Dissolve);
+        self.settle(group_id, actor, outcome, membership).await
     }
 
-    async fn settle(&self, group_id: i64, actor: i64, outcome: GroupChanged) -> AppResult<Group> {
+    /// Tells everyone concerned of a change the store made. `group_updated` (the whole group, members and all) goes
+    /// to the members only when who is in changed: every other change is told by its `system` message, which
+    /// carries its facts — sending a 500-member group's member list to each of its 500 members for every mute or
+    /// rename would cost a quarter of a million member entries per change.
+    async fn settle(&self, group_id: i64, actor: i64, outcome: GroupChanged, membership: bool) -> AppResult<Group> {
         let (record, messages, recipients, former) = match outcome {
             GroupChanged::Done { group, messages, recipients, former } => (group, messages, recipients, former),
             GroupChanged::Refused(r) => return Err(refused(r)),
@@ -198,7 +203,7 @@ impl Groups {
             self.events.publish(&former, &ServerFrame::GroupRemoved { group_id }).await;
         }
         let group = self.view(record).await?;
-        if !group.members.is_empty() {
+        if membership && !group.members.is_empty() && !messages.is_empty() {
             let to: Vec<i64> = group.members.iter().map(|m| m.user_id).collect();
             self.events.publish(&to, &ServerFrame::GroupUpdated { group: group.clone() }).await;
         }
@@ -380,7 +385,7 @@ impl Groups {
             GroupChanged::Done { group, .. } => group.id,
             _ => 0,
         };
-        self.settle(group_id, user, outcome).await
+        self.settle(group_id, user, outcome, true).await
     }
 
     /// The group a message is sent to, or whose conversation is read: 404 when it does not exist (or was

@@ -151,7 +151,9 @@ where
         let now = now();
         let conversation = format!("g:{group}");
         let mut tx = self.writer().begin().await?;
-        let Some(last_seq) = lock_for_membership_change(&mut tx, &conversation).await? else {
+        // Only a change of who is in moves `members_version` (and so makes nodes re-read the member list).
+        let membership = matches!(change, GroupChange::Add { .. } | GroupChange::Remove { .. } | GroupChange::Dissolve);
+        let Some(last_seq) = Self::lock_for_membership_change(&mut tx, &conversation, membership).await? else {
             return Ok(GroupChanged::Gone);
         };
         let record: Option<GroupRecord> =
@@ -162,11 +164,11 @@ where
         if record.as_ref().is_none_or(|g| g.dissolved_at.is_some()) {
             return Ok(GroupChanged::Gone);
         }
-        let Some(actor_role) = role_in(&mut tx, group, actor).await? else {
+        let Some(actor_role) = Self::role_in(&mut tx, group, actor).await? else {
             return Ok(GroupChanged::NotMember);
         };
         let target_role = match change.target() {
-            Some(t) => role_in(&mut tx, group, t).await?,
+            Some(t) => Self::role_in(&mut tx, group, t).await?,
             None => None,
         };
         if let Err(refusal) = group::check(change, actor, actor_role, target_role) {
@@ -200,8 +202,8 @@ where
                     .await?;
             }
             GroupChange::Add { users } => {
-                affected = add_in(&mut tx, group, users, last_seq, now).await?;
-                if member_count_in(&mut tx, group).await? > max_members {
+                affected = Self::add_in(&mut tx, group, users, last_seq, now).await?;
+                if Self::member_count_in(&mut tx, group).await? > max_members {
                     return Ok(GroupChanged::Full);
                 }
             }
@@ -209,12 +211,12 @@ where
                 return Err(StoreError::Inconsistent("a join goes through GroupStore::join".into()));
             }
             GroupChange::Remove { user } => {
-                remove_in(&mut tx, group, *user, last_seq).await?;
+                Self::remove_in(&mut tx, group, *user, last_seq).await?;
                 former.push(*user);
             }
             GroupChange::Transfer { to } => {
-                set_role_in(&mut tx, group, actor, GroupRole::Admin).await?;
-                set_role_in(&mut tx, group, *to, GroupRole::Owner).await?;
+                Self::set_role_in(&mut tx, group, actor, GroupRole::Admin).await?;
+                Self::set_role_in(&mut tx, group, *to, GroupRole::Owner).await?;
                 sqlx::query("UPDATE chat_groups SET owner_id = $2 WHERE id = $1")
                     .bind(group)
                     .bind(*to)
@@ -222,7 +224,8 @@ where
                     .await?;
             }
             GroupChange::SetRole { user, admin } => {
-                set_role_in(&mut tx, group, *user, if *admin { GroupRole::Admin } else { GroupRole::Member }).await?;
+                Self::set_role_in(&mut tx, group, *user, if *admin { GroupRole::Admin } else { GroupRole::Member })
+                    .await?;
             }
             GroupChange::MuteAll { on } => {
                 sqlx::query("UPDATE chat_groups SET muted_all = $2 WHERE id = $1")
@@ -263,7 +266,7 @@ where
             }
         }
         let events = group::system_events(change, actor, &affected);
-        let done = finish(&mut tx, group, actor, last_seq, events, former, now).await?;
+        let done = Self::finish(&mut tx, group, actor, last_seq, events, former, now).await?;
         tx.commit().await?;
         Ok(done)
     }
@@ -274,7 +277,7 @@ where
         let group = invite.group_id;
         let conversation = format!("g:{group}");
         let mut tx = self.writer().begin().await?;
-        let Some(last_seq) = lock_for_membership_change(&mut tx, &conversation).await? else {
+        let Some(last_seq) = Self::lock_for_membership_change(&mut tx, &conversation, true).await? else {
             return Ok(GroupChanged::InviteInvalid);
         };
         // Read again under the lock: the invite's uses and the group's life are what they are at this seq.
@@ -292,22 +295,22 @@ where
         if record.dissolved_at.is_some() {
             return Ok(GroupChanged::InviteInvalid);
         }
-        if role_in(&mut tx, group, user).await?.is_some() {
+        if Self::role_in(&mut tx, group, user).await?.is_some() {
             // Already in (the link may be used up by their own join): nothing changes, and no use is counted.
-            let recipients = member_ids_in(&mut tx, group).await?;
+            let recipients = Self::member_ids_in(&mut tx, group).await?;
             return Ok(GroupChanged::Done { group: record, messages: Vec::new(), recipients, former: Vec::new() });
         }
         if !invite.usable(now) {
             return Ok(GroupChanged::InviteInvalid);
         }
-        add_in(&mut tx, group, &[user], last_seq, now).await?;
-        if member_count_in(&mut tx, group).await? > max_members {
+        Self::add_in(&mut tx, group, &[user], last_seq, now).await?;
+        if Self::member_count_in(&mut tx, group).await? > max_members {
             return Ok(GroupChanged::Full);
         }
         sqlx::query("UPDATE group_invites SET uses = uses + 1 WHERE code = $1").bind(code).execute(&mut *tx).await?;
         let change = GroupChange::Join { code: code.to_string() };
         let events = group::system_events(&change, user, &[user]);
-        let done = finish(&mut tx, group, user, last_seq, events, Vec::new(), now).await?;
+        let done = Self::finish(&mut tx, group, user, last_seq, events, Vec::new(), now).await?;
         tx.commit().await?;
         Ok(done)
     }
@@ -372,233 +375,197 @@ where
     }
 }
 
-/// For a membership change: locks a group conversation's row until the transaction ends, bumps its
-/// `members_version`, and returns its last seq (none: no such conversation). Every group send locks the same
-/// row when it allocates a seq, so membership changes made under this lock are ordered against sends: a
-/// message goes exactly to the members at its seq. (A node that caches a group's members by version sees the
-/// bump.)
-async fn lock_for_membership_change<DB>(
-    tx: &mut sqlx::Transaction<'_, DB>,
-    conversation_id: &str,
-) -> StoreResult<Option<i64>>
-where
-    DB: Dialect,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'q> &'q str: Param<'q, DB>,
-    (i64,): for<'r> FromRow<'r, DB::Row>,
-{
-    let row: Option<(i64,)> = sqlx::query_as(
-        "UPDATE conversations SET members_version = members_version + 1 WHERE id = $1 RETURNING last_seq",
-    )
-    .bind(conversation_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    Ok(row.map(|r| r.0))
-}
-
-/// A user's role in a group, read inside the caller's transaction.
-async fn role_in<DB>(tx: &mut sqlx::Transaction<'_, DB>, group: i64, user: i64) -> StoreResult<Option<GroupRole>>
-where
-    DB: Dialect,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    i64: for<'q> Param<'q, DB>,
-    (String,): for<'r> FromRow<'r, DB::Row>,
-{
-    let row: Option<(String,)> = sqlx::query_as("SELECT role FROM group_members WHERE group_id = $1 AND user_id = $2")
-        .bind(group)
-        .bind(user)
-        .fetch_optional(&mut **tx)
-        .await?;
-    Ok(row.map(|r| GroupRole::parse(&r.0)))
-}
-
-async fn set_role_in<DB>(tx: &mut sqlx::Transaction<'_, DB>, group: i64, user: i64, role: GroupRole) -> StoreResult<()>
-where
-    DB: Dialect,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    i64: for<'q> Param<'q, DB>,
-    for<'q> &'q str: Param<'q, DB>,
-{
-    sqlx::query("UPDATE group_members SET role = $3 WHERE group_id = $1 AND user_id = $2")
-        .bind(group)
-        .bind(user)
-        .bind(role.as_str())
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-async fn member_ids_in<DB>(tx: &mut sqlx::Transaction<'_, DB>, group: i64) -> StoreResult<Vec<i64>>
-where
-    DB: Dialect,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    i64: for<'q> Param<'q, DB>,
-    (i64,): for<'r> FromRow<'r, DB::Row>,
-{
-    let rows: Vec<(i64,)> = sqlx::query_as("SELECT user_id FROM group_members WHERE group_id = $1")
-        .bind(group)
-        .fetch_all(&mut **tx)
-        .await?;
-    Ok(rows.into_iter().map(|r| r.0).collect())
-}
-
-async fn member_count_in<DB>(tx: &mut sqlx::Transaction<'_, DB>, group: i64) -> StoreResult<i64>
-where
-    DB: Dialect,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    i64: for<'q> Param<'q, DB>,
-    (i64,): for<'r> FromRow<'r, DB::Row>,
-{
-    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM group_members WHERE group_id = $1")
-        .bind(group)
-        .fetch_one(&mut **tx)
-        .await?;
-    Ok(n)
-}
-
-/// Adds members who see messages after `last_seq`; returns those newly added.
-async fn add_in<DB>(
-    tx: &mut sqlx::Transaction<'_, DB>,
-    group: i64,
-    users: &[i64],
-    last_seq: i64,
-    now: DateTime<Utc>,
-) -> StoreResult<Vec<i64>>
-where
-    DB: Dialect,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    i64: for<'q> Param<'q, DB>,
-    String: for<'q> Param<'q, DB>,
-    DateTime<Utc>: for<'q> Param<'q, DB>,
-    for<'q> &'q str: Param<'q, DB>,
-    (i64,): for<'r> FromRow<'r, DB::Row>,
-{
-    let conversation = format!("g:{group}");
-    let added: Vec<(i64,)> = sqlx::query_as(&format!(
-        "INSERT INTO group_members (group_id, user_id, role, joined_seq, joined_at)
-         SELECT $2, ids.value, 'member', $3, $4 FROM ({ids}) AS ids WHERE true ON CONFLICT DO NOTHING RETURNING user_id",
-        ids = DB::ID_SET
-    ))
-    .bind(json_ids(users))
-    .bind(group)
-    .bind(last_seq)
-    .bind(now)
-    .fetch_all(&mut **tx)
-    .await?;
-    let added: Vec<i64> = added.into_iter().map(|a| a.0).collect();
-    // A returning member sees messages from its re-join on.
-    sqlx::query(&format!(
-        "INSERT INTO user_conversations (user_id, conversation_id, read_seq, visible_from_seq)
-         SELECT ids.value, $2, $3, $3 FROM ({ids}) AS ids WHERE true ON CONFLICT (user_id, conversation_id)
-         DO UPDATE SET read_seq = excluded.read_seq, visible_from_seq = excluded.visible_from_seq",
-        ids = DB::ID_SET
-    ))
-    .bind(json_ids(&added))
-    .bind(conversation.as_str())
-    .bind(last_seq)
-    .execute(&mut **tx)
-    .await?;
-    Ok(added)
-}
-
-/// Ends a membership, recording the period it covered (up to `last_seq`).
-async fn remove_in<DB>(tx: &mut sqlx::Transaction<'_, DB>, group: i64, user: i64, last_seq: i64) -> StoreResult<()>
-where
-    DB: Dialect,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    i64: for<'q> Param<'q, DB>,
-    for<'q> &'q str: Param<'q, DB>,
-    (i64,): for<'r> FromRow<'r, DB::Row>,
-{
-    let conversation = format!("g:{group}");
-    let gone: Option<(i64,)> =
-        sqlx::query_as("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2 RETURNING joined_seq")
-            .bind(group)
-            .bind(user)
-            .fetch_optional(&mut **tx)
-            .await?;
-    let Some((joined_seq,)) = gone else { return Ok(()) };
-    sqlx::query(
-        "INSERT INTO group_member_periods (group_id, user_id, from_seq, to_seq) VALUES ($1, $2, $3, $4)
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(group)
-    .bind(user)
-    .bind(joined_seq)
-    .bind(last_seq)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query("DELETE FROM user_conversations WHERE user_id = $1 AND conversation_id = $2")
-        .bind(user)
-        .bind(conversation.as_str())
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-/// Appends a change's `system` messages after `last_seq` and reads what the change left: the group and its
-/// members (the messages' recipients).
-async fn finish<DB>(
-    tx: &mut sqlx::Transaction<'_, DB>,
-    group: i64,
-    actor: i64,
-    last_seq: i64,
-    events: Vec<crate::domain::model::SystemEvent>,
-    former: Vec<i64>,
-    now: DateTime<Utc>,
-) -> StoreResult<GroupChanged>
+/// The steps of a group change, each inside the caller's transaction.
+impl<DB> SqlStore<DB>
 where
     DB: Dialect,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
     i64: for<'q> Param<'q, DB>,
     Option<i64>: for<'q> Param<'q, DB>,
+    String: for<'q> Param<'q, DB>,
     DateTime<Utc>: for<'q> Param<'q, DB>,
     for<'q> &'q str: Param<'q, DB>,
     for<'q> Option<&'q str>: Param<'q, DB>,
+    bool: for<'q> Param<'q, DB>,
+    Option<DateTime<Utc>>: for<'q> Param<'q, DB>,
     GroupRecord: for<'r> FromRow<'r, DB::Row>,
+    MemberRecord: for<'r> FromRow<'r, DB::Row>,
+    InviteRecord: for<'r> FromRow<'r, DB::Row>,
     MessageRecord: for<'r> FromRow<'r, DB::Row>,
     (i64,): for<'r> FromRow<'r, DB::Row>,
+    (String,): for<'r> FromRow<'r, DB::Row>,
 {
-    let conversation = format!("g:{group}");
-    let mut messages = Vec::with_capacity(events.len());
-    for (i, event) in events.into_iter().enumerate() {
-        let seq = last_seq + 1 + i as i64;
-        let meta = MessageExtras { system: Some(event), ..Default::default() }.to_meta();
-        sqlx::query("UPDATE conversations SET last_seq = $2, updated_at = $3 WHERE id = $1")
-            .bind(conversation.as_str())
-            .bind(seq)
-            .bind(now)
+    /// For a group change: locks a group conversation's row until the transaction ends, bumps its
+    /// `members_version` when `membership` changes (who is in), and returns its last seq (none: no such
+    /// conversation). Every group send locks the same row when it allocates a seq, so changes made under this lock
+    /// are ordered against sends: a message goes exactly to the members at its seq. (A node that caches a group's
+    /// members by version sees the bump.)
+    async fn lock_for_membership_change(
+        tx: &mut sqlx::Transaction<'_, DB>,
+        conversation_id: &str,
+        membership: bool,
+    ) -> StoreResult<Option<i64>> {
+        let row: Option<(i64,)> = sqlx::query_as(
+            "UPDATE conversations SET members_version = members_version + $2 WHERE id = $1 RETURNING last_seq",
+        )
+        .bind(conversation_id)
+        .bind(i64::from(membership))
+        .fetch_optional(&mut **tx)
+        .await?;
+        Ok(row.map(|r| r.0))
+    }
+
+    /// A user's role in a group, read inside the caller's transaction.
+    async fn role_in(tx: &mut sqlx::Transaction<'_, DB>, group: i64, user: i64) -> StoreResult<Option<GroupRole>> {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT role FROM group_members WHERE group_id = $1 AND user_id = $2")
+                .bind(group)
+                .bind(user)
+                .fetch_optional(&mut **tx)
+                .await?;
+        Ok(row.map(|r| GroupRole::parse(&r.0)))
+    }
+
+    async fn set_role_in(
+        tx: &mut sqlx::Transaction<'_, DB>,
+        group: i64,
+        user: i64,
+        role: GroupRole,
+    ) -> StoreResult<()> {
+        sqlx::query("UPDATE group_members SET role = $3 WHERE group_id = $1 AND user_id = $2")
+            .bind(group)
+            .bind(user)
+            .bind(role.as_str())
             .execute(&mut **tx)
             .await?;
-        let message: MessageRecord = sqlx::query_as(concat!(
-            "INSERT INTO messages (conversation_id, seq, from_user_id, to_user_id, group_id, kind, body, file_id,
-                                   client_msg_id, created_at, meta)
-             VALUES ($1, $2, $3, NULL, $4, 'system', NULL, NULL, NULL, $5, $6)
-             RETURNING ",
-            message_columns!()
-        ))
-        .bind(conversation.as_str())
-        .bind(seq)
-        .bind(actor)
-        .bind(group)
-        .bind(now)
-        .bind(meta.as_deref())
-        .fetch_one(&mut **tx)
-        .await?;
-        messages.push(message);
+        Ok(())
     }
-    let record: GroupRecord = sqlx::query_as(&format!("SELECT {GROUP_COLUMNS} FROM chat_groups WHERE id = $1"))
+
+    async fn member_ids_in(tx: &mut sqlx::Transaction<'_, DB>, group: i64) -> StoreResult<Vec<i64>> {
+        let rows: Vec<(i64,)> = sqlx::query_as("SELECT user_id FROM group_members WHERE group_id = $1")
+            .bind(group)
+            .fetch_all(&mut **tx)
+            .await?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+
+    async fn member_count_in(tx: &mut sqlx::Transaction<'_, DB>, group: i64) -> StoreResult<i64> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM group_members WHERE group_id = $1")
+            .bind(group)
+            .fetch_one(&mut **tx)
+            .await?;
+        Ok(n)
+    }
+
+    /// Adds members who see messages after `last_seq`; returns those newly added.
+    async fn add_in(
+        tx: &mut sqlx::Transaction<'_, DB>,
+        group: i64,
+        users: &[i64],
+        last_seq: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<i64>> {
+        let conversation = format!("g:{group}");
+        let added: Vec<(i64,)> = sqlx::query_as(&format!(
+            "INSERT INTO group_members (group_id, user_id, role, joined_seq, joined_at)
+             SELECT $2, ids.value, 'member', $3, $4 FROM ({ids}) AS ids WHERE true ON CONFLICT DO NOTHING RETURNING user_id",
+            ids = DB::ID_SET
+        ))
+        .bind(json_ids(users))
         .bind(group)
-        .fetch_one(&mut **tx)
+        .bind(last_seq)
+        .bind(now)
+        .fetch_all(&mut **tx)
         .await?;
-    let recipients = member_ids_in(tx, group).await?;
-    Ok(GroupChanged::Done { group: record, messages, recipients, former })
+        let added: Vec<i64> = added.into_iter().map(|a| a.0).collect();
+        // A returning member sees messages from its re-join on.
+        sqlx::query(&format!(
+            "INSERT INTO user_conversations (user_id, conversation_id, read_seq, visible_from_seq)
+             SELECT ids.value, $2, $3, $3 FROM ({ids}) AS ids WHERE true ON CONFLICT (user_id, conversation_id)
+             DO UPDATE SET read_seq = excluded.read_seq, visible_from_seq = excluded.visible_from_seq",
+            ids = DB::ID_SET
+        ))
+        .bind(json_ids(&added))
+        .bind(conversation.as_str())
+        .bind(last_seq)
+        .execute(&mut **tx)
+        .await?;
+        Ok(added)
+    }
+
+    /// Ends a membership, recording the period it covered (up to `last_seq`).
+    async fn remove_in(tx: &mut sqlx::Transaction<'_, DB>, group: i64, user: i64, last_seq: i64) -> StoreResult<()> {
+        let conversation = format!("g:{group}");
+        let gone: Option<(i64,)> =
+            sqlx::query_as("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2 RETURNING joined_seq")
+                .bind(group)
+                .bind(user)
+                .fetch_optional(&mut **tx)
+                .await?;
+        let Some((joined_seq,)) = gone else { return Ok(()) };
+        sqlx::query(
+            "INSERT INTO group_member_periods (group_id, user_id, from_seq, to_seq) VALUES ($1, $2, $3, $4)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(group)
+        .bind(user)
+        .bind(joined_seq)
+        .bind(last_seq)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query("DELETE FROM user_conversations WHERE user_id = $1 AND conversation_id = $2")
+            .bind(user)
+            .bind(conversation.as_str())
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Appends a change's `system` messages after `last_seq` and reads what the change left: the group and its
+    /// members (the messages' recipients).
+    async fn finish(
+        tx: &mut sqlx::Transaction<'_, DB>,
+        group: i64,
+        actor: i64,
+        last_seq: i64,
+        events: Vec<crate::domain::model::SystemEvent>,
+        former: Vec<i64>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<GroupChanged> {
+        let conversation = format!("g:{group}");
+        let mut messages = Vec::with_capacity(events.len());
+        for (i, event) in events.into_iter().enumerate() {
+            let seq = last_seq + 1 + i as i64;
+            let meta = MessageExtras { system: Some(event), ..Default::default() }.to_meta();
+            sqlx::query("UPDATE conversations SET last_seq = $2, updated_at = $3 WHERE id = $1")
+                .bind(conversation.as_str())
+                .bind(seq)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+            let message: MessageRecord = sqlx::query_as(concat!(
+                "INSERT INTO messages (conversation_id, seq, from_user_id, to_user_id, group_id, kind, body, file_id,
+                                       client_msg_id, created_at, meta)
+                 VALUES ($1, $2, $3, NULL, $4, 'system', NULL, NULL, NULL, $5, $6)
+                 RETURNING ",
+                message_columns!()
+            ))
+            .bind(conversation.as_str())
+            .bind(seq)
+            .bind(actor)
+            .bind(group)
+            .bind(now)
+            .bind(meta.as_deref())
+            .fetch_one(&mut **tx)
+            .await?;
+            messages.push(message);
+        }
+        let record: GroupRecord = sqlx::query_as(&format!("SELECT {GROUP_COLUMNS} FROM chat_groups WHERE id = $1"))
+            .bind(group)
+            .fetch_one(&mut **tx)
+            .await?;
+        let recipients = Self::member_ids_in(tx, group).await?;
+        Ok(GroupChanged::Done { group: record, messages, recipients, former })
+    }
 }

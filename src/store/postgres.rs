@@ -378,9 +378,13 @@ const GROUP_MANY_SQL: &str = concat!(
     ), ok AS (
         SELECT i.*, row_number() OVER (PARTITION BY i.conv ORDER BY i.ord) AS k
         FROM input i
-        WHERE EXISTS (SELECT 1 FROM group_members g JOIN chat_groups cg ON cg.id = g.group_id
-                      WHERE g.group_id = i.group_id AND g.user_id = i.from_id
-                        AND (g.muted_until IS NULL OR g.muted_until <= $7) AND NOT (cg.muted_all AND g.role = 'member'))
+        WHERE EXISTS (SELECT 1 FROM group_members g WHERE g.group_id = i.group_id AND g.user_id = i.from_id)
+          -- Mutes (DESIGN.md §9), each on a partial index that holds only what is muted, so an unmuted group
+          -- costs two probes of empty indexes.
+          AND NOT EXISTS (SELECT 1 FROM group_members g WHERE g.group_id = i.group_id AND g.user_id = i.from_id
+                                                          AND g.muted_until IS NOT NULL AND g.muted_until > $7)
+          AND NOT EXISTS (SELECT 1 FROM chat_groups cg JOIN group_members g ON g.group_id = cg.id
+                          WHERE cg.id = i.group_id AND cg.muted_all AND g.user_id = i.from_id AND g.role = 'member')
           AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.from_user_id = i.from_id AND m.client_msg_id = i.cmid)
     ), counts AS (
         SELECT conv, min(group_id) AS group_id, min(known) AS known, count(*) AS n FROM ok GROUP BY conv

@@ -100,13 +100,20 @@ pub const CLOSE_TOKEN_EXPIRED: u16 = 4401;
 /// Close code of a socket whose token was revoked (a password change): the client must log in again.
 pub const CLOSE_TOKEN_REVOKED: u16 = 4403;
 
+/// Tells presence that a socket of `user_id` opened or closed here, off the socket's path (nothing waits for it:
+/// `hello` goes out at once). Presence reads the hub when it gets to it, so the last change wins whatever the
+/// order the tasks run in.
+fn presence_changed(state: &AppState, user_id: i64) {
+    let (presence, hub) = (state.presence.clone(), state.hub.clone());
+    state.tasks.spawn(async move { presence.changed(user_id, || hub.has_user(user_id)).await });
+}
+
 pub async fn run(state: AppState, principal: Principal, device: String, mut socket: WebSocketStream) {
     let user_id = principal.user_id;
     let mut registration = state.hub.register(user_id, principal.token_version);
     // Live before catching up: anything published from here on reaches the queue, anything before is stored.
     state.bus.subscribe(user_id).await;
-    let hub = state.hub.clone();
-    state.presence.changed(user_id, || hub.has_user(user_id)).await;
+    presence_changed(&state, user_id);
     let mut session = Session {
         state: state.clone(),
         user_id,
@@ -128,8 +135,7 @@ pub async fn run(state: AppState, principal: Principal, device: String, mut sock
     drop(registration);
     if !state.hub.has_user(user_id) {
         state.bus.release(user_id);
-        let hub = state.hub.clone();
-        state.presence.changed(user_id, || hub.has_user(user_id)).await;
+        presence_changed(&state, user_id);
     }
 }
 
