@@ -397,8 +397,13 @@ impl Messaging {
         change: crate::store::SettingsChange,
     ) -> AppResult<Conversation> {
         let access = self.access(user, conversation_id).await?;
+        // A side of a direct conversation not yet written in is made only with a friend (a draft to them);
+        // anyone else's is 404 like any conversation the caller has no side of.
         let create = match access.conversation {
-            ConversationId::Direct { low, high } => Some((low, high)),
+            ConversationId::Direct { low, high } => {
+                let peer = access.conversation.peer_of(user).unwrap_or_default();
+                self.stores.friends.are_friends(user, peer).await?.then_some((low, high))
+            }
             ConversationId::Group(_) => None,
         };
         let row = self

@@ -123,6 +123,12 @@ backend_tests! {
         assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "not_conversation_member"));
         let r = node.put("/api/conversations/x:1/settings", &ta, json!({"muted": true})).await;
         assert!(r.status.is_client_error(), "{}", r.status);
+        // No side of a conversation is made with a stranger, nor with a user that does not exist.
+        let (stranger, _ts) = node.user(&uniq("se")).await;
+        for other in [stranger, stranger + 1_000_000] {
+            let r = node.put(&format!("/api/conversations/{}/settings", direct(a, other)), &ta, json!({"draft": "x"})).await;
+            assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "conversation_not_found"), "{}", r.body);
+        }
 
         // A draft for a friend never written to yet makes the conversation appear (as WeChat keeps drafts).
         let (d, td) = node.user(&uniq("sd")).await;
