@@ -427,6 +427,11 @@ impl Groups {
         Ok(self.groups.member(group_id, user).await?.map(|m| GroupRole::parse(&m.role)))
     }
 
+    /// The members of a group with their roles.
+    pub async fn roles(&self, group_id: i64) -> AppResult<Vec<(i64, GroupRole)>> {
+        Ok(self.groups.members(group_id).await?.into_iter().map(|m| (m.user_id, GroupRole::parse(&m.role))).collect())
+    }
+
     /// Member ids of a live group (for events about its conversation).
     pub async fn member_ids(&self, group_id: i64) -> AppResult<Vec<i64>> {
         Ok(self.groups.members(group_id).await?.into_iter().map(|m| m.user_id).collect())

@@ -593,8 +593,11 @@ impl Messaging {
         }
         user_ids.sort_unstable();
         user_ids.dedup();
-        let members = self.groups.member_ids(group).await?;
-        if !members.contains(&from) {
+        // One read of the members with their roles serves every check below.
+        let roles = self.groups.roles(group).await?;
+        let role = roles.iter().find(|m| m.0 == from).map(|m| m.1);
+        let members: Vec<i64> = roles.iter().map(|m| m.0).collect();
+        if role.is_none() {
             // Refused as a send to the group would be (404 for a stranger, 403 for a former member).
             self.groups.check_sender(group, from).await?;
             return Err(AppError::new(ErrorCode::NotGroupMember, "you are not a member of this group"));
@@ -605,7 +608,7 @@ impl Messaging {
                 format!("user {stranger} is not a member of the group"),
             ));
         }
-        if all && !matches!(self.groups.role_of(group, from).await?, Some(GroupRole::Owner | GroupRole::Admin)) {
+        if all && !matches!(role, Some(GroupRole::Owner | GroupRole::Admin)) {
             return Err(AppError::new(ErrorCode::InsufficientRole, "only the owner or an admin may mention everyone"));
         }
         Ok(Some(Mentions { user_ids, all }))
