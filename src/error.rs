@@ -74,8 +74,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | InvalidAnnouncement
         | InvalidRemark
         | InvalidDraft
-        | InvalidInvite
-        | InvalidAvatar => StatusCode::UNPROCESSABLE_ENTITY,
+        | InvalidInvite => StatusCode::UNPROCESSABLE_ENTITY,
         RateLimited | UploadQuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,
         Draining | AtCapacity => StatusCode::SERVICE_UNAVAILABLE,

@@ -115,7 +115,6 @@ pub enum ErrorCode {
     InvalidRemark,
     InvalidDraft,
     InvalidInvite,
-    InvalidAvatar,
     // Slow down.
     RateLimited,
     UploadQuotaExceeded,
@@ -227,7 +226,6 @@ impl ErrorCode {
             InvalidRemark,
             InvalidDraft,
             InvalidInvite,
-            InvalidAvatar,
             RateLimited,
             UploadQuotaExceeded,
             Internal,
@@ -337,7 +335,6 @@ impl ErrorCode {
             InvalidRemark => "invalid_remark",
             InvalidDraft => "invalid_draft",
             InvalidInvite => "invalid_invite",
-            InvalidAvatar => "invalid_avatar",
             RateLimited => "rate_limited",
             UploadQuotaExceeded => "upload_quota_exceeded",
             Internal => "internal",

@@ -29,7 +29,11 @@ pub fn thumbnail(path: &Path) -> Result<Vec<u8>, image::ImageError> {
     let orientation = decoder.orientation()?;
     let mut image = DynamicImage::from_decoder(decoder)?;
     image.apply_orientation(orientation);
-    let square = image.resize_to_fill(AVATAR_SIZE, AVATAR_SIZE, image::imageops::FilterType::Triangle);
+    // The central square first, then the scaling: scaling first (`resize_to_fill`) would blow a 16384×1 image up
+    // to 4,194,304×256 pixels (4 GiB) before cutting it down.
+    let side = image.width().min(image.height());
+    let square = image.crop_imm((image.width() - side) / 2, (image.height() - side) / 2, side, side);
+    let square = square.resize_exact(AVATAR_SIZE, AVATAR_SIZE, image::imageops::FilterType::Triangle);
     let rgba = square.to_rgba8();
     // Transparent parts over white (JPEG has no alpha; dropping it would show whatever colour they hide).
     let flat = RgbImage::from_fn(rgba.width(), rgba.height(), |x, y| {
@@ -58,6 +62,20 @@ mod tests {
         assert_eq!((back.width(), back.height()), (AVATAR_SIZE, AVATAR_SIZE));
         let left = back.to_rgb8().get_pixel(10, 128).0;
         assert!(left.iter().all(|c| *c > 240), "transparent becomes white: {left:?}");
+    }
+
+    /// Found by a hostile run: a 109-byte 10000×1 PNG took 19 s and 2 GiB, scaled before it was cropped.
+    #[test]
+    fn an_image_of_extreme_proportions_is_cropped_before_it_is_scaled() {
+        let dir = tempfile::tempdir().unwrap();
+        for (w, h) in [(16_384, 1), (1, 16_384), (3, 9_000)] {
+            let path = dir.path().join(format!("{w}x{h}.png"));
+            image::GrayImage::from_pixel(w, h, image::Luma([200])).save(&path).unwrap();
+            let started = std::time::Instant::now();
+            let back = image::load_from_memory(&thumbnail(&path).unwrap()).unwrap();
+            assert_eq!((back.width(), back.height()), (AVATAR_SIZE, AVATAR_SIZE));
+            assert!(started.elapsed() < std::time::Duration::from_secs(2), "{w}×{h} took {:?}", started.elapsed());
+        }
     }
 
     #[test]

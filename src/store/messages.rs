@@ -215,17 +215,27 @@ where
         let mut unseen: Vec<i64> = Vec::new();
         let (recipients, to_user_id) = match (target.group_id, conversation.parse::<crate::domain::ConversationId>()) {
             (Some(group), _) => {
-                let members: Vec<(i64, i64)> =
-                    sqlx::query_as("SELECT user_id, joined_seq FROM group_members WHERE group_id = $1")
-                        .bind(group)
-                        .fetch_all(&mut **tx)
-                        .await?;
+                // The members, when they joined, and whether each is the actor and muted now (DESIGN.md §9).
+                let members: Vec<(i64, i64, i64)> = sqlx::query_as(
+                    "SELECT m.user_id, m.joined_seq,
+                            CAST(CASE WHEN m.user_id = $2 AND ((m.muted_until IS NOT NULL AND m.muted_until > $3)
+                                                  OR (g.muted_all AND m.role = 'member')) THEN 1 ELSE 0 END AS BIGINT)
+                     FROM group_members m JOIN chat_groups g ON g.id = m.group_id WHERE m.group_id = $1",
+                )
+                .bind(group)
+                .bind(event.actor)
+                .bind(now)
+                .fetch_all(&mut **tx)
+                .await?;
                 unseen.extend(members.iter().filter(|m| m.1 >= target.seq).map(|m| m.0));
-                let members: Vec<i64> = members.into_iter().map(|m| m.0).collect();
-                if !members.contains(&event.actor) {
+                if !members.iter().any(|m| m.0 == event.actor) {
                     return Err(StoreError::NotMember);
                 }
-                (members, None)
+                // A muted member may take back their words, not say new ones (an edit's text, a reaction).
+                if !matches!(event.action, EventAction::Recall) && members.iter().any(|m| m.2 != 0) {
+                    return Err(StoreError::Muted);
+                }
+                (members.into_iter().map(|m| m.0).collect(), None)
             }
             (None, Ok(crate::domain::ConversationId::Direct { low, high })) => {
                 let peer = if event.actor == low { high } else { low };
@@ -650,7 +660,8 @@ where
             "SELECT uc.conversation_id, c.kind, c.group_id, c.user_low, c.user_high, c.last_seq, uc.read_seq,
                     uc.visible_from_seq, c.updated_at, uc.muted, uc.pinned, uc.draft, uc.cleared_seq
              FROM user_conversations uc JOIN conversations c ON c.id = uc.conversation_id
-             WHERE uc.user_id = $1 AND (uc.cleared_seq = 0 OR c.last_seq > uc.cleared_seq OR uc.draft IS NOT NULL)
+             WHERE uc.user_id = $1
+               AND (uc.cleared_seq = 0 OR c.last_seq > uc.cleared_seq OR uc.draft IS NOT NULL OR uc.pinned)
              ORDER BY uc.pinned DESC, c.updated_at DESC, c.id",
         )
         .bind(user)

@@ -105,6 +105,9 @@ backend_tests! {
         let path = |s: &str| format!("/api/groups/{gid}{s}");
         node.put(&path(&format!("/members/{}/role", admin.0)), &owner.1, json!({"role": "admin"})).await;
 
+        let first = send(&node, &m1.1, gid, "before the mute").await;
+        assert_eq!(first.status, StatusCode::CREATED);
+        let spoke_before = first.body["id"].as_i64().unwrap();
         let until = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
         let r = node.put(&path(&format!("/members/{}/mute", m1.0)), &admin.1, json!({"until": until.to_rfc3339()})).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
@@ -112,6 +115,15 @@ backend_tests! {
         assert!(muted["muted_until"].is_string());
         let r = send(&node, &m1.1, gid, "let me speak").await;
         assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "muted"), "{}", r.body);
+        // Nor by an edit of an earlier message or a reaction; taking back one's words is allowed (a hostile run
+        // found edits and reactions passing the mute).
+        let said = &spoke_before;
+        let r = node.put(&format!("/api/messages/{said}"), &m1.1, json!({"text": "new words"})).await;
+        assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "muted"), "{}", r.body);
+        let r = node.put(&format!("/api/messages/{said}/reactions/%F0%9F%91%8D"), &m1.1, json!({})).await;
+        assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "muted"), "{}", r.body);
+        let r = node.post(&format!("/api/messages/{said}/recall"), Some(&m1.1), json!({})).await;
+        assert_eq!(r.status, StatusCode::OK, "a muted member may recall: {}", r.body);
         assert_eq!(send(&node, &m2.1, gid, "others may").await.status, StatusCode::CREATED);
         tokio::time::sleep_until(tokio::time::Instant::now() + (until - chrono::Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(100)).await;
         assert_eq!(send(&node, &m1.1, gid, "free again").await.status, StatusCode::CREATED);

@@ -130,7 +130,6 @@ const PINNED: &[(&str, u16)] = &[
     ("invalid_remark", 422),
     ("invalid_draft", 422),
     ("invalid_invite", 422),
-    ("invalid_avatar", 422),
     ("rate_limited", 429),
     ("upload_quota_exceeded", 429),
     ("internal", 500),

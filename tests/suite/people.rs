@@ -161,6 +161,12 @@ backend_tests! {
         // The other side keeps everything.
         let h = node.get(&format!("/api/messages/history?conversation_id={id}"), &tb).await;
         assert_eq!(h.body["messages"].as_array().unwrap().len(), 3);
+        // Pinning a cleared conversation shows it again (empty); unpinning hides it until a message comes.
+        let r = node.put(&format!("/api/conversations/{id}/settings"), &ta, json!({"pinned": true})).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(conversation(&node, &ta, &id).await.expect("pinned shows")["unread_count"], 0);
+        node.put(&format!("/api/conversations/{id}/settings"), &ta, json!({"pinned": false})).await;
+        assert!(conversation(&node, &ta, &id).await.is_none());
         // The next message brings it back, with only itself unread.
         node.send_text(&tb, a, "again").await;
         let conv = conversation(&node, &ta, &id).await.expect("back with the next message");

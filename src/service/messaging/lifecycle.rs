@@ -276,9 +276,9 @@ impl Messaging {
             Err(StoreError::NotFriends) => {
                 return Err(AppError::new(ErrorCode::NotFriends, "you can only message your friends"))
             }
-            Err(StoreError::NotMember) => {
+            Err(StoreError::NotMember | StoreError::Muted) => {
                 if let Some(g) = group {
-                    self.groups.check_sender(g, user).await?;
+                    return Err(self.groups.sending_refusal(g, user).await);
                 }
                 return Err(AppError::new(ErrorCode::NotGroupMember, "you are not a member of this group"));
             }
