@@ -195,9 +195,8 @@ impl MessagesApi {
         conversation_id: Path<Str<fields::ConversationId>>,
         body: Json<SettingsBody>,
     ) -> Result<Json<Conversation>, AppError> {
-        let draft = body.draft.as_deref().map(crate::domain::text::draft).transpose()?;
-        let change = crate::store::SettingsChange { muted: body.muted, pinned: body.pinned, draft };
-        Ok(Json(state.messaging.update_settings(auth.user_id(), &conversation_id.0, change).await?))
+        let (muted, pinned, draft) = (body.muted, body.pinned, body.draft.as_deref());
+        Ok(Json(state.messaging.update_settings(auth.user_id(), &conversation_id.0, muted, pinned, draft).await?))
     }
 
     /// Clear a conversation for the caller: its history up to now is hidden on all their devices (which get

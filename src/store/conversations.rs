@@ -25,6 +25,7 @@ where
     for<'q> &'q str: Param<'q, DB>,
     for<'q> Option<&'q str>: Param<'q, DB>,
     UserConversationRecord: for<'r> FromRow<'r, DB::Row>,
+    (i64,): for<'r> FromRow<'r, DB::Row>,
 {
     async fn update_settings(
         &self,
@@ -78,19 +79,20 @@ where
         Ok(side)
     }
 
-    async fn clear(&self, user: i64, conversation_id: &str) -> StoreResult<bool> {
-        let done = sqlx::query(
+    async fn clear(&self, user: i64, conversation_id: &str) -> StoreResult<Option<i64>> {
+        let row: Option<(i64,)> = sqlx::query_as(
             "UPDATE user_conversations SET
                     visible_from_seq = (SELECT last_seq FROM conversations WHERE id = $2),
                     read_seq = (SELECT last_seq FROM conversations WHERE id = $2),
                     cleared_seq = (SELECT last_seq FROM conversations WHERE id = $2),
                     draft = NULL
-             WHERE user_id = $1 AND conversation_id = $2",
+             WHERE user_id = $1 AND conversation_id = $2
+             RETURNING cleared_seq",
         )
         .bind(user)
         .bind(conversation_id)
-        .execute(self.writer())
+        .fetch_optional(self.writer())
         .await?;
-        Ok(DB::rows_affected(&done) > 0)
+        Ok(row.map(|r| r.0))
     }
 }

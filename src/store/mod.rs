@@ -539,9 +539,9 @@ pub trait ConversationStore: Send + Sync {
         create_direct: Option<(i64, i64)>,
     ) -> StoreResult<Option<UserConversationRecord>>;
     /// Clears the conversation for the user up to its last seq: what came before is no longer theirs to see,
-    /// counts as read, and the conversation leaves their list until the next message. False when they have no
-    /// side of it.
-    async fn clear(&self, user: i64, conversation_id: &str) -> StoreResult<bool>;
+    /// counts as read, and the conversation leaves their list until the next message. Returns the seq it was
+    /// cleared to; none when they have no side of it.
+    async fn clear(&self, user: i64, conversation_id: &str) -> StoreResult<Option<i64>>;
 }
 
 /// Messages, conversations and cursors.
