@@ -278,8 +278,22 @@ fn build_services(
         shutdown.clone(),
     );
     let windows = Windows { recall: config.recall_window, edit: config.edit_window };
-    let messaging =
-        Messaging::new(stores.clone(), groups.clone(), events, inbox, metrics.clone(), limits.clone(), windows);
+    let receipts = crate::service::receipts::ReadReceipts::new(
+        events.clone(),
+        crate::service::receipts::DEBOUNCE,
+        tasks.clone(),
+        shutdown.clone(),
+    );
+    let messaging = Messaging::new(
+        stores.clone(),
+        groups.clone(),
+        events,
+        inbox,
+        metrics.clone(),
+        limits.clone(),
+        windows,
+        receipts,
+    );
     let socket_capacity = match config.max_connections {
         Some(n) => n as usize,
         None => socket_capacity(),

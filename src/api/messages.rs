@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::auth::BearerAuth;
 use super::dto::{EditBody, ForwardBody, ReadBody};
 use super::ApiTags;
-use crate::domain::model::{Conversation, HistoryPage, Message, SendMessage};
+use crate::domain::model::{Conversation, HistoryPage, Message, MessageReaders, SearchPage, SendMessage};
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -77,6 +77,45 @@ impl MessagesApi {
         let (before, after, limit) = (before_seq.0.map(|v| v.0), after_seq.0.map(|v| v.0), limit.0.map(|v| v.0));
         let page = state.messaging.history(auth.user_id(), &conversation_id, before, after, limit).await?;
         Ok(Json(page))
+    }
+
+    /// Search the caller's messages (DESIGN.md §10), newest first. Chinese, Japanese and Korean text matches
+    /// without spaces (two or more such characters match where they stand in that order, one matches any
+    /// message holding it); other words match case-insensitively, the last one also as a prefix; emoji match
+    /// themselves; `%` and `_` are plain characters. Only what the caller can see: their side of each
+    /// conversation from when they joined it, never recalled messages or ones they deleted for themselves.
+    #[oai(path = "/api/messages/search", method = "get", operation_id = "searchMessages")]
+    async fn search(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// 1–100 characters.
+        q: Query<Str<fields::MessageQuery>>,
+        /// Only this conversation.
+        conversation_id: Query<Option<Str<fields::ConversationId>>>,
+        /// 1–50, default 20.
+        limit: Query<Option<Int<1, 50>>>,
+        /// Only messages older than this one (the last result's id of the previous page).
+        before_id: Query<Option<Int<1, { i64::MAX }>>>,
+    ) -> Result<Json<SearchPage>, AppError> {
+        let conversation = conversation_id.0.as_ref().map(|c| c.as_str());
+        let page = state
+            .messaging
+            .search(auth.user_id(), &q, conversation, limit.0.map(|v| v.0), before_id.0.map(|v| v.0))
+            .await?;
+        Ok(Json(page))
+    }
+
+    /// Who has read a message and who has not yet (DESIGN.md §10): the conversation's parties but its sender,
+    /// without members who joined after it. For a client's "3 unread" under a group message.
+    #[oai(path = "/api/messages/:messageId/readers", method = "get", operation_id = "messageReaders")]
+    async fn readers(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        #[oai(name = "messageId")] message_id: Path<i64>,
+    ) -> Result<Json<MessageReaders>, AppError> {
+        Ok(Json(state.messaging.readers(auth.user_id(), message_id.0).await?))
     }
 
     /// Mark a conversation read up to `seq`; the other side gets a `read` receipt.

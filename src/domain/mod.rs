@@ -6,6 +6,7 @@ pub mod frame;
 pub mod group;
 pub mod model;
 pub mod schema;
+pub mod search;
 pub mod text;
 mod user;
 

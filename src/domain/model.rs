@@ -521,6 +521,22 @@ pub struct HistoryPage {
     pub has_more: bool,
 }
 
+/// A page of search results (DESIGN.md §10), newest first.
+#[derive(Debug, Clone, Object, Serialize, Deserialize)]
+pub struct SearchPage {
+    pub results: Vec<Message>,
+    /// Older matches lie beyond this page: ask again with `before_id` set to the last result's id.
+    pub has_more: bool,
+}
+
+/// Who has read a message and who has not yet (DESIGN.md §10 "readers"): the conversation's current parties
+/// other than its sender who could see it (a member who joined after it is in neither list), by user id.
+#[derive(Debug, Clone, Object, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MessageReaders {
+    pub read: Vec<i64>,
+    pub unread: Vec<i64>,
+}
+
 #[derive(Debug, Clone, Copy, Enum, Serialize, Deserialize, PartialEq, Eq)]
 #[oai(rename_all = "lowercase")]
 #[serde(rename_all = "lowercase")]

@@ -308,6 +308,17 @@ pub mod fields {
         }
     }
 
+    /// A message search (`crate::domain::search::message_query`): 1–100 characters without control characters,
+    /// something visible.
+    pub struct MessageQuery;
+    impl StrRule for MessageQuery {
+        const MIN_LENGTH: Option<usize> = Some(1);
+        const MAX_LENGTH: Option<usize> = Some(crate::domain::search::MAX_QUERY_CHARS);
+        fn pattern() -> Option<String> {
+            Some(visible_without(CONTROLS))
+        }
+    }
+
     /// A group announcement (`crate::domain::text::announcement`): up to 2,000 characters, no controls but tab
     /// and line breaks; empty clears it.
     pub struct Announcement;
@@ -474,6 +485,9 @@ mod tests {
             ClientMsgId::parse(s).is_ok()
         });
         assert_agrees::<fields::UserQuery>("user query", 32, |s| crate::domain::user_query(s).is_ok());
+        assert_agrees::<fields::MessageQuery>("message query", crate::domain::search::MAX_QUERY_CHARS, |s| {
+            crate::domain::search::message_query(s).is_ok()
+        });
         assert_agrees::<fields::Announcement>("announcement", text::MAX_ANNOUNCEMENT, |s| {
             text::announcement(s).is_ok()
         });

@@ -3,9 +3,11 @@
 //! changes a message (recall, edit, reactions, delete for me) is in [`lifecycle`].
 
 mod lifecycle;
+mod search;
 mod settings;
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use std::collections::HashMap;
 
@@ -24,6 +26,7 @@ use crate::service::events::Events;
 use crate::service::groups::Groups;
 use crate::service::media::Media;
 use crate::service::ratelimit::RateLimits;
+use crate::service::receipts::ReadReceipts;
 use crate::service::views;
 use crate::store::{MessageRecord, NewMessage, StoreError, Stores, UserConversationRecord};
 
@@ -31,6 +34,13 @@ use crate::store::{MessageRecord, NewMessage, StoreError, Stores, UserConversati
 pub const MAX_PAGE: i64 = 100;
 /// History page size when none is asked for.
 pub const DEFAULT_PAGE: i64 = 50;
+
+/// Least time between two `typing` frames of one user in one conversation (on one node): a client sends one per
+/// keystroke burst, and the other party's indicator lasts longer than this.
+pub const TYPING_INTERVAL: Duration = Duration::from_secs(3);
+
+/// Typing gates kept before the expired ones are swept: typing users of a few seconds, far below it.
+const TYPING_GATES: usize = 10_000;
 
 /// Most users one message may mention.
 pub const MAX_MENTIONS: usize = 100;
@@ -63,9 +73,14 @@ pub struct Messaging {
     metrics: Metrics,
     limits: RateLimits,
     windows: Windows,
+    receipts: ReadReceipts,
+    /// When each (user, conversation) last had a `typing` frame sent, for [`TYPING_INTERVAL`].
+    typing: Arc<Mutex<HashMap<(i64, String), Instant>>>,
 }
 
 impl Messaging {
+    /// Wires the service to its peers (one argument per collaborator, all made once at startup).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         stores: Stores,
         groups: Groups,
@@ -74,8 +89,9 @@ impl Messaging {
         metrics: Metrics,
         limits: RateLimits,
         windows: Windows,
+        receipts: ReadReceipts,
     ) -> Self {
-        Self { stores, groups, events, inbox, metrics, limits, windows }
+        Self { stores, groups, events, inbox, metrics, limits, windows, receipts, typing: Arc::default() }
     }
 
     pub fn events(&self) -> &Events {
@@ -287,9 +303,17 @@ impl Messaging {
                 status: ReceiptStatus::Read,
                 seq,
             };
-            let mut to = self.others(user, &access.conversation).await;
-            to.push(user);
-            self.events.publish(&to, &receipt).await;
+            if access.conversation.is_group() {
+                // The reader's devices now; the senders of what the read covers, batched (not every member).
+                self.events.publish(&[user], &receipt).await;
+                let after = access.read_seq.max(access.visible_from);
+                let senders = self.stores.conversations.senders_between(conversation_id, user, after, seq).await?;
+                self.receipts.read(conversation_id, user, seq, &senders);
+            } else {
+                let mut to = self.others(user, &access.conversation).await;
+                to.push(user);
+                self.events.publish(&to, &receipt).await;
+            }
         }
         Ok(())
     }
@@ -316,9 +340,33 @@ impl Messaging {
             }
         }
         self.limits.check_send(user)?;
+        if !self.typing_due(user, conversation_id) {
+            return Ok(());
+        }
         let frame = ServerFrame::Typing { conversation_id: conversation_id.to_string(), user_id: user };
         self.events.publish(&self.others(user, &access.conversation).await, &frame).await;
         Ok(())
+    }
+
+    /// Whether a `typing` frame of `user` in the conversation may go out now (none in the last
+    /// [`TYPING_INTERVAL`]); records it when so.
+    fn typing_due(&self, user: i64, conversation_id: &str) -> bool {
+        let now = Instant::now();
+        let mut gates = self.typing.lock().unwrap_or_else(|e| e.into_inner());
+        if gates.len() >= TYPING_GATES {
+            gates.retain(|_, at| now.duration_since(*at) < TYPING_INTERVAL);
+        }
+        match gates.get_mut(&(user, conversation_id.to_owned())) {
+            Some(at) if now.duration_since(*at) < TYPING_INTERVAL => false,
+            Some(at) => {
+                *at = now;
+                true
+            }
+            None => {
+                gates.insert((user, conversation_id.to_owned()), now);
+                true
+            }
+        }
     }
 
     /// The users other than `user` whom events about the conversation concern.

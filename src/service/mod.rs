@@ -10,4 +10,5 @@ pub mod media;
 pub mod messaging;
 pub mod presence;
 pub mod ratelimit;
+pub mod receipts;
 pub mod views;

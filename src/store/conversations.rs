@@ -26,6 +26,7 @@ where
     for<'q> Option<&'q str>: Param<'q, DB>,
     UserConversationRecord: for<'r> FromRow<'r, DB::Row>,
     (i64,): for<'r> FromRow<'r, DB::Row>,
+    (i64, i64, i64): for<'r> FromRow<'r, DB::Row>,
 {
     async fn update_settings(
         &self,
@@ -94,5 +95,38 @@ where
         .fetch_optional(self.writer())
         .await?;
         Ok(row.map(|r| r.0))
+    }
+
+    async fn read_cursors(&self, conversation_id: &str) -> StoreResult<Vec<(i64, i64, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT uc.user_id, uc.read_seq, COALESCE(gm.joined_seq, 0)
+             FROM user_conversations uc JOIN conversations c ON c.id = uc.conversation_id
+             LEFT JOIN group_members gm ON gm.group_id = c.group_id AND gm.user_id = uc.user_id
+             WHERE uc.conversation_id = $1 ORDER BY uc.user_id",
+        )
+        .bind(conversation_id)
+        .fetch_all(self.reader())
+        .await?)
+    }
+
+    async fn senders_between(
+        &self,
+        conversation_id: &str,
+        reader: i64,
+        after: i64,
+        until: i64,
+    ) -> StoreResult<Vec<i64>> {
+        let rows: Vec<(i64,)> = sqlx::query_as(
+            "SELECT DISTINCT from_user_id FROM messages
+             WHERE conversation_id = $1 AND seq > $2 AND seq <= $3 AND from_user_id <> $4
+               AND kind IN ('text', 'image', 'video', 'voice', 'file', 'merged')",
+        )
+        .bind(conversation_id)
+        .bind(after)
+        .bind(until)
+        .bind(reader)
+        .fetch_all(self.reader())
+        .await?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
     }
 }

@@ -17,17 +17,56 @@ pub trait Dialect: Database {
     /// Like [`Dialect::ID_SET`] for a JSON array of strings.
     const TEXT_SET: &'static str;
 
+    /// Stores a message's search tokens ([`crate::domain::search::index_tokens`]): `$1` the message id, `$2` the
+    /// tokens, `$3` the text they came from (the backfill's guard against a concurrent edit). The message must
+    /// have no tokens stored ([`Dialect::SEARCH_UNINDEX`] first when it may).
+    const SEARCH_INDEX: &'static str;
+    /// Removes message `$1` from the search index (a recall, an edit before its new text is indexed).
+    const SEARCH_UNINDEX: &'static str;
+    /// The search query's row source: the index joined to `messages m`.
+    const SEARCH_FROM: &'static str;
+    /// The condition that the tokens match `$2` (a string made by [`Dialect::search_expression`]).
+    const SEARCH_MATCH: &'static str;
+    /// The matched message's id as the index sees it (ordering and paging on it lets the index walk newest first).
+    const SEARCH_ID: &'static str;
+
     /// Rows a statement changed.
     fn rows_affected(result: &Self::QueryResult) -> u64;
+
+    /// The backend's text for "every term matches" (FTS5 query syntax, or a `tsquery` literal). Tokens hold no
+    /// quote, backslash or space (see `domain::search`); quotes are escaped all the same.
+    fn search_expression(query: &crate::domain::search::SearchQuery) -> String;
 }
 
 impl Dialect for sqlx::Postgres {
     const BACKEND: &'static str = "postgres";
     const ID_SET: &'static str = "SELECT value::bigint FROM jsonb_array_elements_text($1::jsonb)";
     const TEXT_SET: &'static str = "SELECT value FROM jsonb_array_elements_text($1::jsonb)";
+    const SEARCH_INDEX: &'static str = "UPDATE messages SET search = array_to_tsvector(string_to_array($2, ' '))
+                                        WHERE id = $1 AND body = $3 AND recalled_at IS NULL";
+    const SEARCH_UNINDEX: &'static str = "UPDATE messages SET search = NULL WHERE id = $1 AND search IS NOT NULL";
+    const SEARCH_FROM: &'static str = "messages m";
+    const SEARCH_MATCH: &'static str = "m.search @@ $2::tsquery";
+    const SEARCH_ID: &'static str = "m.id";
 
     fn rows_affected(result: &Self::QueryResult) -> u64 {
         result.rows_affected()
+    }
+
+    fn search_expression(query: &crate::domain::search::SearchQuery) -> String {
+        let terms: Vec<String> = query
+            .terms
+            .iter()
+            .map(|t| {
+                let quoted = t.text.replace('\\', "\\\\").replace('\'', "''");
+                if t.prefix {
+                    format!("'{quoted}':*")
+                } else {
+                    format!("'{quoted}'")
+                }
+            })
+            .collect();
+        terms.join(" & ")
     }
 }
 
@@ -35,9 +74,32 @@ impl Dialect for sqlx::Sqlite {
     const BACKEND: &'static str = "sqlite";
     const ID_SET: &'static str = "SELECT value FROM json_each($1)";
     const TEXT_SET: &'static str = "SELECT value FROM json_each($1)";
+    const SEARCH_INDEX: &'static str = "INSERT INTO message_search (rowid, tokens) SELECT $1, $2
+                                        WHERE EXISTS (SELECT 1 FROM messages WHERE id = $1 AND body = $3
+                                                                                AND recalled_at IS NULL)";
+    const SEARCH_UNINDEX: &'static str = "DELETE FROM message_search WHERE rowid = $1";
+    const SEARCH_FROM: &'static str = "message_search s JOIN messages m ON m.id = s.rowid";
+    const SEARCH_MATCH: &'static str = "message_search MATCH $2";
+    const SEARCH_ID: &'static str = "s.rowid";
 
     fn rows_affected(result: &Self::QueryResult) -> u64 {
         result.rows_affected()
+    }
+
+    fn search_expression(query: &crate::domain::search::SearchQuery) -> String {
+        let terms: Vec<String> = query
+            .terms
+            .iter()
+            .map(|t| {
+                let quoted = t.text.replace('"', "\"\"");
+                if t.prefix {
+                    format!("\"{quoted}\"*")
+                } else {
+                    format!("\"{quoted}\"")
+                }
+            })
+            .collect();
+        terms.join(" AND ")
     }
 }
 

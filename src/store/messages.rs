@@ -156,6 +156,7 @@ where
         .fetch_one(&mut **tx)
         .await
         .map_err(StoreError::classify)?;
+        Self::index_in(tx, msg.id, new.kind, new.body.as_deref()).await?;
         for &file_id in &new.item_files {
             sqlx::query("INSERT INTO message_files (message_id, file_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
                 .bind(msg.id)
@@ -278,6 +279,7 @@ where
                 .bind(event.actor)
                 .execute(&mut **tx)
                 .await?;
+                Self::unindex_in(tx, target.id).await?;
                 sqlx::query("UPDATE messages SET body = NULL WHERE target_id = $1 AND kind = 'edit'")
                     .bind(target.id)
                     .execute(&mut **tx)
@@ -299,6 +301,9 @@ where
                     .bind(now)
                     .execute(&mut **tx)
                     .await?;
+                // Only text messages are edited (the service checks), and their new text is what search finds.
+                Self::unindex_in(tx, target.id).await?;
+                Self::index_in(tx, target.id, "text", Some(text.as_str())).await?;
                 body = Some(text.as_str());
             }
             EventAction::React { emoji, add, max_distinct } => {

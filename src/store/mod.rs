@@ -8,6 +8,7 @@ mod friends;
 mod groups;
 mod messages;
 mod postgres;
+mod search;
 mod sql;
 mod sqlite;
 mod users;
@@ -542,6 +543,18 @@ pub trait ConversationStore: Send + Sync {
     /// counts as read, and the conversation leaves their list until the next message. Returns the seq it was
     /// cleared to; none when they have no side of it.
     async fn clear(&self, user: i64, conversation_id: &str) -> StoreResult<Option<i64>>;
+    /// Every side of the conversation as `(user_id, read_seq, joined_seq)`, in user id order: for a group, its
+    /// current members and the seq their membership began after (0 in a direct conversation).
+    async fn read_cursors(&self, conversation_id: &str) -> StoreResult<Vec<(i64, i64, i64)>>;
+    /// The distinct senders of the content messages with `seq` in `(after, until]` of the conversation (those a
+    /// read up to `until` covers), other than `reader`.
+    async fn senders_between(
+        &self,
+        conversation_id: &str,
+        reader: i64,
+        after: i64,
+        until: i64,
+    ) -> StoreResult<Vec<i64>>;
 }
 
 /// Messages, conversations and cursors.
@@ -612,6 +625,23 @@ pub trait MessageStore: Send + Sync {
     async fn unread(&self, user: i64) -> StoreResult<Vec<(String, i64, i64)>>;
 }
 
+/// Message search (DESIGN.md §10).
+#[async_trait]
+pub trait SearchStore: Send + Sync {
+    /// Content messages `viewer` can see (their side of the conversation from `visible_from_seq`, not recalled,
+    /// not hidden by them) matching every term of `query` and holding each of its CJK runs, with `id <
+    /// before_id`, newest first, at most `limit`; only in `conversation_id` when given. An empty query finds
+    /// nothing.
+    async fn search(
+        &self,
+        viewer: i64,
+        query: &crate::domain::search::SearchQuery,
+        conversation_id: Option<&str>,
+        before_id: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<MessageRecord>>;
+}
+
 /// Reachability of the database, for `/readyz`.
 #[async_trait]
 pub trait StoreHealth: Send + Sync {
@@ -628,6 +658,7 @@ pub struct Stores {
     pub groups: Arc<dyn GroupStore>,
     pub conversations: Arc<dyn ConversationStore>,
     pub files: Arc<dyn FileStore>,
+    pub search: Arc<dyn SearchStore>,
     pub health: Arc<dyn StoreHealth>,
     /// The background writers (group commit, delivered cursors) behind `messages`.
     writers: batch::Writers,
@@ -638,7 +669,7 @@ impl Stores {
     /// same store behind its batching writers).
     fn assemble<S>(store: Arc<S>, messages: Arc<dyn MessageStore>, writers: batch::Writers) -> Self
     where
-        S: UserStore + FriendStore + GroupStore + ConversationStore + FileStore + StoreHealth + 'static,
+        S: UserStore + FriendStore + GroupStore + ConversationStore + FileStore + SearchStore + StoreHealth + 'static,
     {
         Stores {
             users: store.clone(),
@@ -647,6 +678,7 @@ impl Stores {
             groups: store.clone(),
             conversations: store.clone(),
             files: store.clone(),
+            search: store.clone(),
             health: store,
             writers,
         }

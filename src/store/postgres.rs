@@ -61,6 +61,10 @@ pub(super) async fn open(url: &str, pool_size: u32, metrics: &Metrics) -> anyhow
         .await?;
     sqlx::migrate!("./migrations/postgres").run(&pool).await?;
     let store = Arc::new(SqlStore::<Postgres>::new(pool.clone(), pool.clone()));
+    let backfilled = store.backfill_search().await?;
+    if backfilled > 0 {
+        tracing::info!(messages = backfilled, "indexed the messages stored before search existed");
+    }
     let writers = Writers::default();
     let sends = PgSendWriter {
         store: store.clone(),
@@ -133,7 +137,7 @@ macro_rules! senders_cte {
 /// allocation (so a refused send allocates nothing), then the message and both parties' conversation rows. The
 /// sender has read up to their own message; the recipient's row is only created if missing (an update that
 /// changes nothing still writes a row version). Parameters: conversation, from, to, low, high, kind, body,
-/// client_msg_id, now.
+/// client_msg_id, now, search tokens (`store::search::tokens_of`).
 const DIRECT_SQL: &str = concat!(
     "WITH ok AS (
         SELECT 1 FROM friendships WHERE user_id = $2 AND friend_id = $3
@@ -145,8 +149,9 @@ const DIRECT_SQL: &str = concat!(
         RETURNING last_seq
     ), msg AS (
         INSERT INTO messages (conversation_id, seq, from_user_id, to_user_id, group_id, kind, body, file_id,
-                              client_msg_id, created_at)
-        SELECT $1, last_seq, $2, $3, NULL, $6, $7, NULL, $8, $9 FROM conv
+                              client_msg_id, created_at, search)
+        SELECT $1, last_seq, $2, $3, NULL, $6, $7, NULL, $8, $9, array_to_tsvector(string_to_array($10, ' '))
+        FROM conv
         RETURNING ",
     super::sql::message_columns!(),
     "
@@ -320,6 +325,7 @@ async fn insert_group_many(
         .bind(&cmid)
         .bind(super::now())
         .bind(&known)
+        .bind(batch.iter().map(|m| super::search::tokens_of(m.kind, m.body.as_deref())).collect::<Vec<_>>())
         .fetch_all(&mut *tx)
         .await
         .map_err(StoreError::classify)?;
@@ -370,11 +376,12 @@ async fn insert_group_many(
 /// per message, the version of the member list the caller holds (-1 for none), and when it equals the group's
 /// version `members` is NULL. Two messages in one batch with one client_msg_id make the unique index refuse the
 /// whole statement. Parameters: arrays conversation, group, from, kind, body, client_msg_id, then now, then the
-/// array known.
+/// arrays known and search tokens.
 const GROUP_MANY_SQL: &str = concat!(
     "WITH input AS (
-        SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[], $8::int8[])
-               WITH ORDINALITY AS t(conv, group_id, from_id, kind, body, cmid, known, ord)
+        SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[], $8::int8[],
+                             $9::text[])
+               WITH ORDINALITY AS t(conv, group_id, from_id, kind, body, cmid, known, tok, ord)
     ), ok AS (
         SELECT i.*, row_number() OVER (PARTITION BY i.conv ORDER BY i.ord) AS k
         FROM input i
@@ -396,8 +403,10 @@ const GROUP_MANY_SQL: &str = concat!(
     planned_cte!(),
     ", msg AS (
         INSERT INTO messages (conversation_id, seq, from_user_id, to_user_id, group_id, kind, body, file_id,
-                              client_msg_id, created_at)
-        SELECT conv, seq, from_id, NULL, group_id, kind, body, NULL, cmid, $7 FROM planned ORDER BY ord
+                              client_msg_id, created_at, search)
+        SELECT conv, seq, from_id, NULL, group_id, kind, body, NULL, cmid, $7,
+               array_to_tsvector(string_to_array(tok, ' '))
+        FROM planned ORDER BY ord
         RETURNING ",
     super::sql::message_columns!(),
     "
@@ -452,6 +461,7 @@ async fn insert_direct_many(pool: &PgPool, batch: &[NewMessage]) -> StoreResult<
         .bind(&body)
         .bind(&cmid)
         .bind(super::now())
+        .bind(batch.iter().map(|m| super::search::tokens_of(m.kind, m.body.as_deref())).collect::<Vec<_>>())
         .fetch_all(pool)
         .await
         .map_err(StoreError::classify)?;
@@ -481,8 +491,8 @@ async fn insert_direct_many(pool: &PgPool, batch: &[NewMessage]) -> StoreResult<
 const DIRECT_MANY_SQL: &str = concat!(
     "WITH input AS (
         SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::text[], $7::text[],
-                             $8::text[])
-               WITH ORDINALITY AS t(conv, from_id, to_id, low, high, kind, body, cmid, ord)
+                             $8::text[], $10::text[])
+               WITH ORDINALITY AS t(conv, from_id, to_id, low, high, kind, body, cmid, tok, ord)
     ), ok AS (
         SELECT i.*, row_number() OVER (PARTITION BY i.conv ORDER BY i.ord) AS k
         FROM input i
@@ -499,8 +509,9 @@ const DIRECT_MANY_SQL: &str = concat!(
     planned_cte!(),
     ", msg AS (
         INSERT INTO messages (conversation_id, seq, from_user_id, to_user_id, group_id, kind, body, file_id,
-                              client_msg_id, created_at)
-        SELECT conv, seq, from_id, to_id, NULL, kind, body, NULL, cmid, $9 FROM planned ORDER BY ord
+                              client_msg_id, created_at, search)
+        SELECT conv, seq, from_id, to_id, NULL, kind, body, NULL, cmid, $9, array_to_tsvector(string_to_array(tok, ' '))
+        FROM planned ORDER BY ord
         RETURNING ",
     super::sql::message_columns!(),
     "
@@ -533,6 +544,7 @@ async fn insert_direct(pool: &PgPool, new: &NewMessage) -> Outcome {
         .bind(new.body.as_deref())
         .bind(new.client_msg_id.as_deref())
         .bind(super::now())
+        .bind(super::search::tokens_of(new.kind, new.body.as_deref()))
         .fetch_optional(pool)
         .await
         .map_err(StoreError::classify)?;

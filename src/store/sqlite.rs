@@ -50,6 +50,10 @@ pub(super) async fn open(url: &str, _metrics: &Metrics) -> anyhow::Result<Stores
         .connect_with(opts.read_only(true))
         .await?;
     let store = Arc::new(SqlStore::<Sqlite>::new(writer, reader));
+    let backfilled = store.backfill_search().await?;
+    if backfilled > 0 {
+        tracing::info!(messages = backfilled, "indexed the messages stored before search existed");
+    }
     let writers = Writers::default();
     // One committer: SQLite has one writer anyway; batching is what turns many sends into one fsync.
     let batcher = Batcher::spawn(store.as_ref().clone(), 1, &writers);

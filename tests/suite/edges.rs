@@ -48,6 +48,7 @@ backend_tests! {
             (Method::POST, "/api/groups".into(), Some(&ta), json!({"name": "\u{200B} "}), "invalid_group_name"),
             (Method::GET, format!("/api/messages/history?conversation_id=d%3A{a}%00%3A{b}"), Some(&ta), Value::Null, "invalid_conversation_id"),
             (Method::GET, "/api/users/search?q=a%00b".into(), Some(&ta), Value::Null, "invalid_query"),
+            (Method::GET, "/api/messages/search?q=a%00b".into(), Some(&ta), Value::Null, "invalid_query"),
         ];
         for (method, path, token, body, code) in cases {
             let body = (!body.is_null()).then_some(body);

@@ -18,4 +18,6 @@ mod messaging;
 mod openapi_spec;
 mod operations;
 mod people;
+mod receipts;
+mod search;
 mod store_conformance;

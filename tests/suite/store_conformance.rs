@@ -50,6 +50,21 @@ fn msg(conv: ConversationId, from: i64, to: Option<i64>, cid: Option<&str>) -> N
     }
 }
 
+/// Runs one statement on the test's database outside the stores; the first column of its first row, if any.
+async fn raw(env: &TestEnv, sql: &str) -> i64 {
+    if env.is_cluster() {
+        let pool = sqlx::PgPool::connect(&env.database_url).await.unwrap();
+        let row: Option<(i64,)> = sqlx::query_as(sql).fetch_optional(&pool).await.unwrap();
+        pool.close().await;
+        row.map_or(0, |r| r.0)
+    } else {
+        let pool = sqlx::SqlitePool::connect(&env.database_url).await.unwrap();
+        let row: Option<(i64,)> = sqlx::query_as(sql).fetch_optional(&pool).await.unwrap();
+        pool.close().await;
+        row.map_or(0, |r| r.0)
+    }
+}
+
 backend_tests! {
     async fn friendships_are_symmetric_and_requests_settle_both_ways(backend) {
         let env = TestEnv::new(backend).await;
@@ -516,6 +531,39 @@ backend_tests! {
         assert_eq!(names(s.users.search_users("z_", 10).await.unwrap()), ["z_ed"], "`_` is not a wildcard");
         assert_eq!(s.users.search_users("zed", 2).await.unwrap().len(), 2, "the limit holds");
         assert!(s.users.search_users("nomatch", 10).await.unwrap().is_empty());
+    }
+
+    async fn messages_stored_before_the_search_index_are_indexed_when_the_store_opens(backend) {
+        let env = TestEnv::new(backend).await;
+        let s = stores(&env).await;
+        let (a, b, _) = three(&s).await;
+        befriend(&s, a, b).await;
+        let conv = ConversationId::direct(a, b);
+        let mut ids = Vec::new();
+        for text in ["今天上海下雨", "Rainy day in Shanghai", "明天晴"] {
+            let m = NewMessage { body: Some(text.into()), ..msg(conv, a, Some(b), None) };
+            ids.push(s.messages.append(m).await.unwrap().message.id);
+        }
+        let query = |q: &str| gochat::domain::search::parse_query(q);
+        let found = |s: Stores, q: &'static str| async move {
+            s.search.search(b, &query(q), None, i64::MAX, 10).await.unwrap().iter().map(|m| m.id).collect::<Vec<_>>()
+        };
+        assert_eq!(found(s.clone(), "上海").await, [ids[0]]);
+        s.close().await;
+
+        // As if these messages predated the index: take them out, and record the range as the migration does.
+        let unindex = if env.is_cluster() { "UPDATE messages SET search = NULL" } else { "DELETE FROM message_search" };
+        raw(&env, unindex).await;
+        raw(&env, "INSERT INTO search_backfill (next_id, last_id) SELECT 1, MAX(id) FROM messages").await;
+
+        let s = stores(&env).await;
+        assert_eq!(found(s.clone(), "上海").await, [ids[0]]);
+        assert_eq!(found(s.clone(), "shanghai").await, [ids[1]]);
+        assert_eq!(found(s.clone(), "明").await, [ids[2]]);
+        assert_eq!(raw(&env, "SELECT COUNT(*) FROM search_backfill").await, 0, "the range is forgotten once indexed");
+        // Opening again indexes nothing twice.
+        let s = stores(&env).await;
+        assert_eq!(found(s.clone(), "上海").await, [ids[0]]);
     }
 
     async fn opening_twice_applies_migrations_once(backend) {

@@ -37,7 +37,7 @@ pub fn parse_emoji(s: &str) -> AppResult<String> {
 impl Messaging {
     /// The message `id` as the caller may see it: 404 `message_not_found` when it does not exist or lies outside
     /// what the caller can see (another conversation, before they joined, deleted for them).
-    async fn visible_message(&self, user: i64, id: i64) -> AppResult<MessageRecord> {
+    pub(super) async fn visible_message(&self, user: i64, id: i64) -> AppResult<MessageRecord> {
         let not_found = || AppError::new(ErrorCode::MessageNotFound, "no such message");
         let message = self.stores.messages.messages_by_ids(&[id]).await?.pop().ok_or_else(not_found)?;
         let access = match self.access(user, &message.conversation_id).await {
