@@ -18,9 +18,19 @@ pub enum ServerFrame {
     Message {
         message: Message,
     },
+    /// What the device missed, oldest first. Without `conversation_id`: the catch-up after `hello` (§4) or the
+    /// tails after a `summary` (§12), `more` while further batches follow. With it: the answer to an on-demand
+    /// `sync {conversation_id, after_seq}`, `more` while the asked range holds further messages.
     Sync {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        conversation_id: Option<String>,
         messages: Vec<Message>,
         more: bool,
+    },
+    /// Summary-first catch-up (`/ws?sync=summary`, DESIGN.md §12): the conversations with something after the
+    /// device's cursors, before their tails.
+    Summary {
+        conversations: Vec<Conversation>,
     },
     Receipt {
         conversation_id: String,
@@ -114,8 +124,15 @@ pub enum ClientFrame {
     Typing {
         conversation_id: String,
     },
-    /// Ask again for anything missed since the last ack.
-    Sync {},
+    /// Without fields: ask again for anything missed since the last ack. With `conversation_id` and `after_seq`:
+    /// one page of that conversation's messages after `after_seq`, up to where this socket's tail of it began
+    /// (summary-first catch-up, DESIGN.md §12) or else up to what the socket was sent.
+    Sync {
+        #[serde(default)]
+        conversation_id: Option<String>,
+        #[serde(default)]
+        after_seq: Option<i64>,
+    },
 }
 
 /// Why a client frame was refused: the `error` frame's code and message.
@@ -153,7 +170,14 @@ mod tests {
     #[test]
     fn client_frames_parse_and_junk_does_not() {
         assert!(matches!(serde_json::from_str(r#"{"type":"ping"}"#), Ok(ClientFrame::Ping {})));
-        assert!(matches!(serde_json::from_str(r#"{"type":"sync","x":1}"#), Ok(ClientFrame::Sync {})));
+        assert!(matches!(
+            serde_json::from_str(r#"{"type":"sync","x":1}"#),
+            Ok(ClientFrame::Sync { conversation_id: None, after_seq: None })
+        ));
+        assert!(matches!(
+            serde_json::from_str(r#"{"type":"sync","conversation_id":"g:3","after_seq":7}"#),
+            Ok(ClientFrame::Sync { conversation_id: Some(_), after_seq: Some(7) })
+        ));
         assert!(matches!(
             serde_json::from_str(r#"{"type":"ack","conversation_id":"d:1:2","seq":4}"#),
             Ok(ClientFrame::Ack { seq: 4, .. })

@@ -2,9 +2,13 @@
 //! delivered cursors with their receipts, the conversation list, typing, and catching a device up. What later
 //! changes a message (recall, edit, reactions, delete for me) is in [`lifecycle`].
 
+mod catchup;
 mod lifecycle;
 mod search;
 mod settings;
+
+pub use catchup::{Page, DEFAULT_TAIL, MAX_TAIL};
+pub use search::{DEFAULT_SEARCH_PAGE, MAX_SEARCH_PAGE};
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -460,7 +464,13 @@ impl Messaging {
     /// given in its current state, so a recalled one's text and file are never served again; what the user
     /// deleted for themselves is left out.
     pub async fn catch_up(&self, user: i64, wants: &[Want], limit: usize) -> AppResult<Vec<Message>> {
+        Ok(self.catch_up_read(user, wants, limit).await?.0)
+    }
+
+    /// As [`Self::catch_up`], with the highest seq read (before leaving out what the user hid).
+    async fn catch_up_read(&self, user: i64, wants: &[Want], limit: usize) -> AppResult<(Vec<Message>, Option<i64>)> {
         let records = self.inbox.read(user, wants, limit).await?;
+        let last_read = records.iter().map(|r| r.seq).max();
         let ids: Vec<i64> = records.iter().map(|r| r.id).collect();
         let hidden = self.stores.messages.hidden_among(user, &ids).await?;
         let content: Vec<i64> = records
@@ -476,7 +486,7 @@ impl Messaging {
             .map(|r| current.remove(&r.id).unwrap_or(r))
             .collect();
         self.redact_unseen_edits(user, &mut records).await?;
-        self.render(records).await
+        Ok((self.render(records).await?, last_read))
     }
 
     /// Turns stored messages into API messages: their files' details, reactions and quoted messages (one query

@@ -7,9 +7,10 @@ use poem::web::Query;
 use poem::{FromRequest, IntoResponse, Request, Response};
 use serde::Deserialize;
 
-use super::session;
+use super::session::{self, CatchUpMode};
 use crate::error::AppError;
 use crate::error::ErrorCode;
+use crate::service::messaging::{DEFAULT_TAIL, MAX_TAIL};
 use crate::state::AppState;
 
 /// Largest frame a client may send; bigger ones close the socket with 1009.
@@ -27,6 +28,25 @@ pub struct WsQuery {
     user_id: Option<String>,
     /// A stable id of the client device (its delivered cursors are kept per device); `default` when absent.
     device: Option<String>,
+    /// `summary`: summary-first catch-up (DESIGN.md §12); absent: everything missed (§4).
+    sync: Option<String>,
+    /// With `sync=summary`: the newest seqs sent per changed conversation, 1 to 100 (default 20).
+    tail: Option<String>,
+}
+
+fn parse_mode(sync: Option<&str>, tail: Option<&str>) -> Result<CatchUpMode, AppError> {
+    let tail = match tail {
+        None => DEFAULT_TAIL,
+        Some(t) => match t.parse::<i64>() {
+            Ok(n) if (1..=MAX_TAIL).contains(&n) => n,
+            _ => return Err(AppError::new(ErrorCode::InvalidParameter, format!("tail must be 1 to {MAX_TAIL}"))),
+        },
+    };
+    match sync {
+        None => Ok(CatchUpMode::Full),
+        Some("summary") => Ok(CatchUpMode::Summary { tail }),
+        Some(_) => Err(AppError::new(ErrorCode::InvalidParameter, "sync must be `summary` or absent")),
+    }
 }
 
 fn parse_device(d: Option<&str>) -> Result<String, AppError> {
@@ -97,6 +117,7 @@ async fn upgrade(req: &Request) -> Result<Response, AppError> {
         }
     }
     let device = parse_device(q.device.as_deref())?;
+    let mode = parse_mode(q.sync.as_deref(), q.tail.as_deref())?;
     if state.is_draining() {
         return Err(AppError::new(ErrorCode::Draining, "this node is shutting down; reconnect to another"));
     }
@@ -111,7 +132,7 @@ async fn upgrade(req: &Request) -> Result<Response, AppError> {
         .on_upgrade(move |socket| {
             // Tracked, so that a shutdown waits for the socket to close (it does on the node's shutdown signal).
             let tasks = state.tasks.clone();
-            tasks.track_future(session::run(state, principal, device, socket))
+            tasks.track_future(session::run(state, principal, device, mode, socket))
         })
         .into_response();
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {

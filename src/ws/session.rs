@@ -29,6 +29,8 @@ use crate::state::AppState;
 
 /// Most messages in one `sync` frame.
 pub const SYNC_BATCH: usize = 100;
+// A summary's tail of one conversation fits in one `sync` batch.
+const _: () = assert!(crate::service::messaging::MAX_TAIL as usize <= SYNC_BATCH);
 /// A socket that cannot take a frame for this long is given up on (its client stopped reading).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a live message that arrived ahead of its turn waits for the ones before it. Publishes of concurrent
@@ -71,6 +73,12 @@ struct Session {
     behind: bool,
     /// Answer the next catch-up with a `sync` frame even when nothing is missing (after `hello` or `sync {}`).
     must_answer: bool,
+    /// The device asked for summary-first catch-up (`/ws?sync=summary`, DESIGN.md §12) with this tail: the first
+    /// catch-up sends a `summary` and each changed conversation's tail instead of everything.
+    summary_tail: Option<i64>,
+    /// Per conversation whose tail skipped older messages: the seq the tail began after. An on-demand `sync
+    /// {conversation_id, after_seq}` fills up to there, so the pages and the tail neither overlap nor leave a gap.
+    holes: std::collections::HashMap<String, i64>,
     /// Queued deliveries were written less than [`FLUSH_INTERVAL`] ago: the queue waits until this instant.
     quiet_until: Option<Instant>,
     /// When the token the socket was opened with expires: the socket closes then ([`CLOSE_TOKEN_EXPIRED`]).
@@ -108,7 +116,22 @@ fn presence_changed(state: &AppState, user_id: i64) {
     state.tasks.spawn(async move { presence.changed(user_id, || hub.has_user(user_id)).await });
 }
 
-pub async fn run(state: AppState, principal: Principal, device: String, mut socket: WebSocketStream) {
+/// How a socket catches its device up after `hello`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatchUpMode {
+    /// Everything missed, in flow-controlled `sync` batches (DESIGN.md §4).
+    Full,
+    /// A `summary`, then the newest `tail` seqs of each changed conversation (DESIGN.md §12).
+    Summary { tail: i64 },
+}
+
+pub async fn run(
+    state: AppState,
+    principal: Principal,
+    device: String,
+    mode: CatchUpMode,
+    mut socket: WebSocketStream,
+) {
     let user_id = principal.user_id;
     let mut registration = state.hub.register(user_id, principal.token_version);
     // Live before catching up: anything published from here on reaches the queue, anything before is stored.
@@ -122,6 +145,11 @@ pub async fn run(state: AppState, principal: Principal, device: String, mut sock
         window: CatchUpWindow::default(),
         behind: true,
         must_answer: true,
+        summary_tail: match mode {
+            CatchUpMode::Full => None,
+            CatchUpMode::Summary { tail } => Some(tail),
+        },
+        holes: Default::default(),
         quiet_until: None,
         frames: frame_limiter(state.config.ws_frame_rate_per_sec),
         token_expiry: Instant::now()
@@ -366,8 +394,100 @@ impl Session {
         Ok(())
     }
 
+    /// Summary-first catch-up (DESIGN.md §12): the changed conversations' heads, then their tails as `sync`
+    /// batches (the last with `more: false`) written without waiting for acks, since they are bounded by `tail`
+    /// per conversation. Live messages continue after each tail; what lies before a tail the device asks for.
+    async fn summary_catch_up(&mut self, socket: &mut WebSocketStream, tail: i64) -> Result<(), ()> {
+        self.ordering.clear_pending();
+        let user = self.user_id;
+        let summary = {
+            let ordering = &self.ordering;
+            self.state.messaging.summary(user, |c| ordering.written(c), tail).await
+        };
+        let (conversations, wants) = match summary {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "summary catch-up failed");
+                self.summary_tail = Some(tail);
+                let flow = self.app_error(socket, e).await;
+                return if matches!(flow, Flow::Continue) { Ok(()) } else { Err(()) };
+            }
+        };
+        self.behind = false;
+        self.must_answer = false;
+        self.write(socket, ServerFrame::Summary { conversations }.to_json()).await?;
+        // Several tails per batch while their seqs fit in one (a tail is at most MAX_TAIL <= SYNC_BATCH seqs).
+        let mut batches: Vec<Vec<crate::inbox::Want>> = Vec::new();
+        let mut span = 0;
+        for want in wants {
+            let n = (want.upto - want.after) as usize;
+            match batches.last_mut() {
+                Some(batch) if span + n <= SYNC_BATCH => batch.push(want),
+                _ => {
+                    batches.push(vec![want]);
+                    span = 0;
+                }
+            }
+            span += n;
+        }
+        if batches.is_empty() {
+            return self
+                .write(socket, ServerFrame::Sync { conversation_id: None, messages: Vec::new(), more: false }.to_json())
+                .await;
+        }
+        let count = batches.len();
+        for (i, batch) in batches.into_iter().enumerate() {
+            let messages = match self.state.messaging.catch_up(user, &batch, SYNC_BATCH).await {
+                Ok(m) => m,
+                Err(e) => {
+                    // What was not sent stays behind the cursors: the full flow picks it up.
+                    self.behind = true;
+                    let flow = self.app_error(socket, e).await;
+                    return if matches!(flow, Flow::Continue) { Ok(()) } else { Err(()) };
+                }
+            };
+            for want in &batch {
+                if want.after > self.ordering.written(&want.conversation_id) {
+                    self.holes.insert(want.conversation_id.clone(), want.after);
+                }
+                self.ordering.caught_up_to(&want.conversation_id, want.upto);
+            }
+            let times: Vec<chrono::DateTime<chrono::Utc>> = messages.iter().map(|m| m.created_at).collect();
+            let more = i + 1 < count;
+            self.write(socket, ServerFrame::Sync { conversation_id: None, messages, more }.to_json()).await?;
+            self.observe("sync", &times.iter().collect::<Vec<_>>());
+        }
+        Ok(())
+    }
+
+    /// Answers `sync {conversation_id, after_seq}`: one page of the conversation after `after_seq`, up to where
+    /// this socket's tail of it began, or else up to what the socket was sent.
+    async fn sync_page(&mut self, socket: &mut WebSocketStream, conversation_id: String, after_seq: i64) -> Flow {
+        let upto = match self.holes.get(&conversation_id) {
+            Some(&hole) if after_seq < hole => hole,
+            _ => self.ordering.written(&conversation_id),
+        };
+        match self.state.messaging.page(self.user_id, &conversation_id, after_seq, upto, SYNC_BATCH).await {
+            Ok(page) => {
+                let frame = ServerFrame::Sync {
+                    conversation_id: Some(conversation_id),
+                    messages: page.messages,
+                    more: page.more,
+                };
+                match self.write(socket, frame.to_json()).await {
+                    Ok(()) => Flow::Continue,
+                    Err(()) => Flow::Close(CloseCode::Error, "write failed"),
+                }
+            }
+            Err(e) => self.app_error(socket, e).await,
+        }
+    }
+
     /// Sends the next batch of what the device is missing, by the store's conversation heads.
     async fn catch_up(&mut self, socket: &mut WebSocketStream) -> Result<(), ()> {
+        if let Some(tail) = self.summary_tail.take() {
+            return self.summary_catch_up(socket, tail).await;
+        }
         // Whatever was held back is read again from the inbox with the rest.
         self.ordering.clear_pending();
         let heads = match self.state.messaging.heads(self.user_id).await {
@@ -403,7 +523,7 @@ impl Session {
             self.ordering.caught_up_to(c, *s);
         }
         let times: Vec<chrono::DateTime<chrono::Utc>> = messages.iter().map(|m| m.created_at).collect();
-        self.write(socket, ServerFrame::Sync { messages, more }.to_json()).await?;
+        self.write(socket, ServerFrame::Sync { conversation_id: None, messages, more }.to_json()).await?;
         self.observe("sync", &times.iter().collect::<Vec<_>>());
         self.behind |= more;
         self.window.sent_batch(batch_heads, more);
@@ -451,7 +571,15 @@ impl Session {
                     Err(e) => self.app_error(socket, e).await,
                 }
             }
-            ClientFrame::Sync {} => {
+            ClientFrame::Sync { conversation_id: Some(c), after_seq: Some(after) } => {
+                Box::pin(self.sync_page(socket, c, after)).await
+            }
+            ClientFrame::Sync { conversation_id: Some(_), after_seq: None }
+            | ClientFrame::Sync { conversation_id: None, after_seq: Some(_) } => {
+                let message = "sync takes both conversation_id and after_seq (one page), or neither (everything)";
+                self.error(socket, ErrorCode::InvalidFrame, message).await
+            }
+            ClientFrame::Sync { conversation_id: None, after_seq: None } => {
                 self.ordering.reset_to(self.window.acked().clone());
                 self.window.restart();
                 self.behind = true;

@@ -6,6 +6,7 @@
 mod common;
 
 mod accounts;
+mod catchup;
 mod cluster;
 mod conformance;
 mod edges;

@@ -284,7 +284,13 @@ impl TestNode {
 
     /// Opens a WebSocket as `device` and reads its `hello`.
     pub async fn ws(&self, token: &str, device: &str) -> Ws {
-        let (stream, _) = tokio_tungstenite::connect_async(self.ws_url(token, device)).await.expect("ws connects");
+        self.ws_with(token, device, "").await
+    }
+
+    /// As [`Self::ws`], with more query parameters (`&sync=summary&tail=5`).
+    pub async fn ws_with(&self, token: &str, device: &str, query: &str) -> Ws {
+        let url = format!("{}{query}", self.ws_url(token, device));
+        let (stream, _) = tokio_tungstenite::connect_async(url).await.expect("ws connects");
         let mut ws = Ws { stream };
         let hello = ws.recv().await;
         assert_eq!(hello["type"], "hello", "{hello}");
