@@ -3,7 +3,10 @@
 -- without positions (a query's CJK runs are checked on the text instead). NULL: nothing to find (events,
 -- recalled messages, files without a caption).
 ALTER TABLE messages ADD COLUMN search tsvector;
-CREATE INDEX messages_search ON messages USING gin (search) WHERE search IS NOT NULL;
+-- New entries wait in the index's pending list until it is merged (by autovacuum or when it fills); every search
+-- scans that list, so it is kept to 512 kB (the default 4 MB cost ~11 ms per search at 1,000,000 messages).
+CREATE INDEX messages_search ON messages USING gin (search) WITH (gin_pending_list_limit = 512)
+    WHERE search IS NOT NULL;
 
 -- Messages stored before this migration are indexed by the server at startup, in chunks from `next_id` to
 -- `last_id`; the row is gone when that is done. Messages written after it are indexed as they are written.

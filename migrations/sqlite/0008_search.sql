@@ -1,10 +1,10 @@
 -- Message search (DESIGN.md §10). The server tokenizes (src/domain/search.rs) and stores each content message's
 -- tokens, space-separated, in this FTS5 index under the message's id. The `ascii` tokenizer splits only on ASCII
--- spaces and punctuation (tokens hold none) and keeps every other character, so the index holds exactly the
--- server's tokens. Contentless (the text is in `messages`), without positions (a query's CJK runs are checked on
+-- spaces and punctuation but `$` (text tokens hold none; a conversation's token starts with `$`) and keeps every
+-- other character, so the index holds exactly the server's tokens. Contentless (the text is in `messages`), without positions (a query's CJK runs are checked on
 -- the text instead), and with deletes for recalls and edits.
 CREATE VIRTUAL TABLE message_search USING fts5(
-    tokens, tokenize = 'ascii', detail = 'none', content = '', contentless_delete = 1
+    tokens, tokenize = "ascii tokenchars '$'", detail = 'none', content = '', contentless_delete = 1
 );
 
 -- Messages stored before this migration are indexed by the server at startup, in chunks from `next_id` to

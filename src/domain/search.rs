@@ -149,6 +149,13 @@ pub fn index_tokens(text: &str) -> Option<String> {
     (!tokens.is_empty()).then(|| tokens.join(" "))
 }
 
+/// The token that files a message under its conversation, so that a search can be confined to the caller's
+/// conversations inside the index (`$` and the id with `:` as `$`: `d:1:2` → `$d$1$2`). No text token holds
+/// `$` (ASCII punctuation only separates), so no message text can produce or match it.
+pub fn conversation_token(conversation_id: &str) -> String {
+    format!("${}", conversation_id.replace(':', "$"))
+}
+
 /// A message search (`GET /api/messages/search?q=`): 1–100 characters without control characters, something
 /// visible; refusals are 422 `invalid_query`. A query of punctuation alone is valid and finds nothing.
 pub fn message_query(q: &str) -> Result<SearchQuery, DomainError> {
@@ -296,6 +303,16 @@ mod tests {
     fn tokens_never_hold_a_space_quote_or_backslash() {
         for t in tokens("it's a \"quoted\" back\\slash 'x' 上海 👍") {
             assert!(!t.contains([' ', '\'', '"', '\\']), "{t}");
+        }
+    }
+
+    #[test]
+    fn a_conversation_token_cannot_come_from_any_text() {
+        assert_eq!(conversation_token("d:1:2"), "$d$1$2");
+        assert_eq!(conversation_token("g:15"), "$g$15");
+        for text in ["$d$1$2", "$g$15 hi", "a$b", "＄d＄1＄2"] {
+            let tokens = index_tokens(text).unwrap_or_default();
+            assert!(tokens.split(' ').all(|t| !t.starts_with('$')), "{text}: {tokens}");
         }
     }
 }

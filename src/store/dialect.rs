@@ -35,7 +35,8 @@ pub trait Dialect: Database {
 
     /// The backend's text for "every term matches" (FTS5 query syntax, or a `tsquery` literal). Tokens hold no
     /// quote, backslash or space (see `domain::search`); quotes are escaped all the same.
-    fn search_expression(query: &crate::domain::search::SearchQuery) -> String;
+    /// With `scope` (conversation tokens), the message must also be in one of those conversations.
+    fn search_expression(query: &crate::domain::search::SearchQuery, scope: &[String]) -> String;
 }
 
 impl Dialect for sqlx::Postgres {
@@ -53,7 +54,7 @@ impl Dialect for sqlx::Postgres {
         result.rows_affected()
     }
 
-    fn search_expression(query: &crate::domain::search::SearchQuery) -> String {
+    fn search_expression(query: &crate::domain::search::SearchQuery, scope: &[String]) -> String {
         let terms: Vec<String> = query
             .terms
             .iter()
@@ -66,7 +67,13 @@ impl Dialect for sqlx::Postgres {
                 }
             })
             .collect();
-        terms.join(" & ")
+        let mut expression = terms.join(" & ");
+        if !scope.is_empty() {
+            let any: Vec<String> =
+                scope.iter().map(|c| format!("'{}'", c.replace('\\', "\\\\").replace('\'', "''"))).collect();
+            expression = format!("{expression} & ({})", any.join(" | "));
+        }
+        expression
     }
 }
 
@@ -86,7 +93,7 @@ impl Dialect for sqlx::Sqlite {
         result.rows_affected()
     }
 
-    fn search_expression(query: &crate::domain::search::SearchQuery) -> String {
+    fn search_expression(query: &crate::domain::search::SearchQuery, scope: &[String]) -> String {
         let terms: Vec<String> = query
             .terms
             .iter()
@@ -99,7 +106,12 @@ impl Dialect for sqlx::Sqlite {
                 }
             })
             .collect();
-        terms.join(" AND ")
+        let mut expression = terms.join(" AND ");
+        if !scope.is_empty() {
+            let any: Vec<String> = scope.iter().map(|c| format!("\"{}\"", c.replace('"', "\"\""))).collect();
+            expression = format!("{expression} AND ({})", any.join(" OR "));
+        }
+        expression
     }
 }
 

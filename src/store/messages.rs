@@ -156,7 +156,7 @@ where
         .fetch_one(&mut **tx)
         .await
         .map_err(StoreError::classify)?;
-        Self::index_in(tx, msg.id, new.kind, new.body.as_deref()).await?;
+        Self::index_in(tx, msg.id, new.kind, new.body.as_deref(), &msg.conversation_id).await?;
         for &file_id in &new.item_files {
             sqlx::query("INSERT INTO message_files (message_id, file_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
                 .bind(msg.id)
@@ -303,7 +303,7 @@ where
                     .await?;
                 // Only text messages are edited (the service checks), and their new text is what search finds.
                 Self::unindex_in(tx, target.id).await?;
-                Self::index_in(tx, target.id, "text", Some(text.as_str())).await?;
+                Self::index_in(tx, target.id, "text", Some(text.as_str()), &target.conversation_id).await?;
                 body = Some(text.as_str());
             }
             EventAction::React { emoji, add, max_distinct } => {
@@ -693,12 +693,17 @@ where
         }
         // Walks each conversation back from its end on the (conversation_id, seq) index, past edits, reactions
         // and what the user hid, to the first message a preview shows.
+        // One backward index walk per listed conversation, stopping at the first that qualifies (a correlated
+        // MAX over `conversation_id IN (…)` was planned as a scan of every listed conversation's messages: 0.5 s
+        // for 200 conversations holding 10,000 messages).
         let sql = format!(
             "SELECT {} FROM messages m
-             WHERE m.conversation_id IN ({}) AND m.seq = (
-                 SELECT MAX(p.seq) FROM messages p
-                 WHERE p.conversation_id = m.conversation_id AND p.kind NOT IN ('edit', 'reaction')
-                   AND NOT EXISTS (SELECT 1 FROM hidden_messages h WHERE h.user_id = $2 AND h.message_id = p.id))",
+             WHERE m.id IN (
+                 SELECT (SELECT p.id FROM messages p
+                         WHERE p.conversation_id = c.value AND p.kind NOT IN ('edit', 'reaction')
+                           AND NOT EXISTS (SELECT 1 FROM hidden_messages h WHERE h.user_id = $2 AND h.message_id = p.id)
+                         ORDER BY p.seq DESC LIMIT 1)
+                 FROM ({}) c)",
             message_columns!(),
             DB::TEXT_SET
         );

@@ -325,7 +325,12 @@ async fn insert_group_many(
         .bind(&cmid)
         .bind(super::now())
         .bind(&known)
-        .bind(batch.iter().map(|m| super::search::tokens_of(m.kind, m.body.as_deref())).collect::<Vec<_>>())
+        .bind(
+            batch
+                .iter()
+                .map(|m| super::search::tokens_of(m.kind, m.body.as_deref(), &m.conversation_id.to_string()))
+                .collect::<Vec<_>>(),
+        )
         .fetch_all(&mut *tx)
         .await
         .map_err(StoreError::classify)?;
@@ -461,7 +466,12 @@ async fn insert_direct_many(pool: &PgPool, batch: &[NewMessage]) -> StoreResult<
         .bind(&body)
         .bind(&cmid)
         .bind(super::now())
-        .bind(batch.iter().map(|m| super::search::tokens_of(m.kind, m.body.as_deref())).collect::<Vec<_>>())
+        .bind(
+            batch
+                .iter()
+                .map(|m| super::search::tokens_of(m.kind, m.body.as_deref(), &m.conversation_id.to_string()))
+                .collect::<Vec<_>>(),
+        )
         .fetch_all(pool)
         .await
         .map_err(StoreError::classify)?;
@@ -544,7 +554,7 @@ async fn insert_direct(pool: &PgPool, new: &NewMessage) -> Outcome {
         .bind(new.body.as_deref())
         .bind(new.client_msg_id.as_deref())
         .bind(super::now())
-        .bind(super::search::tokens_of(new.kind, new.body.as_deref()))
+        .bind(super::search::tokens_of(new.kind, new.body.as_deref(), &new.conversation_id.to_string()))
         .fetch_optional(pool)
         .await
         .map_err(StoreError::classify)?;

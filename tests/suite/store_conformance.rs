@@ -566,6 +566,34 @@ backend_tests! {
         assert_eq!(found(s.clone(), "上海").await, [ids[0]]);
     }
 
+    async fn a_search_finds_the_same_for_a_viewer_in_few_or_in_many_conversations(backend) {
+        // Up to 100 conversations the index is asked for the viewer's conversations' tokens; beyond, the matches
+        // are walked newest first and filtered. Both must find exactly the viewer's messages.
+        let env = TestEnv::new(backend).await;
+        let s = stores(&env).await;
+        let hub = s.users.create_user(new_user("hub")).await.unwrap().id;
+        let stranger = s.users.create_user(new_user("stranger")).await.unwrap().id;
+        let mut mine = Vec::new();
+        for i in 0..102 {
+            let friend = s.users.create_user(new_user(&format!("f{i}"))).await.unwrap().id;
+            befriend(&s, hub, friend).await;
+            if i == 0 {
+                befriend(&s, stranger, friend).await;
+                let theirs = NewMessage { body: Some("上海见 not for hub".into()), ..msg(ConversationId::direct(stranger, friend), friend, Some(stranger), None) };
+                s.messages.append(theirs).await.unwrap();
+            }
+            let m = NewMessage { body: Some(format!("上海见 {i}")), ..msg(ConversationId::direct(hub, friend), friend, Some(hub), None) };
+            mine.push(s.messages.append(m).await.unwrap().message.id);
+            if i == 0 || i == 101 {
+                // With one conversation, then with 101 (and more than 100 after the last one).
+                let found: Vec<i64> = s.search.search(hub, &gochat::domain::search::parse_query("上海"), None, i64::MAX, 200).await.unwrap().iter().map(|m| m.id).collect();
+                assert_eq!(found, mine.iter().rev().copied().collect::<Vec<_>>(), "after {} conversations", i + 1);
+            }
+        }
+        let found = s.search.search(stranger, &gochat::domain::search::parse_query("上海"), None, i64::MAX, 200).await.unwrap();
+        assert_eq!(found.len(), 1);
+    }
+
     async fn opening_twice_applies_migrations_once(backend) {
         let env = TestEnv::new(backend).await;
         let a = stores(&env).await;
