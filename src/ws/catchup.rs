@@ -22,6 +22,24 @@ pub fn plan(heads: Vec<ConversationHead>, written: impl Fn(&str) -> i64) -> (Vec
     (wants, missing)
 }
 
+/// The wants one `sync` batch of at most `batch` messages reads: from the first, as many as their spans fill
+/// (at least one). Reading the rest too and keeping the oldest `batch` across all of them cost a read per
+/// conversation for every batch (200 reads a batch for a device away from 200 conversations); a batch now holds
+/// whole runs of a few conversations, each still gapless and in seq order.
+pub fn batch_wants(mut wants: Vec<Want>, batch: usize) -> Vec<Want> {
+    let mut span = 0usize;
+    let mut take = 0;
+    for w in &wants {
+        if take > 0 && span >= batch {
+            break;
+        }
+        span += (w.upto - w.after).max(0) as usize;
+        take += 1;
+    }
+    wants.truncate(take);
+    wants
+}
+
 /// The highest seq per conversation among `(conversation, seq)` pairs: what a `sync` batch brings each
 /// conversation up to.
 pub fn batch_heads<'a>(messages: impl IntoIterator<Item = (&'a str, i64)>) -> HashMap<String, i64> {
@@ -104,6 +122,17 @@ mod tests {
         let got: Vec<(&str, i64, i64)> = wants.iter().map(|w| (&*w.conversation_id, w.after, w.upto)).collect();
         assert_eq!(got, vec![("d:1:2", 5, 9), ("g:3", 7, 10), ("d:1:5", 0, 4)]);
         assert_eq!(missing, 4 + 3 + 4);
+    }
+
+    #[test]
+    fn a_batch_reads_only_the_conversations_it_can_fill() {
+        let want = |c: &str, after, upto| Want { conversation_id: c.into(), after, upto };
+        let names = |ws: Vec<Want>| ws.into_iter().map(|w| w.conversation_id).collect::<Vec<_>>();
+        let wants = vec![want("a", 0, 30), want("b", 5, 65), want("c", 0, 50), want("d", 0, 1)];
+        assert_eq!(names(batch_wants(wants.clone(), 100)), ["a", "b", "c"], "30 + 60 < 100: c fills the rest");
+        assert_eq!(names(batch_wants(wants.clone(), 90)), ["a", "b"]);
+        assert_eq!(names(batch_wants(vec![want("big", 0, 500), want("e", 0, 1)], 100)), ["big"]);
+        assert!(batch_wants(Vec::new(), 100).is_empty());
     }
 
     #[test]

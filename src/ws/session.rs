@@ -500,6 +500,7 @@ impl Session {
             }
         };
         let (wants, missing) = catchup::plan(heads, |c| self.ordering.written(c));
+        let wants = catchup::batch_wants(wants, SYNC_BATCH);
         let messages: Vec<Message> = if wants.is_empty() {
             Vec::new()
         } else {
