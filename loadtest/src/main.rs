@@ -1,10 +1,13 @@
 //! `gochat-loadgen`: drives one or several GoChat nodes over real HTTP and WebSockets and reports throughput,
 //! end-to-end latency (send → recipient socket), errors and the server's memory. Scenarios: `direct` (1:1
 //! chat, closed or open loop), `group` (fan-out to a large group), `idle` (many held sockets, spread over worker
-//! processes and 127.0.0.x source addresses) and `reconnect` (drop every socket at once and time the return).
+//! processes and 127.0.0.x source addresses), `reconnect` (drop every socket at once and time the return),
+//! `catchup` (summary-first and full catch-up after an absence) and `group-reads` (read receipts in a large group).
 //!
 //! Every loop is bounded in count and time, and every address is a node given on the command line (loopback
 //! in this repository's benchmarks).
+
+mod wave2;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -109,6 +112,26 @@ enum Scenario {
         users: usize,
         #[arg(long, default_value_t = 15_000)]
         per_worker: usize,
+    },
+    /// Catch-up after an absence: a device away while `messages` arrived across `conversations` reconnects,
+    /// summary-first (time to the summary and to every tail) and with the full flow (time to everything).
+    Catchup {
+        #[arg(long, default_value_t = 200)]
+        conversations: usize,
+        #[arg(long, default_value_t = 10_000)]
+        messages: usize,
+        #[arg(long, default_value_t = 20)]
+        tail: usize,
+        /// Reconnections measured each way (each as a fresh device).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
+    /// Group read receipts: every member of a group reads every message; frames per read and server CPU.
+    GroupReads {
+        #[arg(long, default_value_t = 500)]
+        members: usize,
+        #[arg(long, default_value_t = 10)]
+        messages: usize,
     },
     /// Internal: one worker process of `idle` / `reconnect`.
     #[command(hide = true)]
@@ -315,7 +338,10 @@ impl Acks {
         }
     }
 
-    async fn flush(&mut self, ws: &mut Ws) {
+    async fn flush<S>(&mut self, ws: &mut S)
+    where
+        S: futures_util::Sink<Message> + Unpin,
+    {
         if self.0.is_empty() {
             return;
         }
@@ -382,6 +408,10 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Reconnect { sockets, users, per_worker } => {
             held(&api, sockets, users, 2, per_worker, true, &cli.pid).await?
         }
+        Scenario::Catchup { conversations, messages, tail, rounds } => {
+            wave2::catchup(&api, conversations, messages, tail, rounds).await?
+        }
+        Scenario::GroupReads { members, messages } => wave2::group_reads(&api, members, messages, &cli.pid).await?,
         Scenario::Worker { tokens, index, sockets, source_ip, hold_seconds, reconnect } => {
             let r = worker(&cli.url, &tokens, index, sockets, source_ip, hold_seconds, reconnect).await?;
             println!("{r}");
