@@ -119,7 +119,8 @@ where
         let rows: Vec<(i64,)> = sqlx::query_as(
             "SELECT DISTINCT from_user_id FROM messages
              WHERE conversation_id = $1 AND seq > $2 AND seq <= $3 AND from_user_id <> $4
-               AND kind IN ('text', 'image', 'video', 'voice', 'file', 'merged')",
+               AND kind IN ('text', 'image', 'video', 'voice', 'file', 'merged')
+               AND from_user_id IN (SELECT user_id FROM user_conversations WHERE conversation_id = $1)",
         )
         .bind(conversation_id)
         .bind(after)

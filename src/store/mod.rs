@@ -547,7 +547,8 @@ pub trait ConversationStore: Send + Sync {
     /// current members and the seq their membership began after (0 in a direct conversation).
     async fn read_cursors(&self, conversation_id: &str) -> StoreResult<Vec<(i64, i64, i64)>>;
     /// The distinct senders of the content messages with `seq` in `(after, until]` of the conversation (those a
-    /// read up to `until` covers), other than `reader`.
+    /// read up to `until` covers), other than `reader`, who still have a side of it (a member who left is not
+    /// told who reads the group).
     async fn senders_between(
         &self,
         conversation_id: &str,

@@ -101,6 +101,12 @@ backend_tests! {
             let r = n1.get(&format!("/api/messages/{id}/readers"), token).await;
             assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "message_not_found"), "{}", r.body);
         }
+        // Found by a hostile run: a member who left still got reads of their messages. Now nothing reaches them.
+        let m5 = send(&n1, &tb, g, "five, then I leave").await;
+        assert_eq!(n1.delete(&format!("/api/groups/{g}/members/{b}"), &tb).await.status, StatusCode::NO_CONTENT);
+        assert_eq!(frames_of(&mut b_laptop, "group_removed", Duration::from_millis(500)).await.len(), 1);
+        assert_eq!(n2.post("/api/messages/read", Some(&tc), read(&m5["seq"])).await.status, StatusCode::NO_CONTENT);
+        assert!(frames_of(&mut b_laptop, "receipt", Duration::from_millis(1200)).await.is_empty(), "b left");
         let h = n1.get(&format!("/api/messages/history?conversation_id={conv}"), &to).await;
         let system = h.body["messages"].as_array().unwrap().iter().find(|m| m["type"] == "system").unwrap()["id"].clone();
         let r = n1.get(&format!("/api/messages/{system}/readers"), &to).await;

@@ -620,7 +620,7 @@ async fn a_sqlite_database_migrated_under_the_old_numbers_opens_and_is_renumbere
             sqlx::query_as("SELECT version FROM _sqlx_migrations ORDER BY version").fetch_all(&pool).await.unwrap();
         rows.into_iter().map(|r| r.0).collect::<Vec<i64>>()
     };
-    assert_eq!(versions(pool.clone()).await, vec![1, 3, 4, 5, 6, 7]);
+    assert_eq!(versions(pool.clone()).await, vec![1, 3, 4, 5, 6, 7, 8]);
     // As a database migrated before the renumbering records them.
     for v in [3_i64, 4, 5] {
         sqlx::query("UPDATE _sqlx_migrations SET version = $1 - 1 WHERE version = $1")
@@ -629,14 +629,14 @@ async fn a_sqlite_database_migrated_under_the_old_numbers_opens_and_is_renumbere
             .await
             .unwrap();
     }
-    assert_eq!(versions(pool.clone()).await, vec![1, 2, 3, 4, 6, 7]);
+    assert_eq!(versions(pool.clone()).await, vec![1, 2, 3, 4, 6, 7, 8]);
     pool.close().await;
 
     let s = Stores::open(&url, 1).await.expect("a legacy database opens");
     assert_eq!(s.users.user_by_id(kept.id).await.unwrap().unwrap().username, "kept");
     s.close().await;
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    assert_eq!(versions(pool).await, vec![1, 3, 4, 5, 6, 7]);
+    assert_eq!(versions(pool).await, vec![1, 3, 4, 5, 6, 7, 8]);
 }
 
 /// Migration 0006 rebuilds SQLite's `messages` table (SQLite cannot change a CHECK constraint in place): a
