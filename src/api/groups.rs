@@ -154,7 +154,9 @@ impl GroupsApi {
         body: super::files::UploadBody,
     ) -> Result<Json<Group>, AppError> {
         let user = auth.user_id();
-        state.groups.check_admin(group_id.0, user).await?;
+        if let Err(refused) = state.groups.check_admin(group_id.0, user).await {
+            return Err(if super::files::discard(body).await { refused } else { refused.closing_connection() });
+        }
         let key = super::user::receive_avatar(&state, user, req, body).await?;
         Ok(Json(state.groups.set_avatar(group_id.0, user, key).await?))
     }
