@@ -12,6 +12,7 @@ pub mod media;
 pub mod metrics;
 pub mod presence;
 pub mod private_fs;
+pub mod push;
 pub mod service;
 pub mod startup;
 pub mod state;

@@ -5,6 +5,7 @@ pub mod error;
 pub mod frame;
 pub mod group;
 pub mod model;
+pub mod push;
 pub mod schema;
 pub mod search;
 pub mod text;
