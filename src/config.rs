@@ -91,6 +91,16 @@ pub struct Config {
     pub invite_rate_per_min: u32,
     /// Frames a WebSocket client may send per second (twice as many in a burst).
     pub ws_frame_rate_per_sec: u32,
+    /// The VAPID private key (RFC 8292) every node signs pushes with: a P-256 scalar, base64url. `None`: in
+    /// embedded mode, generated once into the data dir; with Postgres, push notifications are off.
+    pub vapid_private_key: Option<Secret>,
+    /// The contact push services may reach the operator at (`mailto:` or `https:`), sent in every VAPID token.
+    pub vapid_subject: String,
+    /// How long a message may wait for a connected device's acknowledgement before the device is pushed to.
+    pub push_ack_wait: Duration,
+    /// Accept `http` push endpoints on loopback addresses (tests and development only: a push service on this
+    /// machine). Off, every endpoint must be `https` and not loopback.
+    pub push_allow_loopback: bool,
 }
 
 /// The recognised keys, as environment variables; a TOML file uses the same names, either verbatim or lower-case
@@ -129,6 +139,10 @@ pub const KEYS: &[&str] = &[
     "GOCHAT_INVITE_RATE_PER_MIN",
     "GOCHAT_WS_FRAME_RATE",
     "GOCHAT_UPLOAD_MIB_PER_HOUR",
+    "GOCHAT_VAPID_PRIVATE_KEY",
+    "GOCHAT_VAPID_SUBJECT",
+    "GOCHAT_PUSH_ACK_WAIT",
+    "GOCHAT_PUSH_ALLOW_LOOPBACK",
 ];
 
 impl Config {
@@ -234,6 +248,20 @@ impl Config {
             return Err(err("GOCHAT_IDLE_TIMEOUT", "must be longer than GOCHAT_HEARTBEAT"));
         }
         let shutdown_grace = duration(get("GOCHAT_SHUTDOWN_GRACE"), "GOCHAT_SHUTDOWN_GRACE", Duration::from_secs(20))?;
+        let vapid_subject = get("GOCHAT_VAPID_SUBJECT").unwrap_or("mailto:admin@localhost").to_string();
+        if !(vapid_subject.starts_with("mailto:") || vapid_subject.starts_with("https://")) {
+            return Err(err("GOCHAT_VAPID_SUBJECT", "must be a mailto: or https: URL (RFC 8292 §2.1)"));
+        }
+        let vapid_private_key = get("GOCHAT_VAPID_PRIVATE_KEY").map(|s| Secret(s.to_string()));
+        if let Some(key) = &vapid_private_key {
+            crate::push::VapidKey::from_base64url(key, &vapid_subject).map_err(|why| {
+                err("GOCHAT_VAPID_PRIVATE_KEY", format!("{why}; expected a P-256 private key, 32 bytes base64url"))
+            })?;
+        }
+        let push_ack_wait = duration(get("GOCHAT_PUSH_ACK_WAIT"), "GOCHAT_PUSH_ACK_WAIT", Duration::from_secs(10))?;
+        if !(Duration::from_secs(1)..=Duration::from_secs(600)).contains(&push_ack_wait) {
+            return Err(err("GOCHAT_PUSH_ACK_WAIT", "must be 1s to 10m"));
+        }
 
         Ok(Config {
             listen,
@@ -297,6 +325,10 @@ impl Config {
                 1..=10_000_000,
             )?,
             ws_frame_rate_per_sec: number(get("GOCHAT_WS_FRAME_RATE"), "GOCHAT_WS_FRAME_RATE", 100, 1..=10_000_000)?,
+            vapid_private_key,
+            vapid_subject,
+            push_ack_wait,
+            push_allow_loopback: boolean(get("GOCHAT_PUSH_ALLOW_LOOPBACK"), "GOCHAT_PUSH_ALLOW_LOOPBACK")?,
         })
     }
 
@@ -453,6 +485,15 @@ mod tests {
         assert_eq!(e.key, "GOCHAT_JWT_SECRET");
         let e = Config::from_pairs([("GOCHAT_S3_BUCKET", "b")]).unwrap_err();
         assert_eq!(e.key, "GOCHAT_S3_ENDPOINT");
+        let e = Config::from_pairs([("GOCHAT_VAPID_PRIVATE_KEY", "not-a-key")]).unwrap_err();
+        assert_eq!(e.key, "GOCHAT_VAPID_PRIVATE_KEY");
+        let e = Config::from_pairs([("GOCHAT_VAPID_SUBJECT", "ops@example.com")]).unwrap_err();
+        assert_eq!(e.key, "GOCHAT_VAPID_SUBJECT");
+        let e = Config::from_pairs([("GOCHAT_PUSH_ACK_WAIT", "1h")]).unwrap_err();
+        assert_eq!(e.key, "GOCHAT_PUSH_ACK_WAIT");
+        let key = crate::push::VapidKey::generate("mailto:a@b").private_base64url();
+        let c = Config::from_pairs([("GOCHAT_VAPID_PRIVATE_KEY", key.as_str())]).unwrap();
+        assert!(!format!("{c:?}").contains(&key), "the VAPID key is a secret");
     }
 
     #[test]

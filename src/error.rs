@@ -37,9 +37,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | Muted
         | Blocked => StatusCode::FORBIDDEN,
         NotFound | UserNotFound | FriendNotFound | RequestNotFound | GroupNotFound | MemberNotFound
-        | ConversationNotFound | FileNotFound | MessageNotFound | ReactionNotFound | InvalidEmoji | InviteInvalid => {
-            StatusCode::NOT_FOUND
-        }
+        | ConversationNotFound | FileNotFound | MessageNotFound | ReactionNotFound | InvalidEmoji | InviteInvalid
+        | PushDisabled => StatusCode::NOT_FOUND,
         MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         LengthRequired => StatusCode::LENGTH_REQUIRED,
         PreconditionFailed => StatusCode::PRECONDITION_FAILED,
@@ -74,7 +73,9 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | InvalidAnnouncement
         | InvalidRemark
         | InvalidDraft
-        | InvalidInvite => StatusCode::UNPROCESSABLE_ENTITY,
+        | InvalidInvite
+        | InvalidPushEndpoint
+        | InvalidPushKeys => StatusCode::UNPROCESSABLE_ENTITY,
         RateLimited | UploadQuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,
         Draining | AtCapacity => StatusCode::SERVICE_UNAVAILABLE,

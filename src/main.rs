@@ -25,6 +25,9 @@ enum Command {
     Migrate,
     /// Print the OpenAPI document of the REST API.
     Openapi,
+    /// Print a new VAPID key pair for push notifications: the private key (for GOCHAT_VAPID_PRIVATE_KEY, the same
+    /// on every node) on the first line, its public key on the second.
+    VapidKey,
 }
 
 /// Large allocations (argon2's 19 MiB per hash, big frames) go straight to `mmap` and back to the system when
@@ -42,6 +45,11 @@ fn tune_allocator() {
 fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
+    if let Some(Command::VapidKey) = cli.command {
+        let key = gochat::push::VapidKey::generate("mailto:admin@localhost");
+        println!("{}\n{}", key.private_base64url(), key.public_key());
+        return ExitCode::SUCCESS;
+    }
     if let Some(Command::Openapi) = cli.command {
         print!("{}", gochat::api::spec_json());
         return ExitCode::SUCCESS;

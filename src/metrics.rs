@@ -28,6 +28,9 @@ pub struct Metrics {
     /// Batches of sends written, by the path that wrote them (Postgres: `direct`, `direct_many`, `group_many`,
     /// `generic`, and `fallback` when a fast path refused its part).
     pub store_send_batches: IntCounterVec,
+    /// Web Push requests by outcome: `sent` (accepted), `gone` (404/410: subscription dropped), `retried`
+    /// (429, 5xx or no answer: tried again later), `rejected` (any other refusal, or out of attempts).
+    pub push_sent: IntCounterVec,
 }
 
 struct Inner {
@@ -86,8 +89,14 @@ impl Metrics {
             &["path"],
         )
         .expect("valid metric");
+        let push_sent = IntCounterVec::new(
+            Opts::new("gochat_push_sent_total", "Web Push requests made, by outcome (sent, gone, retried, rejected)"),
+            &["result"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(upload_bytes.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(push_sent.clone()),
             Box::new(store_send_batches.clone()),
             Box::new(http_requests.clone()),
             Box::new(http_duration.clone()),
@@ -110,6 +119,7 @@ impl Metrics {
             bus_errors,
             slow_consumer_disconnects,
             upload_bytes,
+            push_sent,
             store_send_batches,
         }
     }

@@ -98,6 +98,7 @@ impl Application {
         state.tasks.spawn(prune_rate_limits(state.clone()));
         state.tasks.spawn(clean_uploads(state.clone()));
         state.tasks.spawn(state.presence.clone().run(crate::presence::heartbeat_every(state.config.presence_ttl)));
+        state.tasks.spawn(state.push.clone().run(state.tasks.clone(), state.shutdown_signal()));
         let app = router(&state);
 
         let listen = state.config.listen;
@@ -268,6 +269,14 @@ fn build_services(
         inbox.clone(),
         config.max_group_members,
     );
+    let push = crate::service::push::Push::new(
+        stores.push.clone(),
+        push_sender(&config)?,
+        presence.clone(),
+        metrics.clone(),
+        config.push_ack_wait,
+        config.push_allow_loopback,
+    );
     let presence = Presence::new(
         presence,
         stores.users.clone(),
@@ -307,6 +316,7 @@ fn build_services(
         friends,
         groups,
         presence,
+        push,
         media,
         messaging,
         limits,
@@ -362,6 +372,38 @@ fn jwt_secret(config: &Config) -> anyhow::Result<Arc<String>> {
     write_private(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
     tracing::info!(path = %path.display(), "generated a JWT secret");
     Ok(Arc::new(secret))
+}
+
+/// The push sender and the VAPID public key: the key configured, or in embedded mode generated once into
+/// `<data dir>/vapid_private_key` (mode 0600). With Postgres and no key configured, push is off (every node must
+/// sign with the same key, and a key one node made up would not be the others').
+fn push_sender(config: &Config) -> anyhow::Result<Option<(Arc<dyn crate::push::PushSender>, String)>> {
+    use crate::push::{VapidKey, WebPushSender};
+    let subject = &config.vapid_subject;
+    let key = if let Some(configured) = &config.vapid_private_key {
+        VapidKey::from_base64url(configured, subject)
+            .map_err(|why| anyhow::anyhow!("GOCHAT_VAPID_PRIVATE_KEY: {why}"))?
+    } else if config.is_postgres() {
+        tracing::warn!(
+            "push notifications are off: set GOCHAT_VAPID_PRIVATE_KEY (the same on every node) to send them"
+        );
+        return Ok(None);
+    } else {
+        let path = config.data_dir.join("vapid_private_key");
+        match std::fs::read_to_string(&path) {
+            Ok(stored) => VapidKey::from_base64url(&stored, subject)
+                .map_err(|why| anyhow::anyhow!("{}: {why} (delete it to make a new key)", path.display()))?,
+            Err(_) => {
+                let key = VapidKey::generate(subject);
+                write_private(&path, &key.private_base64url())
+                    .with_context(|| format!("writing {}", path.display()))?;
+                tracing::info!(path = %path.display(), "generated a VAPID key for push notifications");
+                key
+            }
+        }
+    };
+    let public = key.public_key().to_string();
+    Ok(Some((Arc::new(WebPushSender::new(key)?), public)))
 }
 
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {

@@ -19,6 +19,7 @@ use crate::service::health::Health;
 use crate::service::media::Media;
 use crate::service::messaging::Messaging;
 use crate::service::presence::Presence;
+use crate::service::push::Push;
 use crate::service::ratelimit::RateLimits;
 use crate::ws::hub::Hub;
 
@@ -34,6 +35,7 @@ pub struct Parts {
     pub friends: Friends,
     pub groups: Groups,
     pub presence: Presence,
+    pub push: Push,
     pub media: Media,
     pub messaging: Messaging,
     pub limits: RateLimits,

@@ -50,6 +50,10 @@ pub struct UpdateProfileRequest {
     /// 0 male, 1 female; absent or null: unchanged.
     #[oai(nullable)]
     pub sex: Option<Int<0, 1>>,
+    /// Whether push notifications may show the first 100 characters of a message (DESIGN.md §11); absent or
+    /// null: unchanged.
+    #[oai(nullable)]
+    pub push_previews: Option<bool>,
 }
 
 #[derive(Debug, Object)]

@@ -9,6 +9,7 @@ mod groups;
 mod health;
 mod messages;
 pub mod middleware;
+mod push;
 pub mod routes;
 mod user;
 
@@ -24,12 +25,21 @@ pub enum ApiTags {
     Messages,
     /// Groups and their membership
     Groups,
+    /// Web Push subscriptions (DESIGN.md §11)
+    Push,
     /// Liveness, readiness and metrics
     Health,
 }
 
-pub type Apis =
-    (user::UserApi, friends::FriendsApi, messages::MessagesApi, files::FilesApi, groups::GroupsApi, health::HealthApi);
+pub type Apis = (
+    user::UserApi,
+    friends::FriendsApi,
+    messages::MessagesApi,
+    files::FilesApi,
+    groups::GroupsApi,
+    push::PushApi,
+    health::HealthApi,
+);
 
 /// The OpenAPI service of every REST endpoint; its spec is what `gochat openapi` prints and
 /// `openapi/openapi.json` holds.
@@ -41,6 +51,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
             messages::MessagesApi,
             files::FilesApi,
             groups::GroupsApi,
+            push::PushApi,
             health::HealthApi,
         ),
         "GoChat",

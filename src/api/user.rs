@@ -96,7 +96,7 @@ impl UserApi {
         Ok(Json(state.accounts.profile(auth.user_id()).await?.into()))
     }
 
-    /// Change the caller's nickname and/or sex.
+    /// Change the caller's nickname, sex and whether push notifications show message text.
     #[oai(path = "/api/user/profile", method = "put", operation_id = "updateProfile")]
     async fn update_profile(
         &self,
@@ -106,10 +106,11 @@ impl UserApi {
     ) -> Result<Json<User>, AppError> {
         let nickname = body.nickname.as_deref().map(Nickname::parse).transpose()?;
         let sex = body.sex.map(|s| Sex::parse(s.0)).transpose()?;
-        Ok(Json(state.accounts.update_profile(auth.user_id(), nickname, sex).await?.into()))
+        Ok(Json(state.accounts.update_profile(auth.user_id(), nickname, sex, body.0.push_previews).await?.into()))
     }
 
-    /// Change the password; every token issued before stops working (401 `token_revoked`).
+    /// Change the password; every token issued before stops working (401 `token_revoked`), and every push
+    /// subscription of the account is removed (each device subscribes again when it signs in).
     #[oai(path = "/api/user/password", method = "put", operation_id = "changePassword")]
     async fn change_password(
         &self,
@@ -119,6 +120,7 @@ impl UserApi {
     ) -> Result<NoContent, AppError> {
         let new = Password::parse(&body.new_password)?;
         state.accounts.change_password(auth.user_id(), &body.old_password, new).await?;
+        state.push.forget_devices(auth.user_id()).await?;
         Ok(NoContent::Done)
     }
 

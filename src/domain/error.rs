@@ -115,6 +115,9 @@ pub enum ErrorCode {
     InvalidRemark,
     InvalidDraft,
     InvalidInvite,
+    // Push notifications (DESIGN.md §11).
+    InvalidPushEndpoint,
+    InvalidPushKeys,
     // Slow down.
     RateLimited,
     UploadQuotaExceeded,
@@ -122,6 +125,7 @@ pub enum ErrorCode {
     Internal,
     Draining,
     AtCapacity,
+    PushDisabled,
 }
 
 impl ErrorCode {
@@ -226,11 +230,14 @@ impl ErrorCode {
             InvalidRemark,
             InvalidDraft,
             InvalidInvite,
+            InvalidPushEndpoint,
+            InvalidPushKeys,
             RateLimited,
             UploadQuotaExceeded,
             Internal,
             Draining,
             AtCapacity,
+            PushDisabled,
         ]
     };
 
@@ -335,11 +342,14 @@ impl ErrorCode {
             InvalidRemark => "invalid_remark",
             InvalidDraft => "invalid_draft",
             InvalidInvite => "invalid_invite",
+            InvalidPushEndpoint => "invalid_push_endpoint",
+            InvalidPushKeys => "invalid_push_keys",
             RateLimited => "rate_limited",
             UploadQuotaExceeded => "upload_quota_exceeded",
             Internal => "internal",
             Draining => "draining",
             AtCapacity => "at_capacity",
+            PushDisabled => "push_disabled",
         }
     }
 }

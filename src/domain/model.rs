@@ -19,6 +19,9 @@ pub struct User {
     #[oai(skip_serializing_if_is_none)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub avatar_url: Option<String>,
+    /// Whether push notifications may show message text (DESIGN.md §11; off until the user turns it on).
+    #[serde(default)]
+    pub push_previews: bool,
 }
 
 /// The short form of a user, in lists and events.

@@ -329,6 +329,37 @@ pub mod fields {
         }
     }
 
+    /// A device id (`crate::domain::push::valid_device_id`): 1–64 of `[A-Za-z0-9._-]`.
+    pub struct DeviceId;
+    impl StrRule for DeviceId {
+        const MIN_LENGTH: Option<usize> = Some(1);
+        const MAX_LENGTH: Option<usize> = Some(64);
+        fn pattern() -> Option<String> {
+            Some("^[A-Za-z0-9._-]*$".into())
+        }
+    }
+
+    /// A push endpoint (`crate::domain::push::endpoint`): an `https` URL of up to 2,048 printable ASCII
+    /// characters.
+    pub struct PushEndpoint;
+    impl StrRule for PushEndpoint {
+        const MIN_LENGTH: Option<usize> = Some(1);
+        const MAX_LENGTH: Option<usize> = Some(crate::domain::push::MAX_ENDPOINT_BYTES);
+        fn pattern() -> Option<String> {
+            Some("^[!-~]*$".into())
+        }
+    }
+
+    /// A push subscription key (`crate::domain::push::keys`): base64url, padding allowed.
+    pub struct PushKey;
+    impl StrRule for PushKey {
+        const MIN_LENGTH: Option<usize> = Some(1);
+        const MAX_LENGTH: Option<usize> = Some(100);
+        fn pattern() -> Option<String> {
+            Some("^[A-Za-z0-9_-]*={0,2}$".into())
+        }
+    }
+
     /// A remark on a friend (`crate::domain::text::remark`): up to 64 characters without controls; empty (or
     /// blank) removes it.
     pub struct Remark;
@@ -493,5 +524,6 @@ mod tests {
         });
         assert_agrees::<fields::Remark>("remark", text::MAX_NAME, |s| text::remark(s).is_ok());
         assert_agrees::<fields::Draft>("draft", text::MAX_TEXT, |s| text::draft(s).is_ok());
+        assert_agrees::<fields::DeviceId>("device id", 64, crate::domain::push::valid_device_id);
     }
 }

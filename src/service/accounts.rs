@@ -113,9 +113,10 @@ impl Accounts {
         user_id: i64,
         nickname: Option<Nickname>,
         sex: Option<Sex>,
+        push_previews: Option<bool>,
     ) -> AppResult<UserRecord> {
         self.users
-            .update_profile(user_id, nickname.as_ref().map(Nickname::as_str), sex.map(Sex::value))
+            .update_profile(user_id, nickname.as_ref().map(Nickname::as_str), sex.map(Sex::value), push_previews)
             .await?
             .ok_or_else(|| AppError::new(ErrorCode::UserNotFound, "no such user"))
     }

@@ -9,6 +9,7 @@ pub mod health;
 pub mod media;
 pub mod messaging;
 pub mod presence;
+pub mod push;
 pub mod ratelimit;
 pub mod receipts;
 pub mod views;

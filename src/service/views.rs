@@ -8,7 +8,15 @@ use crate::store::{FriendRequestRecord, MessageRecord, UserRecord};
 impl From<UserRecord> for User {
     fn from(u: UserRecord) -> Self {
         let avatar_url = u.avatar_key.as_deref().map(avatar_url);
-        User { id: u.id, username: u.username, nickname: u.nickname, sex: u.sex, created_at: u.created_at, avatar_url }
+        User {
+            id: u.id,
+            username: u.username,
+            nickname: u.nickname,
+            sex: u.sex,
+            created_at: u.created_at,
+            avatar_url,
+            push_previews: u.push_previews,
+        }
     }
 }
 

@@ -30,6 +30,10 @@ pub trait Dialect: Database {
     /// The matched message's id as the index sees it (ordering and paging on it lets the index walk newest first).
     const SEARCH_ID: &'static str;
 
+    /// What a `SELECT … LIMIT n` subquery of rows to claim ends with: Postgres skips rows another transaction is
+    /// claiming (`FOR UPDATE SKIP LOCKED`); SQLite has one writer at a time and needs nothing.
+    const SKIP_LOCKED: &'static str;
+
     /// Rows a statement changed.
     fn rows_affected(result: &Self::QueryResult) -> u64;
 
@@ -49,6 +53,7 @@ impl Dialect for sqlx::Postgres {
     const SEARCH_FROM: &'static str = "messages m";
     const SEARCH_MATCH: &'static str = "m.search @@ $2::tsquery";
     const SEARCH_ID: &'static str = "m.id";
+    const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
 
     fn rows_affected(result: &Self::QueryResult) -> u64 {
         result.rows_affected()
@@ -88,6 +93,7 @@ impl Dialect for sqlx::Sqlite {
     const SEARCH_FROM: &'static str = "message_search s JOIN messages m ON m.id = s.rowid";
     const SEARCH_MATCH: &'static str = "message_search MATCH $2";
     const SEARCH_ID: &'static str = "s.rowid";
+    const SKIP_LOCKED: &'static str = "";
 
     fn rows_affected(result: &Self::QueryResult) -> u64 {
         result.rows_affected()

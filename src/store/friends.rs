@@ -148,7 +148,7 @@ where
 
     async fn friends(&self, user: i64) -> StoreResult<Vec<FriendRecord>> {
         Ok(sqlx::query_as(
-            "SELECT u.id, u.username, u.nickname, u.sex, u.password_hash, u.token_version, u.created_at, u.avatar_key,
+            "SELECT u.id, u.username, u.nickname, u.sex, u.password_hash, u.token_version, u.created_at, u.avatar_key, u.push_previews,
                     f.remark
              FROM friendships f JOIN users u ON u.id = f.friend_id
              WHERE f.user_id = $1 ORDER BY u.username_lower",
@@ -222,7 +222,7 @@ where
 
     async fn blocked_by(&self, user: i64) -> StoreResult<Vec<UserRecord>> {
         Ok(sqlx::query_as(
-            "SELECT u.id, u.username, u.nickname, u.sex, u.password_hash, u.token_version, u.created_at, u.avatar_key
+            "SELECT u.id, u.username, u.nickname, u.sex, u.password_hash, u.token_version, u.created_at, u.avatar_key, u.push_previews
              FROM blocks b JOIN users u ON u.id = b.blocked_id
              WHERE b.user_id = $1 ORDER BY b.created_at DESC, u.id",
         )

@@ -157,6 +157,7 @@ where
         .await
         .map_err(StoreError::classify)?;
         Self::index_in(tx, msg.id, new.kind, new.body.as_deref(), &msg.conversation_id).await?;
+        crate::store::push::note_in(tx, &msg).await?;
         for &file_id in &new.item_files {
             sqlx::query("INSERT INTO message_files (message_id, file_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
                 .bind(msg.id)
@@ -395,6 +396,10 @@ where
         .fetch_one(&mut **tx)
         .await
         .map_err(StoreError::classify)?;
+        if matches!(event.action, EventAction::Recall) {
+            // A recall replaces what a device's notification shows.
+            crate::store::push::note_in(tx, &message).await?;
+        }
         let hid: Vec<(i64,)> = sqlx::query_as("SELECT user_id FROM hidden_messages WHERE message_id = $1")
             .bind(target.id)
             .fetch_all(&mut **tx)

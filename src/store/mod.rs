@@ -8,6 +8,7 @@ mod friends;
 mod groups;
 mod messages;
 mod postgres;
+mod push;
 mod search;
 mod sql;
 mod sqlite;
@@ -19,6 +20,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 
 pub use dialect::Dialect;
+pub use push::{PushJob, PushRelease, PushStore, PushSubscriptionRecord, PushView};
 pub use sql::SqlStore;
 
 use crate::metrics::Metrics;
@@ -100,6 +102,8 @@ pub struct UserRecord {
     pub created_at: DateTime<Utc>,
     /// The media store's key of the avatar thumbnail.
     pub avatar_key: Option<String>,
+    /// Whether the user's push notifications may show message text (DESIGN.md §11).
+    pub push_previews: bool,
 }
 
 /// A friend, with the remark the user gave them.
@@ -131,6 +135,7 @@ pub trait UserStore: Send + Sync {
         id: i64,
         nickname: Option<&str>,
         sex: Option<i16>,
+        push_previews: Option<bool>,
     ) -> StoreResult<Option<UserRecord>>;
     /// Stores a new hash and bumps `token_version`, returning the new version — only while the version is still
     /// `expected` (the one under which the old password was checked); `None` when another change came first.
@@ -660,6 +665,7 @@ pub struct Stores {
     pub conversations: Arc<dyn ConversationStore>,
     pub files: Arc<dyn FileStore>,
     pub search: Arc<dyn SearchStore>,
+    pub push: Arc<dyn PushStore>,
     pub health: Arc<dyn StoreHealth>,
     /// The background writers (group commit, delivered cursors) behind `messages`.
     writers: batch::Writers,
@@ -670,7 +676,15 @@ impl Stores {
     /// same store behind its batching writers).
     fn assemble<S>(store: Arc<S>, messages: Arc<dyn MessageStore>, writers: batch::Writers) -> Self
     where
-        S: UserStore + FriendStore + GroupStore + ConversationStore + FileStore + SearchStore + StoreHealth + 'static,
+        S: UserStore
+            + FriendStore
+            + GroupStore
+            + ConversationStore
+            + FileStore
+            + SearchStore
+            + PushStore
+            + StoreHealth
+            + 'static,
     {
         Stores {
             users: store.clone(),
@@ -680,6 +694,7 @@ impl Stores {
             conversations: store.clone(),
             files: store.clone(),
             search: store.clone(),
+            push: store.clone(),
             health: store,
             writers,
         }

@@ -164,6 +164,12 @@ const DIRECT_SQL: &str = concat!(
         INSERT INTO user_conversations (user_id, conversation_id, read_seq, visible_from_seq)
         SELECT $3, $1, 0, 0 FROM conv
         ON CONFLICT (user_id, conversation_id) DO NOTHING
+    ), push AS (
+        INSERT INTO push_state (user_id, device_id, conversation_id, seq, first_at, quiet_since)
+        SELECT s.user_id, s.device_id, $1, last_seq, $9, $9 FROM conv JOIN push_subscriptions s ON s.user_id = $3
+        WHERE $3 <> $2",
+    super::sql::push_upsert!(),
+    "
     )
     SELECT * FROM msg"
 );
@@ -418,6 +424,15 @@ const GROUP_MANY_SQL: &str = concat!(
     ), ",
     senders_cte!(),
     "
+    ), push AS (
+        INSERT INTO push_state (user_id, device_id, conversation_id, seq, first_at, quiet_since)
+        SELECT s.user_id, s.device_id, p.conv, max(p.seq), $7, $7
+        FROM planned p JOIN group_members g ON g.group_id = p.group_id
+                       JOIN push_subscriptions s ON s.user_id = g.user_id
+        WHERE g.user_id <> p.from_id
+        GROUP BY s.user_id, s.device_id, p.conv",
+    super::sql::push_upsert!(),
+    "
     ), members AS (
         SELECT counts.conv, conv.members_version,
                CASE WHEN conv.members_version = counts.known THEN NULL
@@ -533,6 +548,14 @@ const DIRECT_MANY_SQL: &str = concat!(
         SELECT DISTINCT to_id, conv, 0::int8, 0::int8 FROM planned p
         WHERE NOT EXISTS (SELECT 1 FROM planned s WHERE s.from_id = p.to_id AND s.conv = p.conv)
         ON CONFLICT (user_id, conversation_id) DO NOTHING
+    ), push AS (
+        INSERT INTO push_state (user_id, device_id, conversation_id, seq, first_at, quiet_since)
+        SELECT s.user_id, s.device_id, p.conv, max(p.seq), $9, $9
+        FROM planned p JOIN push_subscriptions s ON s.user_id = p.to_id
+        WHERE p.to_id <> p.from_id
+        GROUP BY s.user_id, s.device_id, p.conv",
+    super::sql::push_upsert!(),
+    "
     )
     SELECT planned.ord, msg.* FROM msg JOIN planned ON planned.conv = msg.conversation_id AND planned.seq = msg.seq"
 );

@@ -15,7 +15,7 @@ pub(crate) const ACK_ROWS_PER_STATEMENT: usize = 1000;
 /// The columns each record type is read with, in its field order; one list per record, shared by every query.
 macro_rules! user_columns {
     () => {
-        "id, username, nickname, sex, password_hash, token_version, created_at, avatar_key"
+        "id, username, nickname, sex, password_hash, token_version, created_at, avatar_key, push_previews"
     };
 }
 macro_rules! message_columns {
@@ -35,7 +35,22 @@ macro_rules! request_columns {
         "id, from_user_id, to_user_id, message, status, created_at"
     };
 }
-pub(crate) use {file_columns, message_columns, request_columns, user_columns};
+/// The end of every statement that marks devices' push outbox rows (`INSERT INTO push_state (user_id,
+/// device_id, conversation_id, seq, first_at, quiet_since) SELECT …`): a row already there moves to the newest
+/// change and the time of it; one that had nothing pending starts a new burst (its first change, no retry
+/// time, no failed attempts). Rows a statement upserts must be distinct (Postgres refuses to change one row
+/// twice in a statement).
+macro_rules! push_upsert {
+    () => {
+        " ON CONFLICT (user_id, device_id, conversation_id) DO UPDATE SET
+            first_at    = CASE WHEN push_state.seq > push_state.sent_seq THEN push_state.first_at ELSE excluded.first_at END,
+            not_before  = CASE WHEN push_state.seq > push_state.sent_seq THEN push_state.not_before ELSE NULL END,
+            attempts    = CASE WHEN push_state.seq > push_state.sent_seq THEN push_state.attempts ELSE 0 END,
+            seq         = CASE WHEN excluded.seq > push_state.seq THEN excluded.seq ELSE push_state.seq END,
+            quiet_since = excluded.quiet_since"
+    };
+}
+pub(crate) use {file_columns, message_columns, push_upsert, request_columns, user_columns};
 
 /// The stores on one SQL database: writes go through `writer`, reads through `reader` (the same pool on
 /// Postgres; on SQLite one writer connection and a few read-only ones).

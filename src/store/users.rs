@@ -23,6 +23,7 @@ where
     i16: for<'q> Param<'q, DB>,
     Option<i16>: for<'q> Param<'q, DB>,
     Option<String>: for<'q> Param<'q, DB>,
+    Option<bool>: for<'q> Param<'q, DB>,
     UserRecord: for<'r> FromRow<'r, DB::Row>,
     (i64,): for<'r> FromRow<'r, DB::Row>,
     (i64, i64, i64, i64): for<'r> FromRow<'r, DB::Row>,
@@ -71,10 +72,12 @@ where
         id: i64,
         nickname: Option<&str>,
         sex: Option<i16>,
+        push_previews: Option<bool>,
     ) -> StoreResult<Option<UserRecord>> {
         Ok(sqlx::query_as(concat!(
             "UPDATE users SET nickname = COALESCE($2, nickname), sex = COALESCE($3, sex), updated_at = $4,
-                              nickname_fold = COALESCE($5, nickname_fold)
+                              nickname_fold = COALESCE($5, nickname_fold),
+                              push_previews = COALESCE($6, push_previews)
              WHERE id = $1
              RETURNING ",
             user_columns!()
@@ -84,6 +87,7 @@ where
         .bind(sex)
         .bind(now())
         .bind(nickname.map(crate::domain::fold))
+        .bind(push_previews)
         .fetch_optional(self.writer())
         .await?)
     }

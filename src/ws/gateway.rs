@@ -52,13 +52,7 @@ fn parse_mode(sync: Option<&str>, tail: Option<&str>) -> Result<CatchUpMode, App
 fn parse_device(d: Option<&str>) -> Result<String, AppError> {
     match d {
         None => Ok("default".into()),
-        Some(d)
-            if !d.is_empty()
-                && d.len() <= 64
-                && d.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) =>
-        {
-            Ok(d.to_string())
-        }
+        Some(d) if crate::domain::push::valid_device_id(d) => Ok(d.to_string()),
         Some(_) => Err(AppError::new(ErrorCode::InvalidDevice, "device must be 1 to 64 of [A-Za-z0-9._-]")),
     }
 }

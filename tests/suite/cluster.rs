@@ -224,37 +224,15 @@ async fn presence_crosses_nodes_and_a_killed_nodes_users_go_offline() {
     let mut watcher = one.ws(&tb, "watcher").await;
 
     // The binary in its own process, as a second node of the cluster, then killed with SIGKILL.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gochat"));
-    for (k, v) in env.config_pairs() {
-        cmd.env(k, v);
-    }
-    cmd.env("GOCHAT_LISTEN", format!("127.0.0.1:{port}")).env("GOCHAT_LOG", "warn");
-    for (k, v) in settings {
-        cmd.env(k, v);
-    }
-    struct Reap(std::process::Child);
-    impl Drop for Reap {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut child = Reap(cmd.spawn().unwrap());
-    let two = crate::common::TestNode::external(([127, 0, 0, 1], port).into());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while two.http.get(two.url("/readyz")).send().await.map(|r| !r.status().is_success()).unwrap_or(true) {
-        assert!(tokio::time::Instant::now() < deadline, "the second node did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mut child = crate::common::NodeProcess::spawn(&env, &settings).await;
+    let two = &child.node;
     let _socket = two.ws(&ta, "phone").await;
     let f = crate::people::next_of(&mut watcher, "presence").await;
     assert_eq!((f["user_id"].as_i64(), f["online"].as_bool()), (Some(a), Some(true)), "seen from the other node");
     assert_eq!(one.get(&format!("/api/presence?user_ids={a}"), &tb).await.body[0]["online"], true);
 
     let killed = tokio::time::Instant::now();
-    child.0.kill().unwrap();
-    let _ = child.0.wait();
+    child.kill();
     let f = tokio::time::timeout(Duration::from_secs(60), crate::people::next_of(&mut watcher, "presence"))
         .await
         .expect("offline within 60 s");

@@ -19,6 +19,7 @@ mod messaging;
 mod openapi_spec;
 mod operations;
 mod people;
+mod push;
 mod receipts;
 mod search;
 mod store_conformance;

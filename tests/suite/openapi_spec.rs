@@ -130,11 +130,14 @@ const PINNED: &[(&str, u16)] = &[
     ("invalid_remark", 422),
     ("invalid_draft", 422),
     ("invalid_invite", 422),
+    ("invalid_push_endpoint", 422),
+    ("invalid_push_keys", 422),
     ("rate_limited", 429),
     ("upload_quota_exceeded", 429),
     ("internal", 500),
     ("draining", 503),
     ("at_capacity", 503),
+    ("push_disabled", 404),
 ];
 
 #[test]

@@ -500,11 +500,11 @@ backend_tests! {
         let env = TestEnv::new(backend).await;
         let s = stores(&env).await;
         let u = s.users.create_user(new_user("carol")).await.unwrap();
-        let v = s.users.update_profile(u.id, Some("Caz"), None).await.unwrap().unwrap();
-        assert_eq!((v.nickname.as_str(), v.sex), ("Caz", 1));
-        let v = s.users.update_profile(u.id, None, Some(0)).await.unwrap().unwrap();
-        assert_eq!((v.nickname.as_str(), v.sex), ("Caz", 0));
-        assert!(s.users.update_profile(u.id + 99, Some("x"), None).await.unwrap().is_none());
+        let v = s.users.update_profile(u.id, Some("Caz"), None, None).await.unwrap().unwrap();
+        assert_eq!((v.nickname.as_str(), v.sex, v.push_previews), ("Caz", 1, false));
+        let v = s.users.update_profile(u.id, None, Some(0), Some(true)).await.unwrap().unwrap();
+        assert_eq!((v.nickname.as_str(), v.sex, v.push_previews), ("Caz", 0, true));
+        assert!(s.users.update_profile(u.id + 99, Some("x"), None, None).await.unwrap().is_none());
     }
 
     async fn setting_a_password_bumps_the_token_version(backend) {
@@ -594,6 +594,83 @@ backend_tests! {
         assert_eq!(found.len(), 1);
     }
 
+    async fn the_push_outbox_marks_each_subscribed_recipient_once_and_concurrent_claims_never_share_a_row(backend) {
+        use gochat::store::{PushRelease, PushSubscriptionRecord};
+        use rand::Rng;
+        let env = TestEnv::new(backend).await;
+        let s = stores(&env).await;
+        let (a, b, c) = three(&s).await;
+        befriend(&s, a, b).await;
+        befriend(&s, a, c).await;
+        let g = s.groups.create_group("g", a, &[b, c]).await.unwrap().id;
+        let (ab, group) = (ConversationId::direct(a, b), ConversationId::Group(g));
+        let sub = |user: i64, device: &str| PushSubscriptionRecord {
+            user_id: user,
+            device_id: device.into(),
+            endpoint: format!("https://push.example.com/{user}/{device}"),
+            p256dh: "k".into(),
+            auth: "a".into(),
+            created_at: gochat::store::now(),
+        };
+        for (user, device) in [(a, "phone"), (b, "phone"), (b, "laptop"), (c, "phone")] {
+            s.push.subscribe(&sub(user, device)).await.unwrap();
+        }
+        let far = gochat::store::now() + chrono::Duration::days(1);
+        let mut rng = rand::thread_rng();
+        for round in 0..4 {
+            // Every send path at once: plain direct and group messages (Postgres's batch statements) and ones
+            // with mentions (the generic path).
+            let mut sends = Vec::new();
+            for _ in 0..rng.gen_range(1..30) {
+                sends.push(match rng.gen_range(0..4) {
+                    0 => msg(ab, a, Some(b), None),
+                    1 => msg(ab, b, Some(a), None),
+                    2 => msg(group, a, None, None),
+                    _ => {
+                        let mut m = msg(group, b, None, None);
+                        m.mentions = vec![c];
+                        m
+                    }
+                });
+            }
+            let appended = futures_util::future::join_all(sends.into_iter().map(|m| s.messages.append(m))).await;
+            // What each device should have pending: the last seq of each conversation sent to it by others.
+            let mut expected = std::collections::BTreeMap::new();
+            for r in appended {
+                let m = r.unwrap().message;
+                let owners = match m.group_id { Some(_) => vec![a, b, c], None => vec![a, b] };
+                for (user, device) in [(a, "phone"), (b, "phone"), (b, "laptop"), (c, "phone")] {
+                    if owners.contains(&user) && user != m.from_user_id {
+                        let seq = expected.entry((user, device.to_string(), m.conversation_id.clone())).or_insert(0);
+                        *seq = (*seq).max(m.seq);
+                    }
+                }
+            }
+            // Claimed concurrently by six claimers, two rows at a time: every pending row once, none twice.
+            let claims = futures_util::future::join_all((0..6).map(|_| s.push.claim(far, far, far, far, 2))).await;
+            let mut claimed: Vec<_> = claims.into_iter().flat_map(|c| c.unwrap()).collect();
+            let mut rest = s.push.claim(far, far, far, far, 100).await.unwrap();
+            claimed.append(&mut rest);
+            let ids: std::collections::HashSet<i64> = claimed.iter().map(|j| j.id).collect();
+            assert_eq!(ids.len(), claimed.len(), "round {round}: a row was claimed twice");
+            let got: std::collections::BTreeMap<_, _> =
+                claimed.iter().map(|j| ((j.user_id, j.device_id.clone(), j.conversation_id.clone()), j.seq)).collect();
+            assert_eq!(got, expected, "round {round}: one row per subscribed recipient device and conversation");
+            assert!(s.push.claim(far, far, far, far, 100).await.unwrap().is_empty(), "claimed rows are leased");
+            for job in &claimed {
+                s.push.release(job, PushRelease::Handled { seq: job.seq, shown: true }).await.unwrap();
+            }
+            assert!(s.push.claim(far, far, far, far, 100).await.unwrap().is_empty(), "handled rows are done");
+        }
+        // An endpoint belongs to one device: subscribing it for another user takes it from the first.
+        let mut moved = sub(c, "tablet");
+        moved.endpoint = sub(b, "laptop").endpoint;
+        s.push.subscribe(&moved).await.unwrap();
+        assert!(s.push.subscription(b, "laptop").await.unwrap().is_none());
+        assert!(s.push.unsubscribe(c, "tablet").await.unwrap());
+        assert!(!s.push.unsubscribe(c, "tablet").await.unwrap());
+    }
+
     async fn opening_twice_applies_migrations_once(backend) {
         let env = TestEnv::new(backend).await;
         let a = stores(&env).await;
@@ -620,7 +697,7 @@ async fn a_sqlite_database_migrated_under_the_old_numbers_opens_and_is_renumbere
             sqlx::query_as("SELECT version FROM _sqlx_migrations ORDER BY version").fetch_all(&pool).await.unwrap();
         rows.into_iter().map(|r| r.0).collect::<Vec<i64>>()
     };
-    assert_eq!(versions(pool.clone()).await, vec![1, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(versions(pool.clone()).await, vec![1, 3, 4, 5, 6, 7, 8, 9]);
     // As a database migrated before the renumbering records them.
     for v in [3_i64, 4, 5] {
         sqlx::query("UPDATE _sqlx_migrations SET version = $1 - 1 WHERE version = $1")
@@ -629,14 +706,14 @@ async fn a_sqlite_database_migrated_under_the_old_numbers_opens_and_is_renumbere
             .await
             .unwrap();
     }
-    assert_eq!(versions(pool.clone()).await, vec![1, 2, 3, 4, 6, 7, 8]);
+    assert_eq!(versions(pool.clone()).await, vec![1, 2, 3, 4, 6, 7, 8, 9]);
     pool.close().await;
 
     let s = Stores::open(&url, 1).await.expect("a legacy database opens");
     assert_eq!(s.users.user_by_id(kept.id).await.unwrap().unwrap().username, "kept");
     s.close().await;
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    assert_eq!(versions(pool).await, vec![1, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(versions(pool).await, vec![1, 3, 4, 5, 6, 7, 8, 9]);
 }
 
 /// Migration 0006 rebuilds SQLite's `messages` table (SQLite cannot change a CHECK constraint in place): a

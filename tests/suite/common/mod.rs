@@ -2,6 +2,8 @@
 //! test, driven over real HTTP (and WebSockets). Several nodes can share one environment.
 #![allow(dead_code)]
 
+pub mod push;
+
 use std::time::Duration;
 
 use gochat::config::Config;
@@ -154,6 +156,49 @@ impl TestEnv {
             task: Some(task),
             metrics: app_metrics,
         }
+    }
+}
+
+/// A node running the `gochat` binary in a process of its own, on the environment's backends (so a test can kill
+/// it with SIGKILL); killed when dropped.
+pub struct NodeProcess {
+    child: std::process::Child,
+    pub node: TestNode,
+}
+
+impl NodeProcess {
+    /// Starts the binary with the environment's settings and `settings`, and waits until it is ready.
+    pub async fn spawn(env: &TestEnv, settings: &[(&str, &str)]) -> NodeProcess {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gochat"));
+        for (k, v) in env.config_pairs() {
+            cmd.env(k, v);
+        }
+        cmd.env("GOCHAT_LISTEN", format!("127.0.0.1:{port}")).env("GOCHAT_LOG", "warn");
+        for (k, v) in settings {
+            cmd.env(k, v);
+        }
+        let process =
+            NodeProcess { child: cmd.spawn().unwrap(), node: TestNode::external(([127, 0, 0, 1], port).into()) };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let ready = |n: &TestNode| n.http.get(n.url("/readyz")).send();
+        while ready(&process.node).await.map(|r| !r.status().is_success()).unwrap_or(true) {
+            assert!(tokio::time::Instant::now() < deadline, "the node process did not become ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        process
+    }
+
+    /// Kills the process with SIGKILL (no shutdown of any kind) and waits for it to be gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
