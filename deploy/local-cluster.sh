@@ -25,6 +25,8 @@ s3s=$(ls ~/.cache/gochat-tools/s3s-fs-*/bin/s3s-fs 2>/dev/null | head -1)
 mkdir "$work/s3"; "$s3s" --host 127.0.0.1 --port 19000 --access-key gochat --secret-key gochat-s3-secret "$work/s3" \
   >"$work/s3.log" 2>&1 & pids+=($!)
 cargo build --release -q -p gochat
+# One VAPID key for every node (push notifications), made for this cluster.
+vapid=$(target/release/gochat vapid-key | head -1)
 sleep 1
 upstreams=""
 for i in $(seq 1 "$n"); do
@@ -33,6 +35,7 @@ for i in $(seq 1 "$n"); do
   GOCHAT_DATABASE_URL=postgres://postgres@127.0.0.1:15432/postgres GOCHAT_REDIS_URL=redis://127.0.0.1:16379/ \
   GOCHAT_S3_ENDPOINT=http://127.0.0.1:19000 GOCHAT_S3_BUCKET=gochat GOCHAT_S3_ACCESS_KEY=gochat \
   GOCHAT_S3_SECRET_KEY=gochat-s3-secret GOCHAT_JWT_SECRET=local-cluster-secret-local-cluster-secret \
+  GOCHAT_VAPID_PRIVATE_KEY="$vapid" \
     target/release/gochat serve >"$work/node$i.log" 2>&1 & pids+=($!)
   upstreams="$upstreams server 127.0.0.1:$port;"
 done
