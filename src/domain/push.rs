@@ -24,8 +24,10 @@ pub fn valid_device_id(d: &str) -> bool {
 }
 
 /// Checks a push endpoint: an absolute `https` URL with a host and no credentials, at most
-/// [`MAX_ENDPOINT_BYTES`]; `http` only to a loopback address, and only when `allow_loopback` (tests and
-/// development: a push service on this machine). Errors are `invalid_push_endpoint`.
+/// [`MAX_ENDPOINT_BYTES`], whose host is not an address inside a network (private, link-local, unspecified,
+/// multicast: the server must not be made to post to its own network); `http` only to a loopback address, and
+/// only when `allow_loopback` (tests and development: a push service on this machine). Errors are
+/// `invalid_push_endpoint`. (A name that resolves to an internal address is not caught here.)
 pub fn endpoint(raw: &str, allow_loopback: bool) -> Result<url::Url, DomainError> {
     let bad = |why: &str| DomainError::new(ErrorCode::InvalidPushEndpoint, format!("endpoint {why}"));
     if raw.len() > MAX_ENDPOINT_BYTES {
@@ -39,16 +41,52 @@ pub fn endpoint(raw: &str, allow_loopback: bool) -> Result<url::Url, DomainError
     if !url.username().is_empty() || url.password().is_some() {
         return Err(bad("must not carry credentials"));
     }
-    let loopback = match host {
-        url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
-        url::Host::Ipv4(ip) => IpAddr::V4(ip).is_loopback(),
-        url::Host::Ipv6(ip) => IpAddr::V6(ip).is_loopback(),
+    let ip = match host {
+        url::Host::Domain(_) => None,
+        url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
+        url::Host::Ipv6(ip) => Some(match ip.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(ip),
+        }),
     };
+    let loopback = match (host, ip) {
+        (url::Host::Domain(d), _) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost")
+        }
+        (_, Some(ip)) => ip.is_loopback(),
+        _ => false,
+    };
+    if !loopback && ip.is_some_and(is_internal) {
+        return Err(bad("must not be an address inside a network"));
+    }
     match url.scheme() {
         "https" if !loopback || allow_loopback => Ok(url),
         "http" if loopback && allow_loopback => Ok(url),
         "https" | "http" if loopback => Err(bad("must not be a loopback address")),
         _ => Err(bad("must be an https URL")),
+    }
+}
+
+/// Addresses a push service never has: private, shared (CGNAT), link-local, unspecified, broadcast, multicast,
+/// documentation, IPv6 unique-local and link-local.
+fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            v6.is_unspecified() || v6.is_multicast() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+        }
     }
 }
 
@@ -180,6 +218,27 @@ mod tests {
         assert!(endpoint("ftp://push.example.com/x", false).is_err());
         assert!(endpoint("/relative", false).is_err());
         assert!(endpoint("https://push.example.com/a b", false).is_err());
+        for internal in [
+            "https://10.0.0.5/x",
+            "https://192.168.1.1/x",
+            "https://172.20.0.1/x",
+            "https://169.254.169.254/latest",
+            "https://0.0.0.0/x",
+            "https://100.64.0.1/x",
+            "https://[fd00::1]/x",
+            "https://[fe80::1]/x",
+            "https://[::ffff:10.0.0.1]/x",
+            "https://[::]/x",
+        ] {
+            assert!(endpoint(internal, true).is_err(), "{internal}");
+        }
+        for loopback in ["https://[::ffff:127.0.0.1]/x", "https://2130706433/x", "https://0x7f.1/x", "https://127.1/x"]
+        {
+            assert!(endpoint(loopback, false).is_err(), "{loopback} is loopback");
+        }
+        assert!(endpoint("http://app.localhost/x", false).is_err());
+        assert!(endpoint("https://localhost./x", false).is_err());
+        assert!(endpoint("https://8.8.8.8/x", false).is_ok(), "a public address is allowed");
         assert!(endpoint("https://push.example.com/ü", false).is_err());
         assert!(endpoint("https://user:pw@push.example.com/x", false).is_err());
         let long = format!("https://push.example.com/{}", "a".repeat(MAX_ENDPOINT_BYTES));

@@ -72,6 +72,8 @@ backend_tests! {
             (with("/endpoint", json!("http://push.example.com/wpush/abc")), "invalid_push_endpoint"),
             (with("/endpoint", json!("ftp://push.example.com/x")), "invalid_push_endpoint"),
             (with("/endpoint", json!("not a url")), "invalid_push_endpoint"),
+            (with("/endpoint", json!("https://169.254.169.254/latest/meta-data")), "invalid_push_endpoint"),
+            (with("/endpoint", json!("https://[fd00::1]/x")), "invalid_push_endpoint"),
             (with("/endpoint", json!(long)), "invalid_push_endpoint"),
             (with("/keys/p256dh", json!("AAAA")), "invalid_push_keys"),
             (with("/keys/p256dh", json!(format!("{}A", &browser.p256dh()[..86]))), "invalid_push_keys"),
