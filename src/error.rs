@@ -78,7 +78,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | InvalidPushKeys => StatusCode::UNPROCESSABLE_ENTITY,
         RateLimited | UploadQuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        Draining | AtCapacity => StatusCode::SERVICE_UNAVAILABLE,
+        Draining | AtCapacity | Unavailable => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -233,7 +233,7 @@ impl poem::error::ResponseError for AppError {
 
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
-        AppError::internal(e)
+        AppError::from(crate::store::StoreError::from(e))
     }
 }
 
@@ -243,14 +243,33 @@ impl From<DomainError> for AppError {
     }
 }
 
+/// How long a client should wait before trying again while the database is unreachable: about what a restart of
+/// Postgres or a failover takes to start answering.
+const UNAVAILABLE_RETRY_SECS: u64 = 2;
+
 impl From<crate::store::StoreError> for AppError {
     fn from(e: crate::store::StoreError) -> Self {
-        AppError::internal(e)
+        match e {
+            crate::store::StoreError::Unavailable(why) => {
+                tracing::warn!(error = %why, "the database is unreachable");
+                AppError::new(ErrorCode::Unavailable, "the database is unreachable; try again shortly")
+                    .retry_after(UNAVAILABLE_RETRY_SECS)
+            }
+            e => AppError::internal(e),
+        }
     }
 }
 
 impl From<anyhow::Error> for AppError {
     fn from(e: anyhow::Error) -> Self {
+        // A database that cannot be reached is a 503 whichever layer wrapped it.
+        let unreachable = e.chain().any(|cause| {
+            matches!(cause.downcast_ref::<crate::store::StoreError>(), Some(crate::store::StoreError::Unavailable(_)))
+                || cause.downcast_ref::<sqlx::Error>().is_some_and(crate::store::unreachable)
+        });
+        if unreachable {
+            return AppError::from(crate::store::StoreError::Unavailable(format!("{e:#}")));
+        }
         AppError::internal(e)
     }
 }

@@ -126,6 +126,7 @@ pub enum ErrorCode {
     Draining,
     AtCapacity,
     PushDisabled,
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -238,6 +239,7 @@ impl ErrorCode {
             Draining,
             AtCapacity,
             PushDisabled,
+            Unavailable,
         ]
     };
 
@@ -350,6 +352,7 @@ impl ErrorCode {
             Draining => "draining",
             AtCapacity => "at_capacity",
             PushDisabled => "push_disabled",
+            Unavailable => "unavailable",
         }
     }
 }

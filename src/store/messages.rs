@@ -454,8 +454,20 @@ where
         let mut tx = match self.writer().begin().await {
             Ok(tx) => tx,
             Err(e) => {
+                let unavailable = crate::store::unreachable(&e);
                 let msg = e.to_string();
-                return Some(batch.iter().map(|_| Err(StoreError::BatchFailed(msg.clone()))).collect());
+                return Some(
+                    batch
+                        .iter()
+                        .map(|_| {
+                            Err(if unavailable {
+                                StoreError::Unavailable(msg.clone())
+                            } else {
+                                StoreError::BatchFailed(msg.clone())
+                            })
+                        })
+                        .collect(),
+                );
             }
         };
         for i in order {
@@ -496,12 +508,14 @@ where
             results[i] = Some(r);
         }
         if let Err(e) = tx.commit().await {
+            let unavailable = crate::store::unreachable(&e);
             let msg = e.to_string();
             return Some(
                 results
                     .into_iter()
                     .map(|r| match r {
                         Some(Err(e)) => Err(e),
+                        _ if unavailable => Err(StoreError::Unavailable(format!("commit failed: {msg}"))),
                         _ => Err(StoreError::BatchFailed(format!("commit failed: {msg}"))),
                     })
                     .collect(),

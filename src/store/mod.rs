@@ -61,15 +61,49 @@ pub enum StoreError {
     /// The store is shut down: its writers have stopped.
     #[error("the store is closed")]
     Closed,
+    /// The database cannot be reached (refused or lost connections, no connection free in time, the server
+    /// shutting down): nothing was done, and the same request may succeed shortly.
+    #[error("the database is unreachable: {0}")]
+    Unavailable(String),
     #[error(transparent)]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if unreachable(&e) {
+            StoreError::Unavailable(e.to_string())
+        } else {
+            StoreError::Db(e)
+        }
+    }
+}
+
+/// Whether a database error means the database could not be reached, as opposed to a statement it refused: I/O
+/// and TLS failures, a pool with no connection to give in time (or closed), and the server's own "connection
+/// exception" (SQLSTATE class 08), shutdown (57P01–57P03) and "too many connections" (53300) answers.
+pub fn unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            matches!(db.code().as_deref(), Some(c) if c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03" | "53300"))
+        }
+        _ => false,
+    }
 }
 
 impl StoreError {
     /// A failure of the database or of a whole batch rather than a refusal of this message: worth trying once
     /// more on its own.
     pub(crate) fn is_fault(&self) -> bool {
-        matches!(self, StoreError::Db(_) | StoreError::BatchFailed(_) | StoreError::Inconsistent(_))
+        matches!(
+            self,
+            StoreError::Db(_) | StoreError::BatchFailed(_) | StoreError::Inconsistent(_) | StoreError::Unavailable(_)
+        )
     }
 
     /// Turns a unique-constraint violation into [`StoreError::Conflict`]; everything else stays a fault.
@@ -79,7 +113,7 @@ impl StoreError {
                 return StoreError::Conflict(db.constraint().unwrap_or("unique").to_string());
             }
         }
-        StoreError::Db(e)
+        StoreError::from(e)
     }
 }
 

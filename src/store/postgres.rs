@@ -56,7 +56,9 @@ pub(super) async fn open(url: &str, pool_size: u32, metrics: &Metrics) -> anyhow
     let pool = PgPoolOptions::new()
         .max_connections(pool_size)
         .test_before_acquire(false)
-        .acquire_timeout(Duration::from_secs(10))
+        // A request waits at most this for a connection: while the database is unreachable, requests answer 503
+        // `unavailable` within it instead of hanging (and a pool this busy is overloaded, which 503 also says).
+        .acquire_timeout(Duration::from_secs(3))
         .connect_with(opts)
         .await?;
     sqlx::migrate!("./migrations/postgres").run(&pool).await?;
@@ -368,8 +370,18 @@ async fn insert_group_many(
         results[i] = Ok((message, members.to_vec()));
     }
     if let Err(e) = tx.commit().await {
-        let msg = e.to_string();
-        return Ok((0..n).map(|_| Err(StoreError::BatchFailed(msg.clone()))).collect());
+        let failed = StoreError::from(e);
+        let msg = failed.to_string();
+        let unavailable = matches!(failed, StoreError::Unavailable(_));
+        return Ok((0..n)
+            .map(|_| {
+                Err(if unavailable {
+                    StoreError::Unavailable(msg.clone())
+                } else {
+                    StoreError::BatchFailed(msg.clone())
+                })
+            })
+            .collect());
     }
     let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
     for (group, version, list) in fresh {

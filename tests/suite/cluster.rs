@@ -98,6 +98,9 @@ async fn a_lost_subscriber_connection_is_restored_and_its_sessions_resync() {
 
     let errors_before = n2.metric("gochat_bus_errors_total", "");
     assert!(kill_subscribers(DB).await >= 1);
+    // A lost bus degrades the node, it does not take it out of the load balancer.
+    let r = n2.call(reqwest::Method::GET, "/readyz", None, None).await;
+    assert_eq!(r.status, reqwest::StatusCode::OK, "{}", r.body);
     // Published while node 2 is reconnecting: some of these are lost by pub/sub, none by the node.
     for i in 0..20 {
         n1.send_text(&ta, b, &format!("during {i}")).await;
@@ -239,4 +242,62 @@ async fn presence_crosses_nodes_and_a_killed_nodes_users_go_offline() {
     assert_eq!((f["user_id"].as_i64(), f["online"].as_bool()), (Some(a), Some(false)), "{f}");
     assert!(killed.elapsed() < Duration::from_secs(15), "with a 3 s TTL it takes seconds: {:?}", killed.elapsed());
     assert_eq!(one.get(&format!("/api/presence?user_ids={a}"), &tb).await.body[0]["online"], false);
+}
+
+/// A Postgres outage (the node's connections dropped, new ones refused): REST answers 503 `unavailable` with
+/// `Retry-After` within seconds, never 500, a send over the socket gets an `error` frame with that code,
+/// `/readyz` turns 503 within a second, and everything comes back by itself when the database does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_outage_answers_503_unavailable_and_service_resumes_by_itself() {
+    let env = TestEnv::new(Backend::Postgres).await;
+    let url = url::Url::parse(&env.database_url).unwrap();
+    let target = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap()).parse().unwrap();
+    let proxy = crate::common::proxy::TcpProxy::start(target).await;
+    let mut proxied = url.clone();
+    proxied.set_port(Some(proxy.addr.port())).unwrap();
+    let node = env.node_with(&[("GOCHAT_DATABASE_URL", proxied.as_str())]).await;
+    let (a, ta) = node.user(&uniq("oa")).await;
+    let (b, tb) = node.user(&uniq("ob")).await;
+    node.befriend((a, &ta), (b, &tb)).await;
+    let mut ws = node.ws(&ta, "phone").await;
+    ws.recv_type("sync").await;
+    let send = |text: &str| {
+        node.http
+            .post(node.url("/api/messages/send"))
+            .bearer_auth(&ta)
+            .json(&serde_json::json!({"to_user_id": b, "type": "text", "text": text}))
+            .send()
+    };
+    assert_eq!(send("before").await.unwrap().status(), 201);
+
+    proxy.cut();
+    for text in ["during 1", "during 2"] {
+        let started = std::time::Instant::now();
+        let r = send(text).await.unwrap();
+        assert_eq!(r.status(), 503, "{text}");
+        assert!(r.headers().get("retry-after").is_some(), "Retry-After");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["code"], "unavailable", "{body}");
+        assert!(started.elapsed() < Duration::from_secs(5), "answered in {:?}", started.elapsed());
+    }
+    let started = std::time::Instant::now();
+    let ready = node.http.get(node.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    assert!(started.elapsed() < Duration::from_millis(1500), "/readyz answered in {:?}", started.elapsed());
+    ws.send(serde_json::json!({"type": "send", "message": {"to_user_id": b, "type": "text", "text": "over the socket", "client_msg_id": "ws-1"}})).await;
+    let error = crate::people::next_of(&mut ws, "error").await;
+    assert_eq!(error["code"], "unavailable", "{error}");
+
+    proxy.restore();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = send("after").await.unwrap();
+        if r.status() == 201 {
+            break;
+        }
+        assert_eq!(r.status(), 503, "only 503 while it comes back");
+        assert!(tokio::time::Instant::now() < deadline, "service did not resume");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(node.http.get(node.url("/readyz")).send().await.unwrap().status(), 200);
 }

@@ -138,6 +138,7 @@ const PINNED: &[(&str, u16)] = &[
     ("draining", 503),
     ("at_capacity", 503),
     ("push_disabled", 404),
+    ("unavailable", 503),
 ];
 
 #[test]

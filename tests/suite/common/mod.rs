@@ -2,6 +2,7 @@
 //! test, driven over real HTTP (and WebSockets). Several nodes can share one environment.
 #![allow(dead_code)]
 
+pub mod proxy;
 pub mod push;
 
 use std::time::Duration;
