@@ -65,6 +65,9 @@ pub struct Config {
     /// The whole budget of a graceful stop: connections drain for this less the writers' flush budget, then the
     /// writers flush (see `startup::Application::run_until_stopped`).
     pub shutdown_grace: Duration,
+    /// How long a stopping node keeps serving while `/readyz` says it is draining, before it closes its listener
+    /// and sockets: time for load balancers that only probe readiness to stop sending it traffic.
+    pub drain_delay: Duration,
     /// How long a sender may recall their message (DESIGN.md §7; a group's owner and admins may at any time).
     pub recall_window: Duration,
     /// How long a sender may edit their text message (DESIGN.md §7).
@@ -128,6 +131,7 @@ pub const KEYS: &[&str] = &[
     "GOCHAT_MAX_GROUP_MEMBERS",
     "GOCHAT_DB_POOL_SIZE",
     "GOCHAT_SHUTDOWN_GRACE",
+    "GOCHAT_DRAIN_DELAY",
     "GOCHAT_RECALL_WINDOW",
     "GOCHAT_EDIT_WINDOW",
     "GOCHAT_PRESENCE_TTL",
@@ -287,6 +291,16 @@ impl Config {
             max_group_members: number(get("GOCHAT_MAX_GROUP_MEMBERS"), "GOCHAT_MAX_GROUP_MEMBERS", 2000, 2..=100_000)?,
             db_pool_size: number(get("GOCHAT_DB_POOL_SIZE"), "GOCHAT_DB_POOL_SIZE", 16, 1..=1000)?,
             shutdown_grace,
+            drain_delay: match get("GOCHAT_DRAIN_DELAY") {
+                Some("0") | Some("0s") => Duration::ZERO,
+                v => {
+                    let d = duration(v, "GOCHAT_DRAIN_DELAY", Duration::ZERO)?;
+                    if d > Duration::from_secs(60) {
+                        return Err(err("GOCHAT_DRAIN_DELAY", "must be 0s to 60s"));
+                    }
+                    d
+                }
+            },
             recall_window: duration(get("GOCHAT_RECALL_WINDOW"), "GOCHAT_RECALL_WINDOW", Duration::from_secs(120))?,
             edit_window: duration(get("GOCHAT_EDIT_WINDOW"), "GOCHAT_EDIT_WINDOW", Duration::from_secs(48 * 3600))?,
             presence_ttl: {

@@ -51,13 +51,33 @@ pub struct Application {
     redis_writer: Option<RedisWriter>,
 }
 
-/// Something that can tell a node to shut down gracefully (from a signal handler, or a test).
+/// Something that can tell a node to shut down gracefully (from a signal handler, or a test): the node turns
+/// not-ready at once, keeps serving for `GOCHAT_DRAIN_DELAY` (so load balancers that only probe readiness stop
+/// sending it traffic first), then stops.
 #[derive(Clone)]
-pub struct ShutdownHandle(CancellationToken);
+pub struct ShutdownHandle {
+    state: AppState,
+}
 
 impl ShutdownHandle {
     pub fn shutdown(&self) {
-        self.0.cancel();
+        let state = self.state.clone();
+        if state.is_draining() {
+            // Asked again while draining: stop now.
+            state.shutdown.cancel();
+            return;
+        }
+        state.start_draining();
+        let delay = state.config.drain_delay;
+        if delay.is_zero() {
+            state.shutdown.cancel();
+            return;
+        }
+        tracing::info!(delay_ms = delay.as_millis() as u64, "draining: not ready, still serving until the delay ends");
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            state.shutdown.cancel();
+        });
     }
 }
 
@@ -147,7 +167,7 @@ impl Application {
     }
 
     pub fn shutdown_handle(&self) -> ShutdownHandle {
-        ShutdownHandle(self.state.shutdown.clone())
+        ShutdownHandle { state: self.state.clone() }
     }
 
     /// Serves until [`ShutdownHandle::shutdown`] is called, then shuts down in order: connections drain (within

@@ -63,6 +63,26 @@ backend_tests! {
         assert!(reqwest::get(url).await.is_err(), "the listener is closed after shutdown");
     }
 
+    async fn a_stopping_node_answers_not_ready_for_the_drain_delay_before_it_closes(backend) {
+        let env = TestEnv::new(backend).await;
+        let node = env.node_with(&[("GOCHAT_DRAIN_DELAY", "1500ms")]).await;
+        let (_, token) = node.user(&uniq("dr")).await;
+        let asked = std::time::Instant::now();
+        node.request_stop();
+        let r = node.http.get(node.url("/readyz")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["checks"]["node"], "draining", "{body}");
+        // Still serving meanwhile, so a balancer that has not yet probed loses nothing.
+        assert_eq!(node.get("/api/user/profile", &token).await.status, StatusCode::OK);
+        let url = node.url("/healthz");
+        while reqwest::get(&url).await.is_ok() {
+            assert!(asked.elapsed() < Duration::from_secs(10), "the node never closed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(asked.elapsed() >= Duration::from_millis(1500), "closed after the delay: {:?}", asked.elapsed());
+    }
+
     async fn a_graceful_stop_under_load_writes_every_ack_it_took_so_nothing_acked_is_sent_again(backend) {
         let env = TestEnv::new(backend).await;
         let node = env.node().await;

@@ -238,6 +238,13 @@ impl TestNode {
         }
     }
 
+    /// Asks the node to stop, as SIGTERM does, without waiting for it.
+    pub fn request_stop(&self) {
+        if let Some(s) = &self.shutdown {
+            s.shutdown();
+        }
+    }
+
     /// Stops the node gracefully and waits for it.
     pub async fn stop(mut self) {
         if let Some(s) = &self.shutdown {
