@@ -37,7 +37,7 @@ for i in $(seq 1 "$n"); do
   GOCHAT_S3_SECRET_KEY=gochat-s3-secret GOCHAT_JWT_SECRET=local-cluster-secret-local-cluster-secret \
   GOCHAT_VAPID_PRIVATE_KEY="$vapid" \
     target/release/gochat serve >"$work/node$i.log" 2>&1 & pids+=($!)
-  upstreams="$upstreams server 127.0.0.1:$port;"
+  upstreams="$upstreams server 127.0.0.1:$port max_fails=3 fail_timeout=2s;"
 done
 for i in $(seq 1 "$n"); do
   port=$((8080 + i))
@@ -45,7 +45,7 @@ for i in $(seq 1 "$n"); do
   echo "node $i: http://127.0.0.1:$port (log $work/node$i.log)"
 done
 if command -v nginx >/dev/null; then
-  sed -e "s/server node1:8080;/$upstreams/" -e '/server node[23]:8080;/d' -e 's/listen 80;/listen 8080;/' \
+  sed -e "s/server node1:8080[^;]*;/$upstreams/" -e '/server node[23]:8080/d' -e 's/listen 80;/listen 8080;/' \
     deploy/nginx.conf >"$work/nginx-site.conf"
   printf 'pid %s/nginx.pid;\nerror_log %s/nginx.err;\nevents {}\nhttp { access_log off; include %s/nginx-site.conf; }\n' \
     "$work" "$work" "$work" >"$work/nginx.conf"

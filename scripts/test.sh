@@ -104,6 +104,7 @@ run_suite() {
   # the whole suite.
   if [ $# -eq 0 ]; then
     run_browser || status=$?
+    scripts/check-chart.sh || status=$?
     run_schemathesis sqlite || status=$?
     if [ -n "${PGPORT:-}" ]; then run_schemathesis postgres || status=$?; fi
   fi
