@@ -152,18 +152,33 @@ cleanup() {
   set +e
   [ -f "$WORK/pg/postmaster.pid" ] && as_pg "$PGBIN/pg_ctl" -D "$WORK/pg" -m immediate stop >/dev/null 2>&1
   [ -f "$WORK/redis.pid" ] && kill "$(cat "$WORK/redis.pid")" 2>/dev/null
+  [ -f "$WORK/redis-tls.pid" ] && kill "$(cat "$WORK/redis-tls.pid")" 2>/dev/null
   [ -n "${S3S_PID:-}" ] && kill "$S3S_PID" 2>/dev/null
   rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
 
-log "starting Postgres ($PGBIN) on 127.0.0.1:$PGPORT"
+# A throwaway CA and a server certificate for the name `localhost` only (not 127.0.0.1): the TLS tests connect by
+# name with verification, and by address to see a mismatched certificate refused.
+command -v openssl >/dev/null || install_pkg openssl
+mkdir -p "$WORK/tls"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=gochat test CA" \
+  -keyout "$WORK/tls/ca.key" -out "$WORK/tls/ca.pem" >/dev/null 2>&1 || die "openssl: CA"
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+  -keyout "$WORK/tls/server.key" -out "$WORK/tls/server.csr" >/dev/null 2>&1 || die "openssl: key"
+printf 'subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$WORK/tls/ext"
+openssl x509 -req -in "$WORK/tls/server.csr" -CA "$WORK/tls/ca.pem" -CAkey "$WORK/tls/ca.key" -CAcreateserial \
+  -days 2 -extfile "$WORK/tls/ext" -out "$WORK/tls/server.pem" >/dev/null 2>&1 || die "openssl: certificate"
+chmod 755 "$WORK/tls"; chmod 644 "$WORK/tls/"*.pem; chmod 600 "$WORK/tls/server.key"
+[ "$(id -u)" = 0 ] && chown postgres "$WORK/tls/server.key"
+
+log "starting Postgres ($PGBIN) on 127.0.0.1:$PGPORT (TLS offered, not required)"
 mkdir -p "$WORK/pg"
 [ "$(id -u)" = 0 ] && chown postgres "$WORK/pg"
 as_pg "$PGBIN/initdb" -D "$WORK/pg" -U postgres -A trust --no-sync >"$WORK/initdb.log" 2>&1 \
   || { cat "$WORK/initdb.log"; die "initdb failed"; }
 as_pg "$PGBIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg/server.log" -w -t 60 \
-  -o "-p $PGPORT -k $WORK/pg -c listen_addresses=127.0.0.1 -c max_connections=500 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+  -o "-p $PGPORT -k $WORK/pg -c listen_addresses=127.0.0.1 -c max_connections=500 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c ssl=on -c ssl_cert_file=$WORK/tls/server.pem -c ssl_key_file=$WORK/tls/server.key" \
   start >/dev/null || { cat "$WORK/pg/server.log"; die "Postgres did not start"; }
 
 log "starting Redis on 127.0.0.1:$REDISPORT"
@@ -171,7 +186,14 @@ redis-server --port "$REDISPORT" --bind 127.0.0.1 --save '' --appendonly no --da
   --pidfile "$WORK/redis.pid" --logfile "$WORK/redis.log" --dir "$WORK" >/dev/null
 for _ in $(seq 50); do redis-cli -p "$REDISPORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 redis-cli -p "$REDISPORT" ping >/dev/null || die "Redis did not start"
-
+REDISTLSPORT=$(free_port)
+log "starting Redis over TLS on 127.0.0.1:$REDISTLSPORT"
+# (Redis reads its key as root or as itself; the key is the postgres user's, so give Redis a copy.)
+cp "$WORK/tls/server.key" "$WORK/tls/redis.key"; chmod 600 "$WORK/tls/redis.key"
+redis-server --port 0 --tls-port "$REDISTLSPORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
+  --tls-cert-file "$WORK/tls/server.pem" --tls-key-file "$WORK/tls/redis.key" --tls-ca-cert-file "$WORK/tls/ca.pem" \
+  --tls-auth-clients no --pidfile "$WORK/redis-tls.pid" --logfile "$WORK/redis-tls.log" --dir "$WORK" >/dev/null \
+  || die "redis-server cannot serve TLS"
 S3PORT=$(free_port)
 log "starting s3s-fs on 127.0.0.1:$S3PORT"
 mkdir -p "$WORK/s3"
@@ -189,5 +211,7 @@ export GOCHAT_TEST_S3_ACCESS_KEY=gochat-test
 export GOCHAT_TEST_S3_SECRET_KEY=gochat-test-secret
 export GOCHAT_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
 export GOCHAT_TEST_REDIS_URL="redis://127.0.0.1:$REDISPORT/"
+export GOCHAT_TEST_TLS_CA="$WORK/tls/ca.pem"
+export GOCHAT_TEST_REDIS_TLS_PORT="$REDISTLSPORT"
 
 run_suite "$@"

@@ -41,6 +41,9 @@ pub struct Config {
     /// `sqlite://…` or `postgres://…`.
     pub database_url: CredentialUrl,
     pub redis_url: Option<CredentialUrl>,
+    /// A PEM file of the CA certificates a `rediss://` server's certificate must chain to (else the system's
+    /// roots).
+    pub redis_ca_file: Option<PathBuf>,
     pub redis_prefix: String,
     pub s3: Option<S3Config>,
     /// `None` in embedded mode means "generate one into the data dir on first start".
@@ -114,6 +117,7 @@ pub const KEYS: &[&str] = &[
     "GOCHAT_DATABASE_URL",
     "GOCHAT_REDIS_URL",
     "GOCHAT_REDIS_PREFIX",
+    "GOCHAT_REDIS_CA_FILE",
     "GOCHAT_S3_ENDPOINT",
     "GOCHAT_S3_BUCKET",
     "GOCHAT_S3_ACCESS_KEY",
@@ -205,6 +209,15 @@ impl Config {
             None => None,
         };
         let redis_prefix = get("GOCHAT_REDIS_PREFIX").unwrap_or("gochat:").to_string();
+        let redis_ca_file = get("GOCHAT_REDIS_CA_FILE").map(PathBuf::from);
+        if let Some(ca) = &redis_ca_file {
+            if !redis_url.as_ref().is_some_and(|u| u.starts_with("rediss://")) {
+                return Err(err("GOCHAT_REDIS_CA_FILE", "only applies to a rediss:// GOCHAT_REDIS_URL"));
+            }
+            if !ca.is_file() {
+                return Err(err("GOCHAT_REDIS_CA_FILE", format!("{} is not a readable file", ca.display())));
+            }
+        }
 
         let s3_keys = ["GOCHAT_S3_ENDPOINT", "GOCHAT_S3_BUCKET", "GOCHAT_S3_ACCESS_KEY", "GOCHAT_S3_SECRET_KEY"];
         let s3 = if s3_keys.iter().any(|k| get(k).is_some()) {
@@ -272,6 +285,7 @@ impl Config {
             data_dir,
             database_url,
             redis_url,
+            redis_ca_file,
             redis_prefix,
             s3,
             jwt_secret,

@@ -216,7 +216,16 @@ async fn connect(
     let (bus, inbox, presence, redis_writer): (SharedBus, SharedInbox, crate::presence::SharedPresence, _) =
         match &config.redis_url {
             Some(url) => {
-                let client = redis::Client::open(url.as_str()).context("GOCHAT_REDIS_URL is not a valid Redis URL")?;
+                let client = match &config.redis_ca_file {
+                    Some(ca) => {
+                        let root_cert = std::fs::read(ca)
+                            .with_context(|| format!("reading {} (GOCHAT_REDIS_CA_FILE)", ca.display()))?;
+                        let certificates = redis::TlsCertificates { client_tls: None, root_cert: Some(root_cert) };
+                        redis::Client::build_with_tls(url.as_str(), certificates)
+                            .context("GOCHAT_REDIS_URL with GOCHAT_REDIS_CA_FILE")?
+                    }
+                    None => redis::Client::open(url.as_str()).context("GOCHAT_REDIS_URL is not a valid Redis URL")?,
+                };
                 let manager_config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(Duration::from_secs(5)))
                     .set_response_timeout(Some(Duration::from_secs(5)))
@@ -423,7 +432,7 @@ fn push_sender(config: &Config) -> anyhow::Result<Option<(Arc<dyn crate::push::P
         }
     };
     let public = key.public_key().to_string();
-    Ok(Some((Arc::new(WebPushSender::new(key)?), public)))
+    Ok(Some((Arc::new(WebPushSender::new(key, config.push_allow_loopback)?), public)))
 }
 
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {

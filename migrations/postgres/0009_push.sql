@@ -24,7 +24,8 @@ CREATE UNIQUE INDEX push_subscriptions_endpoint ON push_subscriptions (endpoint)
 -- lease), decides, sends and moves `sent_seq`, so a burst is one push and a node that dies loses nothing.
 -- `first_at`: the oldest unhandled change; `quiet_since`: the newest (a burst is sent once it has been quiet a
 -- moment); `not_before`: a retry's or an ack wait's time; `shown`: the device was last sent a visible
--- notification (a recall or a read elsewhere then sends the silent update that replaces it).
+-- notification (a recall or a read elsewhere then sends the silent update that replaces it); `silent`: what is
+-- pending is only such an update (a read), nothing to alert about.
 CREATE TABLE push_state (
     id              BIGSERIAL   PRIMARY KEY,
     user_id         BIGINT      NOT NULL,
@@ -33,6 +34,7 @@ CREATE TABLE push_state (
     seq             BIGINT      NOT NULL,
     sent_seq        BIGINT      NOT NULL DEFAULT 0,
     shown           BOOLEAN     NOT NULL DEFAULT FALSE,
+    silent          BOOLEAN     NOT NULL DEFAULT FALSE,
     first_at        TIMESTAMPTZ NOT NULL,
     quiet_since     TIMESTAMPTZ NOT NULL,
     not_before      TIMESTAMPTZ,

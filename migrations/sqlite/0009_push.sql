@@ -20,6 +20,7 @@ CREATE TABLE push_state (
     seq             BIGINT  NOT NULL,
     sent_seq        BIGINT  NOT NULL DEFAULT 0,
     shown           INTEGER NOT NULL DEFAULT 0,
+    silent          INTEGER NOT NULL DEFAULT 0,
     first_at        TEXT    NOT NULL,
     quiet_since     TEXT    NOT NULL,
     not_before      TEXT,

@@ -36,7 +36,16 @@ pub fn endpoint(raw: &str, allow_loopback: bool) -> Result<url::Url, DomainError
     if !raw.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(bad("must be printable ASCII without spaces"));
     }
-    let url = url::Url::parse(raw).map_err(|_| bad("is not an absolute URL"))?;
+    let mut url = url::Url::parse(raw).map_err(|_| bad("is not an absolute URL"))?;
+    // One spelling per endpoint (one endpoint belongs to one device): no fragment, no empty query.
+    url.set_fragment(None);
+    if url.query() == Some("") {
+        url.set_query(None);
+    }
+    if url.port() == Some(0) {
+        return Err(bad("has port 0"));
+    }
+    let url = url;
     let Some(host) = url.host() else { return Err(bad("has no host")) };
     if !url.username().is_empty() || url.password().is_some() {
         return Err(bad("must not carry credentials"));
@@ -54,10 +63,10 @@ pub fn endpoint(raw: &str, allow_loopback: bool) -> Result<url::Url, DomainError
             let d = d.trim_end_matches('.').to_ascii_lowercase();
             d == "localhost" || d.ends_with(".localhost")
         }
-        (_, Some(ip)) => ip.is_loopback(),
+        (_, Some(ip)) => canonical(ip).is_loopback(),
         _ => false,
     };
-    if !loopback && ip.is_some_and(is_internal) {
+    if !loopback && ip.is_some_and(|ip| !reachable(ip, allow_loopback)) {
         return Err(bad("must not be an address inside a network"));
     }
     match url.scheme() {
@@ -68,10 +77,38 @@ pub fn endpoint(raw: &str, allow_loopback: bool) -> Result<url::Url, DomainError
     }
 }
 
+/// Whether the server may connect to `ip` for a push: never an address inside a network ([`is_internal`]), and
+/// a loopback one only when `allow_loopback`. Applied to endpoints given as addresses, and to every address a
+/// host name resolves to when a push connects (so a name cannot lead inside either).
+pub fn reachable(ip: IpAddr, allow_loopback: bool) -> bool {
+    let ip = canonical(ip);
+    if ip.is_loopback() {
+        return allow_loopback;
+    }
+    !is_internal(ip)
+}
+
+/// An IPv6 address that carries an IPv4 one (mapped `::ffff:a.b.c.d`, compatible `::a.b.c.d`, NAT64
+/// `64:ff9b::a.b.c.d`, 6to4 `2002:aabb:ccdd::`) as that IPv4 address.
+fn canonical(ip: IpAddr) -> IpAddr {
+    let IpAddr::V6(v6) = ip else { return ip };
+    let s = v6.segments();
+    let v4 = |hi: u16, lo: u16| IpAddr::V4(std::net::Ipv4Addr::from(((hi as u32) << 16) | lo as u32));
+    if let Some(v4) = v6.to_ipv4() {
+        // (`to_ipv4` also reads `::1` as 0.0.0.1: keep the IPv6 loopback what it is.)
+        return if v6.is_loopback() { ip } else { IpAddr::V4(v4) };
+    }
+    match s {
+        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => v4(hi, lo),
+        [0x2002, hi, lo, ..] => v4(hi, lo),
+        _ => ip,
+    }
+}
+
 /// Addresses a push service never has: private, shared (CGNAT), link-local, unspecified, broadcast, multicast,
 /// documentation, IPv6 unique-local and link-local.
 fn is_internal(ip: IpAddr) -> bool {
-    match ip {
+    match canonical(ip) {
         IpAddr::V4(v4) => {
             let [a, b, ..] = v4.octets();
             v4.is_private()
@@ -229,16 +266,37 @@ mod tests {
             "https://[fe80::1]/x",
             "https://[::ffff:10.0.0.1]/x",
             "https://[::]/x",
+            "https://0/x",
+            "https://0.0.0.0./x",
+            "https://[64:ff9b::a00:1]/x",
+            "https://[2002:c0a8:101::]/x",
+            "https://255.255.255.255/x",
+            "https://224.0.0.1/x",
         ] {
             assert!(endpoint(internal, true).is_err(), "{internal}");
         }
-        for loopback in ["https://[::ffff:127.0.0.1]/x", "https://2130706433/x", "https://0x7f.1/x", "https://127.1/x"]
-        {
+        for loopback in [
+            "https://[::ffff:127.0.0.1]/x",
+            "https://2130706433/x",
+            "https://0x7f.1/x",
+            "https://127.1/x",
+            "https://[::127.0.0.1]/x",
+            "https://[64:ff9b::7f00:1]/x",
+            "https://[2002:7f00:1::]/x",
+        ] {
             assert!(endpoint(loopback, false).is_err(), "{loopback} is loopback");
         }
         assert!(endpoint("http://app.localhost/x", false).is_err());
         assert!(endpoint("https://localhost./x", false).is_err());
         assert!(endpoint("https://8.8.8.8/x", false).is_ok(), "a public address is allowed");
+        assert!(endpoint("https://[2001:4860:4860::8888]/x", false).is_ok(), "a public IPv6 address is allowed");
+        assert!(endpoint("https://example.com:0/x", false).is_err(), "port 0");
+        let same = |a: &str| endpoint(a, false).unwrap().to_string();
+        assert_eq!(same("https://push.example.com/a#frag"), same("https://push.example.com/a?"), "one spelling");
+        assert!(reachable("93.184.216.34".parse().unwrap(), false));
+        assert!(!reachable("10.1.2.3".parse().unwrap(), true));
+        assert!(!reachable("127.0.0.1".parse().unwrap(), false) && reachable("127.0.0.1".parse().unwrap(), true));
+        assert!(!reachable("::ffff:127.0.0.1".parse().unwrap(), false));
         assert!(endpoint("https://push.example.com/ü", false).is_err());
         assert!(endpoint("https://user:pw@push.example.com/x", false).is_err());
         let long = format!("https://push.example.com/{}", "a".repeat(MAX_ENDPOINT_BYTES));

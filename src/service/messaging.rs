@@ -301,6 +301,11 @@ impl Messaging {
             ));
         }
         if self.stores.messages.mark_read(user, conversation_id, seq).await? {
+            // A notification the user's other devices still show for what they just read is taken back (its
+            // silent update goes through the push outbox). Best effort: the read itself is done.
+            if let Err(e) = self.stores.push.note_read(user, conversation_id).await {
+                tracing::warn!(error = %e, "a read could not take back shown push notifications");
+            }
             let receipt = ServerFrame::Receipt {
                 conversation_id: conversation_id.to_string(),
                 user_id: user,

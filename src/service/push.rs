@@ -300,11 +300,12 @@ fn compose(job: &PushJob, view: &PushView) -> Option<(Notification, Urgency)> {
         return None;
     }
     notification.kind = NotificationKind::Message;
-    notification.silent = recall;
+    notification.silent = recall || job.silent;
     notification.sender_name = Some(sender_name.clone());
     notification.message_type = Some(newest.kind.clone());
     if view.previews && newest.kind == "text" {
         notification.text = newest.body.as_deref().map(rules::preview);
     }
-    Some((notification, if recall { Urgency::Low } else { Urgency::High }))
+    let urgency = if notification.silent { Urgency::Low } else { Urgency::High };
+    Some((notification, urgency))
 }

@@ -69,6 +69,8 @@ pub struct PushJob {
     pub first_at: DateTime<Utc>,
     /// Failed attempts so far.
     pub attempts: i32,
+    /// Only a read is pending: the update replaces what the device shows without alerting.
+    pub silent: bool,
 }
 
 /// How a claimed row is handed back.
@@ -110,6 +112,10 @@ pub trait PushStore: Send + Sync {
     async fn subscribe(&self, sub: &PushSubscriptionRecord) -> StoreResult<()>;
     /// Removes the device's subscription and its outbox rows; whether there was one.
     async fn unsubscribe(&self, user: i64, device: &str) -> StoreResult<bool>;
+    /// The user read the conversation: each device of theirs that was last sent a visible notification of it
+    /// gets its row pending again (as for the newest change there), so the dispatcher sends the silent update
+    /// that closes or replaces that notification (a device that acknowledged everything is skipped then).
+    async fn note_read(&self, user: i64, conversation_id: &str) -> StoreResult<()>;
     /// Removes every subscription of the user (their password changed: the devices signed in before are signed
     /// out, and must not keep receiving their notifications).
     async fn unsubscribe_all(&self, user: i64) -> StoreResult<()>;
@@ -190,6 +196,21 @@ where
         Ok(DB::rows_affected(&done) > 0)
     }
 
+    async fn note_read(&self, user: i64, conversation_id: &str) -> StoreResult<()> {
+        let t = super::now();
+        sqlx::query(
+            "UPDATE push_state SET sent_seq = seq - 1, first_at = $3, quiet_since = $3, not_before = NULL, attempts = 0,
+                                   silent = TRUE
+             WHERE user_id = $1 AND conversation_id = $2 AND shown AND seq <= sent_seq",
+        )
+        .bind(user)
+        .bind(conversation_id)
+        .bind(t)
+        .execute(self.writer())
+        .await?;
+        Ok(())
+    }
+
     async fn unsubscribe_all(&self, user: i64) -> StoreResult<()> {
         sqlx::query("DELETE FROM push_subscriptions WHERE user_id = $1").bind(user).execute(self.writer()).await?;
         Ok(())
@@ -235,7 +256,7 @@ where
                                      ELSE quiet_since <= $2 OR first_at <= $3 END
                           ORDER BY id LIMIT $5{})
                AND {FREE}
-             RETURNING id, user_id, device_id, conversation_id, seq, sent_seq, shown, first_at, attempts",
+             RETURNING id, user_id, device_id, conversation_id, seq, sent_seq, shown, first_at, attempts, silent",
             DB::SKIP_LOCKED
         );
         Ok(sqlx::query_as(&sql)
@@ -254,7 +275,7 @@ where
             // (the oldest one's time is not kept), so they wait their turn like a new burst.
             PushRelease::Handled { seq, shown } => sqlx::query(
                 "UPDATE push_state
-                 SET sent_seq = CASE WHEN sent_seq > $2 THEN sent_seq ELSE $2 END, shown = $3, attempts = 0,
+                 SET sent_seq = CASE WHEN sent_seq > $2 THEN sent_seq ELSE $2 END, shown = $3, attempts = 0, silent = FALSE,
                      not_before = NULL, claimed_until = NULL,
                      first_at = CASE WHEN seq > $2 THEN quiet_since ELSE first_at END
                  WHERE id = $1",

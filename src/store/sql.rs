@@ -47,6 +47,7 @@ macro_rules! push_upsert {
             not_before  = CASE WHEN push_state.seq > push_state.sent_seq THEN push_state.not_before ELSE NULL END,
             attempts    = CASE WHEN push_state.seq > push_state.sent_seq THEN push_state.attempts ELSE 0 END,
             seq         = CASE WHEN excluded.seq > push_state.seq THEN excluded.seq ELSE push_state.seq END,
+            silent      = FALSE,
             quiet_since = excluded.quiet_since"
     };
 }

@@ -301,3 +301,68 @@ async fn a_postgres_outage_answers_503_unavailable_and_service_resumes_by_itself
     }
     assert_eq!(node.http.get(node.url("/readyz")).send().await.unwrap().status(), 200);
 }
+
+/// TLS to the engines, as managed Postgres and Redis services require: a node connects to Postgres with
+/// `sslmode=verify-full` and to Redis over `rediss://` (each checking the server's certificate against the given
+/// CA), its database connections are encrypted, and a server whose certificate is for another name is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_reaches_postgres_and_redis_over_verified_tls_and_refuses_a_certificate_for_another_name() {
+    use sqlx::Connection;
+    let ca = std::env::var("GOCHAT_TEST_TLS_CA").expect("GOCHAT_TEST_TLS_CA (scripts/test.sh provisions it)");
+    let redis_port = std::env::var("GOCHAT_TEST_REDIS_TLS_PORT").expect("GOCHAT_TEST_REDIS_TLS_PORT");
+    let env = TestEnv::new(Backend::Postgres).await;
+    // The test certificate names `localhost` only.
+    let database = |host: &str| {
+        let mut url = url::Url::parse(&env.database_url).unwrap();
+        url.set_host(Some(host)).unwrap();
+        url.query_pairs_mut().append_pair("sslmode", "verify-full").append_pair("sslrootcert", &ca);
+        url.to_string()
+    };
+    let redis = |host: &str| format!("rediss://{host}:{redis_port}/");
+    let build = |settings: Vec<(&'static str, String)>| {
+        let mut pairs = env.config_pairs();
+        for (k, v) in settings {
+            pairs.retain(|(key, _)| key != k);
+            pairs.push((k.to_string(), v));
+        }
+        async move { gochat::startup::Application::build(gochat::config::Config::from_pairs(pairs).unwrap()).await }
+    };
+
+    let node = env
+        .node_with(&[
+            ("GOCHAT_DATABASE_URL", &database("localhost")),
+            ("GOCHAT_REDIS_URL", &redis("localhost")),
+            ("GOCHAT_REDIS_CA_FILE", &ca),
+        ])
+        .await;
+    let (a, ta) = node.user(&uniq("ta")).await;
+    let (b, tb) = node.user(&uniq("tb")).await;
+    node.befriend((a, &ta), (b, &tb)).await;
+    let mut ws = node.ws(&tb, "phone").await;
+    ws.recv_type("sync").await;
+    node.send_text(&ta, b, "over tls").await;
+    assert_eq!(ws.collect(1).await[0]["text"], "over tls", "stored in Postgres, delivered over Redis, both over TLS");
+    let ready = node.call(reqwest::Method::GET, "/readyz", None, None).await;
+    assert_eq!(ready.body["checks"]["bus (redis)"], "ok", "{}", ready.body);
+    let mut check = sqlx::PgConnection::connect(&database("localhost")).await.unwrap();
+    let (encrypted, plain): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE s.ssl), count(*) FILTER (WHERE NOT s.ssl)
+         FROM pg_stat_ssl s JOIN pg_stat_activity a ON a.pid = s.pid
+         WHERE a.datname = current_database() AND a.backend_type = 'client backend'",
+    )
+    .fetch_one(&mut check)
+    .await
+    .unwrap();
+    assert!(encrypted >= 2 && plain == 0, "the node's connections are encrypted: {encrypted} TLS, {plain} plain");
+
+    // The same servers by address: their certificates do not name it, so verification refuses them.
+    let refused = build(vec![("GOCHAT_DATABASE_URL", database("127.0.0.1"))]).await;
+    assert!(refused.is_err(), "Postgres with a certificate for another name");
+    let refused = build(vec![
+        ("GOCHAT_DATABASE_URL", database("localhost")),
+        ("GOCHAT_REDIS_URL", redis("127.0.0.1")),
+        ("GOCHAT_REDIS_CA_FILE", ca.clone()),
+    ])
+    .await;
+    assert!(refused.is_err(), "Redis with a certificate for another name");
+}

@@ -250,6 +250,52 @@ backend_tests! {
         assert_eq!(got[1].header("topic"), got[0].header("topic"), "it replaces the notification");
     }
 
+    async fn reading_on_another_device_takes_back_a_shown_notification_quietly(backend) {
+        let env = TestEnv::new(backend).await;
+        let service = PushService::start().await;
+        let node = push_node(&env, &new_key()).await;
+        let (a, ta) = node.user(&uniq("ea")).await;
+        let (b, tb) = node.user(&uniq("eb")).await;
+        node.befriend((a, &ta), (b, &tb)).await;
+        let phone = Browser::new();
+        subscribe(&node, &tb, &phone, "phone", &service.endpoint("b")).await;
+        send(&node, &ta, json!({"to_user_id": b, "type": "text", "text": "one"})).await;
+        let m = send(&node, &ta, json!({"to_user_id": b, "type": "text", "text": "two"})).await;
+        assert_eq!(service.wait_for("b", 1, PUSH_WITHIN).await.len(), 1);
+        // Read half on the desktop: the phone's notification is replaced, without alerting again.
+        node.post("/api/messages/read", Some(&tb), json!({"conversation_id": m["conversation_id"], "seq": m["seq"].as_i64().unwrap() - 1})).await;
+        let got = service.wait_for("b", 2, PUSH_WITHIN).await;
+        assert_eq!(got.len(), 2, "a read sends an update");
+        let payload = phone.open(&got[1].body);
+        assert_eq!((payload["type"].clone(), payload["unread"].clone(), payload["silent"].clone()), (json!("message"), json!(1), json!(true)));
+        assert_eq!(got[1].header("urgency"), "low");
+        // Read the rest: the notification is closed.
+        node.post("/api/messages/read", Some(&tb), json!({"conversation_id": m["conversation_id"], "seq": m["seq"]})).await;
+        let got = service.wait_for("b", 3, PUSH_WITHIN).await;
+        assert_eq!(got.len(), 3);
+        assert_eq!(phone.open(&got[2].body)["type"], "clear");
+        // Nothing is shown any more: another read sends nothing.
+        assert_eq!(quiet_for(&service, "b", Duration::from_secs(2)).await, 3);
+    }
+
+    async fn a_refusal_with_an_endless_body_is_given_up_at_once(backend) {
+        let env = TestEnv::new(backend).await;
+        let service = PushService::start().await;
+        let node = push_node(&env, &new_key()).await;
+        let (a, ta) = node.user(&uniq("xa")).await;
+        let (b, tb) = node.user(&uniq("xb")).await;
+        node.befriend((a, &ta), (b, &tb)).await;
+        subscribe(&node, &tb, &Browser::new(), "phone", &service.endpoint("b")).await;
+        service.answer("b", &[(400, Some("endless"))]);
+        let sent = Instant::now();
+        send(&node, &ta, json!({"to_user_id": b, "type": "text", "text": "hello"})).await;
+        while node.metric("gochat_push_sent_total", "result=\"rejected\"") < 1.0 {
+            assert!(sent.elapsed() < Duration::from_secs(6), "the refusal's body is not read to its (missing) end");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(node.get("/healthz", &tb).await.status, StatusCode::OK);
+    }
+
     async fn gone_subscriptions_are_dropped_and_429_is_retried_after_retry_after(backend) {
         let env = TestEnv::new(backend).await;
         let service = PushService::start().await;

@@ -33,7 +33,7 @@ impl Received {
     }
 }
 
-/// An answer to give: a status and a `Retry-After`.
+/// An answer to give: a status and a `Retry-After` (the value `endless` instead: a body that never ends).
 type Answer = (u16, Option<String>);
 
 #[derive(Default)]
@@ -54,6 +54,12 @@ fn receive(req: &Request, Path(name): Path<String>, body: Vec<u8>, state: Data<&
     state.received.lock().unwrap().entry(name).or_default().push(Received { at: Instant::now(), headers, body });
     let (status, retry_after) = answer.unwrap_or((201, None));
     let mut response = Response::builder().status(poem::http::StatusCode::from_u16(status).unwrap());
+    if retry_after.as_deref() == Some("endless") {
+        // A hostile "push service": a refusal whose body streams on and on.
+        let chunk = bytes::Bytes::from(vec![b'x'; 64 * 1024]);
+        let body = futures_util::stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone()));
+        return response.body(poem::Body::from_bytes_stream(body));
+    }
     if let Some(r) = retry_after {
         response = response.header("Retry-After", r);
     }
