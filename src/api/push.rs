@@ -96,7 +96,7 @@ impl PushApi {
         &self,
         state: Data<&AppState>,
         auth: BearerAuth,
-        #[oai(name = "deviceId")] device_id: Path<String>,
+        #[oai(name = "deviceId")] device_id: Path<Str<fields::DeviceId>>,
     ) -> Result<NoContent, AppError> {
         state.push.unsubscribe(auth.user_id(), &device_id.0).await?;
         Ok(NoContent::Done)

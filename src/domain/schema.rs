@@ -340,13 +340,13 @@ pub mod fields {
     }
 
     /// A push endpoint (`crate::domain::push::endpoint`): an `https` URL of up to 2,048 printable ASCII
-    /// characters.
+    /// characters (`http` only to loopback, where the node allows it for development).
     pub struct PushEndpoint;
     impl StrRule for PushEndpoint {
-        const MIN_LENGTH: Option<usize> = Some(1);
+        const MIN_LENGTH: Option<usize> = Some(9);
         const MAX_LENGTH: Option<usize> = Some(crate::domain::push::MAX_ENDPOINT_BYTES);
         fn pattern() -> Option<String> {
-            Some("^[!-~]*$".into())
+            Some("^https?://[!-~]*$".into())
         }
     }
 

@@ -68,6 +68,14 @@ backend_tests! {
             body
         };
         let long = format!("https://push.example.com/{}", "a".repeat(2100));
+        // The browser's point with one bit of y flipped: well-formed, 65 bytes, not on the curve.
+        let off_curve = {
+            use base64::Engine;
+            let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            let mut point = b64.decode(browser.p256dh()).unwrap();
+            point[40] ^= 1;
+            b64.encode(point)
+        };
         let cases = [
             (with("/endpoint", json!("http://push.example.com/wpush/abc")), "invalid_push_endpoint"),
             (with("/endpoint", json!("ftp://push.example.com/x")), "invalid_push_endpoint"),
@@ -76,7 +84,7 @@ backend_tests! {
             (with("/endpoint", json!("https://[fd00::1]/x")), "invalid_push_endpoint"),
             (with("/endpoint", json!(long)), "invalid_push_endpoint"),
             (with("/keys/p256dh", json!("AAAA")), "invalid_push_keys"),
-            (with("/keys/p256dh", json!(format!("{}A", &browser.p256dh()[..86]))), "invalid_push_keys"),
+            (with("/keys/p256dh", json!(off_curve)), "invalid_push_keys"),
             (with("/keys/auth", json!("c2hvcnQ")), "invalid_push_keys"),
             (with("/device_id", json!("has space")), "invalid_device"),
         ];
