@@ -48,18 +48,11 @@ impl HealthApi {
     /// is not draining. A lost Redis bus answers 200 `degraded`, not 503: the node still serves.
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
     async fn readyz(&self, state: Data<&AppState>) -> ReadyResponse {
-        let (ready, checks) = state.health.check().await;
-        let degraded = checks.values().any(|v| v.starts_with("degraded"));
-        let status = match (ready, degraded) {
-            (false, _) => "not_ready",
-            (true, true) => "degraded",
-            (true, false) => "ready",
-        };
-        let body = Readiness { status: status.into(), checks };
-        if ready {
-            ReadyResponse::Ready(Json(body))
-        } else {
-            ReadyResponse::NotReady(Json(body))
+        let (readiness, checks) = state.health.check().await;
+        let body = Readiness { status: readiness.as_str().into(), checks };
+        match readiness {
+            crate::service::health::Readiness::NotReady => ReadyResponse::NotReady(Json(body)),
+            _ => ReadyResponse::Ready(Json(body)),
         }
     }
 

@@ -45,7 +45,6 @@ pub fn endpoint(raw: &str, allow_loopback: bool) -> Result<url::Url, DomainError
     if url.port() == Some(0) {
         return Err(bad("has port 0"));
     }
-    let url = url;
     let Some(host) = url.host() else { return Err(bad("has no host")) };
     if !url.username().is_empty() || url.password().is_some() {
         return Err(bad("must not carry credentials"));
@@ -107,8 +106,9 @@ fn canonical(ip: IpAddr) -> IpAddr {
 
 /// Addresses a push service never has: private, shared (CGNAT), link-local, unspecified, broadcast, multicast,
 /// documentation, IPv6 unique-local and link-local.
+/// `ip` as [`canonical`] gives it.
 fn is_internal(ip: IpAddr) -> bool {
-    match canonical(ip) {
+    match ip {
         IpAddr::V4(v4) => {
             let [a, b, ..] = v4.octets();
             v4.is_private()

@@ -19,6 +19,25 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(800);
 /// wrong, or (the bus) `degraded: …`.
 pub type Checks = BTreeMap<String, String>;
 
+/// What `/readyz` says of the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    /// Serving without the bus (see [`Health::check`]).
+    Degraded,
+    NotReady,
+}
+
+impl Readiness {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Readiness::Ready => "ready",
+            Readiness::Degraded => "degraded",
+            Readiness::NotReady => "not_ready",
+        }
+    }
+}
+
 /// Probes the node's dependencies for `/readyz`.
 #[derive(Clone)]
 pub struct Health {
@@ -38,11 +57,11 @@ impl Health {
         self.database.backend()
     }
 
-    /// Probes every dependency (each bounded by [`PROBE_TIMEOUT`]); ready when every check is `ok` or
-    /// `degraded`. A lost bus only degrades the node: sends are stored and acknowledged, sockets catch up from
+    /// Probes every dependency (each bounded by [`PROBE_TIMEOUT`]); ready when every check is `ok`, degraded
+    /// when only the bus is lost, not ready otherwise. A lost bus only degrades the node: sends are stored and acknowledged, sockets catch up from
     /// the database, and live delivery resumes when the bus reconnects; every node loses the same Redis at once,
     /// so reporting not-ready would take the whole cluster out of a load balancer for a blip.
-    pub async fn check(&self) -> (bool, Checks) {
+    pub async fn check(&self) -> (Readiness, Checks) {
         let mut checks = Checks::new();
         let (db, media) = tokio::join!(
             tokio::time::timeout(PROBE_TIMEOUT, self.database.ping()),
@@ -50,15 +69,22 @@ impl Health {
         );
         checks.insert(format!("database ({})", self.database.backend()), describe(db));
         checks.insert(format!("media ({})", self.media.name()), describe(media));
-        if self.bus.name() != "memory" {
-            let bus = if self.bus.is_ready() { "ok" } else { "degraded: disconnected, reconnecting" };
-            checks.insert(format!("bus ({})", self.bus.name()), bus.to_string());
-        }
         if self.draining.load(Ordering::SeqCst) {
             checks.insert("node".into(), "draining".into());
         }
-        let ready = checks.values().all(|v| v == "ok" || v.starts_with("degraded"));
-        (ready, checks)
+        let mut readiness = if checks.values().all(|v| v == "ok") { Readiness::Ready } else { Readiness::NotReady };
+        if self.bus.name() != "memory" {
+            let bus = if self.bus.is_ready() {
+                "ok"
+            } else {
+                if readiness == Readiness::Ready {
+                    readiness = Readiness::Degraded;
+                }
+                "degraded: disconnected, reconnecting"
+            };
+            checks.insert(format!("bus ({})", self.bus.name()), bus.to_string());
+        }
+        (readiness, checks)
     }
 }
 

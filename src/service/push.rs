@@ -115,9 +115,7 @@ impl Push {
         if self.inner.sender.is_none() {
             return Err(Self::disabled());
         }
-        if !rules::valid_device_id(new.device_id) {
-            return Err(AppError::new(ErrorCode::InvalidDevice, "device_id must be 1 to 64 of [A-Za-z0-9._-]"));
-        }
+        device_id(new.device_id)?;
         let endpoint = rules::endpoint(new.endpoint, self.inner.allow_loopback)?;
         rules::keys(new.p256dh, new.auth)?;
         let record = PushSubscriptionRecord {
@@ -133,9 +131,7 @@ impl Push {
 
     /// Removes the device's subscription, if it has one.
     pub async fn unsubscribe(&self, user_id: i64, device_id: &str) -> AppResult<()> {
-        if !rules::valid_device_id(device_id) {
-            return Err(AppError::new(ErrorCode::InvalidDevice, "device_id must be 1 to 64 of [A-Za-z0-9._-]"));
-        }
+        self::device_id(device_id)?;
         self.inner.store.unsubscribe(user_id, device_id).await?;
         Ok(())
     }
@@ -273,6 +269,15 @@ impl Push {
             // connected device did not need).
             Err(_) => true,
         }
+    }
+}
+
+/// 422 `invalid_device` unless `d` is a device id (`domain::push::valid_device_id`).
+fn device_id(d: &str) -> AppResult<()> {
+    if rules::valid_device_id(d) {
+        Ok(())
+    } else {
+        Err(AppError::new(ErrorCode::InvalidDevice, "device_id must be 1 to 64 of [A-Za-z0-9._-]"))
     }
 }
 

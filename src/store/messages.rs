@@ -454,20 +454,8 @@ where
         let mut tx = match self.writer().begin().await {
             Ok(tx) => tx,
             Err(e) => {
-                let unavailable = crate::store::unreachable(&e);
-                let msg = e.to_string();
-                return Some(
-                    batch
-                        .iter()
-                        .map(|_| {
-                            Err(if unavailable {
-                                StoreError::Unavailable(msg.clone())
-                            } else {
-                                StoreError::BatchFailed(msg.clone())
-                            })
-                        })
-                        .collect(),
-                );
+                let failed = StoreError::batch_failure(&e, "");
+                return Some(batch.iter().map(|_| Err(failed())).collect());
             }
         };
         for i in order {
@@ -508,15 +496,13 @@ where
             results[i] = Some(r);
         }
         if let Err(e) = tx.commit().await {
-            let unavailable = crate::store::unreachable(&e);
-            let msg = e.to_string();
+            let failed = StoreError::batch_failure(&e, "commit failed: ");
             return Some(
                 results
                     .into_iter()
                     .map(|r| match r {
                         Some(Err(e)) => Err(e),
-                        _ if unavailable => Err(StoreError::Unavailable(format!("commit failed: {msg}"))),
-                        _ => Err(StoreError::BatchFailed(format!("commit failed: {msg}"))),
+                        _ => Err(failed()),
                     })
                     .collect(),
             );

@@ -106,6 +106,21 @@ impl StoreError {
         )
     }
 
+    /// What every message of a batch fails with when the batch's transaction could not begin or commit
+    /// (`context` names which): [`StoreError::Unavailable`] when the database cannot be reached, else
+    /// [`StoreError::BatchFailed`]. Called once per message, as each gets an error of its own.
+    pub(crate) fn batch_failure(e: &sqlx::Error, context: &str) -> impl Fn() -> StoreError {
+        let unavailable = unreachable(e);
+        let message = format!("{context}{e}");
+        move || {
+            if unavailable {
+                StoreError::Unavailable(message.clone())
+            } else {
+                StoreError::BatchFailed(message.clone())
+            }
+        }
+    }
+
     /// Turns a unique-constraint violation into [`StoreError::Conflict`]; everything else stays a fault.
     pub(crate) fn classify(e: sqlx::Error) -> Self {
         if let sqlx::Error::Database(db) = &e {

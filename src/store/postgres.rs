@@ -370,18 +370,8 @@ async fn insert_group_many(
         results[i] = Ok((message, members.to_vec()));
     }
     if let Err(e) = tx.commit().await {
-        let failed = StoreError::from(e);
-        let msg = failed.to_string();
-        let unavailable = matches!(failed, StoreError::Unavailable(_));
-        return Ok((0..n)
-            .map(|_| {
-                Err(if unavailable {
-                    StoreError::Unavailable(msg.clone())
-                } else {
-                    StoreError::BatchFailed(msg.clone())
-                })
-            })
-            .collect());
+        let failed = StoreError::batch_failure(&e, "");
+        return Ok((0..n).map(|_| Err(failed())).collect());
     }
     let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
     for (group, version, list) in fresh {

@@ -88,7 +88,7 @@ pub enum PushRelease {
 #[derive(Debug, Clone)]
 pub struct PushView {
     pub muted: bool,
-    pub group_id: Option<i64>,
+    /// The group's name, for a group conversation.
     pub group_name: Option<String>,
     /// The device's delivered cursor there (0 if it never acknowledged anything there).
     pub delivered_seq: i64,
@@ -158,7 +158,7 @@ where
     (bool,): for<'r> FromRow<'r, DB::Row>,
     (String,): for<'r> FromRow<'r, DB::Row>,
     (i64, i64): for<'r> FromRow<'r, DB::Row>,
-    (bool, i64, i64, Option<i64>, Option<String>): for<'r> FromRow<'r, DB::Row>,
+    (bool, i64, i64, Option<String>): for<'r> FromRow<'r, DB::Row>,
 {
     async fn subscribe(&self, sub: &PushSubscriptionRecord) -> StoreResult<()> {
         let mut tx = self.writer().begin().await?;
@@ -300,8 +300,8 @@ where
 
     async fn push_view(&self, job: &PushJob) -> StoreResult<Option<PushView>> {
         let (user, conversation) = (job.user_id, job.conversation_id.as_str());
-        let side: Option<(bool, i64, i64, Option<i64>, Option<String>)> = sqlx::query_as(
-            "SELECT uc.muted, uc.read_seq, uc.visible_from_seq, c.group_id, g.name
+        let side: Option<(bool, i64, i64, Option<String>)> = sqlx::query_as(
+            "SELECT uc.muted, uc.read_seq, uc.visible_from_seq, g.name
              FROM user_conversations uc JOIN conversations c ON c.id = uc.conversation_id
              LEFT JOIN chat_groups g ON g.id = c.group_id
              WHERE uc.user_id = $1 AND uc.conversation_id = $2",
@@ -310,7 +310,7 @@ where
         .bind(conversation)
         .fetch_optional(self.reader())
         .await?;
-        let Some((muted, read_seq, visible_from_seq, group_id, group_name)) = side else { return Ok(None) };
+        let Some((muted, read_seq, visible_from_seq, group_name)) = side else { return Ok(None) };
         let after = read_seq.max(visible_from_seq);
         let delivered: Option<(i64,)> = sqlx::query_as(
             "SELECT delivered_seq FROM delivery_cursors WHERE user_id = $1 AND device_id = $2 AND conversation_id = $3",
@@ -366,7 +366,6 @@ where
             .await?;
         Ok(Some(PushView {
             muted,
-            group_id,
             group_name,
             delivered_seq: delivered.map_or(0, |d| d.0),
             unread,
