@@ -193,7 +193,14 @@ impl AppError {
     /// The one mapping from error to HTTP reply. 5xx causes are logged here and never shown to the client.
     pub fn to_response(&self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
+        if self.code == ErrorCode::Unavailable {
+            // An engine outage, not a bug: one warning per refused request (the outage itself is in /readyz and
+            // the metrics), so that ERROR lines stay the ones someone must read.
+            match &self.source {
+                Some(src) => tracing::warn!(code = %self.code, error = ?src, "request refused"),
+                None => tracing::warn!(code = %self.code, message = %self.message, "request refused"),
+            }
+        } else if status.is_server_error() {
             match &self.source {
                 Some(src) => tracing::error!(code = %self.code, error = ?src, "request failed"),
                 None => tracing::error!(code = %self.code, message = %self.message, "request failed"),

@@ -366,12 +366,30 @@ async function connect() {
   }
   const ws = new WebSocket(proto + "//" + location.host + "/ws?token=" + encodeURIComponent(ticket) + "&device=" + state.device);
   state.ws = ws;
-  let heartbeat;
+  // Liveness (README, "Heartbeats"): after PING_AFTER ms without a frame the client sends `ping`; a server that
+  // then stays silent for PONG_WAIT ms (frozen, partitioned) is given up on, and the client reconnects — through
+  // the load balancer, to another node — and resumes from its cursor.
+  const PING_AFTER = 10000, PONG_WAIT = 5000;
+  let heartbeat, lastHeard = Date.now(), pingedAt = 0;
   ws.onopen = () => {
     state.retry = 0;
     $("status").textContent = "online";
     $("status").className = "status online";
-    heartbeat = setInterval(() => ws.readyState === WebSocket.OPEN && ws.send('{"type":"ping"}'), 25000);
+    heartbeat = setInterval(() => {
+      if (ws.readyState !== WebSocket.OPEN) return;
+      const now = Date.now();
+      if (pingedAt && now - pingedAt > PONG_WAIT) {
+        // Not waiting for onclose: a frozen server does not answer the closing handshake either.
+        clearInterval(heartbeat);
+        ws.onclose = ws.onmessage = null;
+        ws.close(4000, "server silent");
+        $("status").textContent = "reconnecting…";
+        $("status").className = "status";
+        connect();
+        return;
+      }
+      if (!pingedAt && now - lastHeard > PING_AFTER) { pingedAt = now; ws.send('{"type":"ping"}'); }
+    }, 1000);
   };
   ws.onclose = (e) => {
     clearInterval(heartbeat);
@@ -384,8 +402,10 @@ async function connect() {
     setTimeout(connect, delay);
   };
   ws.onmessage = (e) => {
+    lastHeard = Date.now(); pingedAt = 0;
     const f = JSON.parse(e.data);
     switch (f.type) {
+      case "ping": ws.send('{"type":"pong"}'); break;
       case "message":
         onMessage(f.message); ack([f.message]);
         // A group's name, roles and mutes change by `system` messages (only joins and leaves send group_updated).

@@ -78,7 +78,10 @@ pub enum ServerFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         last_seen_at: Option<chrono::DateTime<chrono::Utc>>,
     },
+    /// The server's app-level heartbeat, every `heartbeat_secs` beside the WebSocket Ping: a browser cannot see
+    /// control frames, so this is how its code hears that the server is alive. A client answers `pong`.
     Ping {},
+    /// The answer to a client's `ping`.
     Pong {},
     Sent {
         client_msg_id: Option<String>,
@@ -112,7 +115,11 @@ impl ServerFrame {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientFrame {
+    /// Answered at once with `pong`: how a client tells a silent (frozen, partitioned) server from a quiet one.
     Ping {},
+    /// The answer to the server's `ping` (through proxies that drop control frames it is what keeps the socket
+    /// from the idle timeout).
+    Pong {},
     /// Cumulative: everything in the conversation up to `seq` reached this device.
     Ack {
         conversation_id: String,
@@ -146,7 +153,7 @@ impl ClientFrame {
     /// Parses one client text frame: `invalid_json` when it is not JSON, `invalid_frame` when it has no string
     /// `type` or a known type's fields are wrong, `unknown_type` for a type the server does not know.
     pub fn parse(text: &str) -> Result<ClientFrame, BadFrame> {
-        const KNOWN: &[&str] = &["ping", "ack", "send", "typing", "sync"];
+        const KNOWN: &[&str] = &["ping", "pong", "ack", "send", "typing", "sync"];
         let e = match serde_json::from_str(text) {
             Ok(frame) => return Ok(frame),
             Err(e) => e,
@@ -170,6 +177,7 @@ mod tests {
     #[test]
     fn client_frames_parse_and_junk_does_not() {
         assert!(matches!(serde_json::from_str(r#"{"type":"ping"}"#), Ok(ClientFrame::Ping {})));
+        assert!(matches!(ClientFrame::parse(r#"{"type":"pong"}"#), Ok(ClientFrame::Pong {})));
         assert!(matches!(
             serde_json::from_str(r#"{"type":"sync","x":1}"#),
             Ok(ClientFrame::Sync { conversation_id: None, after_seq: None })

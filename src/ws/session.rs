@@ -240,10 +240,19 @@ impl Session {
                     Flow::Close(CLOSE_TOKEN_EXPIRED.into(), "token expired")
                 }
                 _ = tokio::time::sleep_until(idle_deadline) => Flow::Close(CloseCode::Away, "idle timeout"),
-                _ = ticker.tick() => match timeout(WRITE_TIMEOUT, socket.send(WsMessage::Ping(Vec::new()))).await {
-                    Ok(Ok(())) => Flow::Continue,
-                    _ => return None,
-                },
+                // Both heartbeats in one flush: the WebSocket Ping (answered by the client's stack, even a
+                // browser's) and the app-level `ping` its code can see.
+                _ = ticker.tick() => {
+                    let beat = async {
+                        socket.feed(WsMessage::Ping(Vec::new())).await?;
+                        socket.feed(WsMessage::Text(ServerFrame::Ping {}.to_json())).await?;
+                        socket.flush().await
+                    };
+                    match timeout(WRITE_TIMEOUT, beat).await {
+                        Ok(Ok(())) => Flow::Continue,
+                        _ => return None,
+                    }
+                }
                 // Not polled in the quiet interval after a write: deliveries arriving meanwhile wait in the queue
                 // without waking this task, and go out together when it ends.
                 out = reg.rx.recv(), if self.quiet_until.is_none() => match out {
@@ -351,7 +360,9 @@ impl Session {
     }
 
     async fn app_error(&mut self, socket: &mut WebSocketStream, e: AppError) -> Flow {
-        if e.status().is_server_error() {
+        if e.code() == ErrorCode::Unavailable {
+            tracing::warn!(user_id = self.user_id, error = %e, "websocket request refused");
+        } else if e.status().is_server_error() {
             tracing::error!(user_id = self.user_id, error = %e, "websocket request failed");
         }
         let msg = e.message().to_string();
@@ -548,6 +559,8 @@ impl Session {
                 Ok(()) => Flow::Continue,
                 Err(()) => Flow::Close(CloseCode::Error, "write failed"),
             },
+            // Its arrival already moved the idle deadline; nothing else to do.
+            ClientFrame::Pong {} => Flow::Continue,
             ClientFrame::Ack { conversation_id, seq } => self.on_ack(socket, &conversation_id, seq).await,
             ClientFrame::Send { message } => {
                 let client_msg_id = message.client_msg_id.clone();

@@ -431,6 +431,31 @@ backend_tests! {
         assert_eq!(chatty.recv_type("pong").await["type"], "pong");
     }
 
+    async fn the_server_pings_at_every_heartbeat_and_a_pong_is_accepted_without_reply(backend) {
+        let env = TestEnv::new(backend).await;
+        let node = env.node_with(&[("GOCHAT_HEARTBEAT", "300ms"), ("GOCHAT_IDLE_TIMEOUT", "1s")]).await;
+        let (_, ta) = node.user(&uniq("hb")).await;
+        let mut ws = node.ws(&ta, "d").await;
+        assert_eq!(ws.recv_type("sync").await["type"], "sync");
+        // Well past the idle timeout: an app-level ping arrives every heartbeat, each answered with `pong`, and
+        // the server writes nothing back for a pong (no `error`, no `pong` of its own).
+        let started = tokio::time::Instant::now();
+        let mut pings = 0;
+        while started.elapsed() < Duration::from_millis(2500) {
+            match ws.recv_within(Duration::from_millis(600)).await {
+                Some(f) => {
+                    assert_eq!(f, json!({"type": "ping"}), "only heartbeats on an idle socket");
+                    pings += 1;
+                    ws.send(json!({"type": "pong"})).await;
+                }
+                None => panic!("no heartbeat within two intervals"),
+            }
+        }
+        assert!(pings >= 5, "{pings} pings in 2.5 s at a 300 ms heartbeat");
+        ws.send(json!({"type": "ping"})).await;
+        assert_eq!(ws.recv_type("pong").await["type"], "pong", "still open and answering");
+    }
+
     async fn a_client_that_never_reads_is_disconnected_when_its_queue_fills(backend) {
         let env = TestEnv::new(backend).await;
         let node = std::sync::Arc::new(env.node().await);
