@@ -47,7 +47,7 @@ done
 if command -v nginx >/dev/null; then
   sed -e "s/server node1:8080[^;]*;/$upstreams/" -e '/server node[23]:8080/d' -e 's/listen 80;/listen 8080;/' \
     deploy/nginx.conf >"$work/nginx-site.conf"
-  printf 'pid %s/nginx.pid;\nerror_log %s/nginx.err;\nevents {}\nhttp { access_log off; include %s/nginx-site.conf; }\n' \
+  printf 'pid %s/nginx.pid;\nerror_log %s/nginx.err;\nworker_rlimit_nofile 8192;\nevents { worker_connections 4096; }\nhttp { access_log off; include %s/nginx-site.conf; }\n' \
     "$work" "$work" "$work" >"$work/nginx.conf"
   nginx -c "$work/nginx.conf" -g 'daemon off;' & pids+=($!)
   echo "load balancer: http://127.0.0.1:8080"

@@ -97,6 +97,15 @@ run_schemathesis() {
   return $status
 }
 
+# The short fault-injection run: three debug nodes behind nginx, a node killed with SIGKILL and Postgres restarted
+# under traffic; fails on any lost, reordered or skipped acknowledged message (loadtest/chaos.sh, which
+# provisions its own Postgres, Redis and nginx).
+run_chaos() {
+  cargo build -q -p gochat -p gochat-loadgen --bin gochat --bin gochat-loadgen
+  log "running the short chaos suite (loadtest/chaos.sh --short)"
+  GOCHAT_BIN="$PWD/target/debug/gochat" LOADGEN_BIN="$PWD/target/debug/gochat-loadgen" loadtest/chaos.sh --short
+}
+
 run_suite() {
   local status=0
   run_rust "$@" || status=$?
@@ -105,6 +114,8 @@ run_suite() {
   if [ $# -eq 0 ]; then
     run_browser || status=$?
     scripts/check-chart.sh || status=$?
+    python3 scripts/check-k6.py || status=$?
+    run_chaos || status=$?
     run_schemathesis sqlite || status=$?
     if [ -n "${PGPORT:-}" ]; then run_schemathesis postgres || status=$?; fi
   fi

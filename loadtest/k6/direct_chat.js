@@ -29,7 +29,8 @@ export default function ({ users }) {
     let n = 0;
     socket.on("message", (data) => {
       const f = JSON.parse(data);
-      if (f.type === "message" && f.message.from_user_id !== me.id) {
+      // Only the peer's text messages carry a timestamp (`system` messages and the server's `ping` do not).
+      if (f.type === "message" && f.message.type === "text" && f.message.from_user_id !== me.id) {
         delivery.add(Date.now() - Number(f.message.text.split(" ")[0]));
         delivered.add(1);
         socket.send(JSON.stringify({ type: "ack", conversation_id: f.message.conversation_id, seq: f.message.seq }));

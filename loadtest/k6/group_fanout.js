@@ -26,7 +26,7 @@ export default function ({ users, group }) {
   ws.connect(`${WS_BASE}/ws?token=${me.token}&device=k6`, {}, (socket) => {
     socket.on("message", (data) => {
       const f = JSON.parse(data);
-      if (f.type === "message") fanout.add(Date.now() - Number(f.message.text.split(" ")[0]));
+      if (f.type === "message" && f.message.type === "text") fanout.add(Date.now() - Number(f.message.text.split(" ")[0]));
     });
     if (__VU <= 5) {
       let n = 0;

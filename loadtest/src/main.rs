@@ -2,11 +2,13 @@
 //! end-to-end latency (send → recipient socket), errors and the server's memory. Scenarios: `direct` (1:1
 //! chat, closed or open loop), `group` (fan-out to a large group), `idle` (many held sockets, spread over worker
 //! processes and 127.0.0.x source addresses), `reconnect` (drop every socket at once and time the return),
-//! `catchup` (summary-first and full catch-up after an absence) and `group-reads` (read receipts in a large group).
+//! `catchup` (summary-first and full catch-up after an absence), `group-reads` (read receipts in a large group)
+//! and `chaos` (traffic from well-behaved clients while a fault command runs; what was lost, duplicated, reordered).
 //!
 //! Every loop is bounded in count and time, and every address is a node given on the command line (loopback
 //! in this repository's benchmarks).
 
+mod chaos;
 mod wave2;
 
 use std::collections::{BTreeMap, HashMap};
@@ -132,6 +134,32 @@ enum Scenario {
         members: usize,
         #[arg(long, default_value_t = 10)]
         messages: usize,
+    },
+    /// Fault injection: 1:1 and group traffic (half over sockets, half over REST) from clients that reconnect,
+    /// resume, dedup and retry, while `--fault` runs; then waits until every acknowledged message reached every
+    /// recipient and reports losses, duplicates, order, gaps, time away and every error (`loadtest/chaos.sh`).
+    Chaos {
+        /// Users, each with one device (even: they chat in pairs).
+        #[arg(long, default_value_t = 40)]
+        users: usize,
+        /// Users per group (blocks of consecutive users).
+        #[arg(long, default_value_t = 10)]
+        group_size: usize,
+        /// Messages per second over all users.
+        #[arg(long, default_value_t = 50)]
+        rate: u64,
+        /// Seconds of sending.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// Seconds into the sending when the fault command starts.
+        #[arg(long, default_value_t = 5)]
+        fault_at: u64,
+        /// A bash command that injects the fault (and repairs it, if the scenario repairs).
+        #[arg(long)]
+        fault: Option<String>,
+        /// Most seconds to wait after the sending for every acknowledgement and delivery.
+        #[arg(long, default_value_t = 60)]
+        settle_seconds: u64,
     },
     /// Internal: one worker process of `idle` / `reconnect`.
     #[command(hide = true)]
@@ -412,6 +440,10 @@ async fn main() -> anyhow::Result<()> {
             wave2::catchup(&api, conversations, messages, tail, rounds).await?
         }
         Scenario::GroupReads { members, messages } => wave2::group_reads(&api, members, messages, &cli.pid).await?,
+        Scenario::Chaos { users, group_size, rate, seconds, fault_at, fault, settle_seconds } => {
+            let run = chaos::ChaosRun { users, group_size, rate, seconds, fault_at, fault, settle_seconds };
+            chaos::chaos(&api, run).await?
+        }
         Scenario::Worker { tokens, index, sockets, source_ip, hold_seconds, reconnect } => {
             let r = worker(&cli.url, &tokens, index, sockets, source_ip, hold_seconds, reconnect).await?;
             println!("{r}");
