@@ -56,7 +56,7 @@ run_browser() {
   wait_http "http://127.0.0.1:$port/readyz" || { cat "$dir/log"; die "the node for the browser tests did not start"; }
   log "running the browser tests (headless Chromium) against 127.0.0.1:$port"
   status=0
-  (cd tests/browser && GOCHAT_E2E_URL="http://127.0.0.1:$port" CHROMIUM="$(command -v chromium)" node --test) || status=$?
+  (cd tests/browser && GOCHAT_E2E_URL="http://127.0.0.1:$port" GOCHAT_E2E_PID="$node_pid" CHROMIUM="$(command -v chromium)" node --test) || status=$?
   kill "$node_pid" 2>/dev/null
   rm -rf "$dir"
   return $status

@@ -389,7 +389,7 @@ async function connect() {
         return;
       }
       if (!pingedAt && now - lastHeard > PING_AFTER) { pingedAt = now; ws.send('{"type":"ping"}'); }
-    }, 1000);
+    }, 500);
   };
   ws.onclose = (e) => {
     clearInterval(heartbeat);

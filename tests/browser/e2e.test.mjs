@@ -70,3 +70,23 @@ test("two people befriend each other, chat in real time and share an image in th
     await bob.screenshot({ path: shots + "/bob.png" });
   }
 });
+
+// The liveness budget (README, "Heartbeat"): a client pings after 10 s without a frame and gives the socket up 5 s
+// later; the node is frozen with SIGSTOP (GOCHAT_E2E_PID), so only the client's own timers can notice.
+test("a client whose server freezes notices within the liveness budget and is back online when it resumes",
+  { skip: !process.env.GOCHAT_E2E_PID && "GOCHAT_E2E_PID not set" }, async () => {
+    const pid = Number(process.env.GOCHAT_E2E_PID);
+    const carol = await person("carol" + Math.random().toString(36).slice(2, 8));
+    const frozenAt = Date.now();
+    process.kill(pid, "SIGSTOP");
+    try {
+      await carol.waitForSelector("#status:not(.online)", { timeout: 20000 });
+    } finally {
+      process.kill(pid, "SIGCONT");
+    }
+    const noticed = (Date.now() - frozenAt) / 1000;
+    // 10 s quiet + 5 s, checked every 0.5 s; the rest is slack for a loaded machine. Without the budget a frozen
+    // server's socket stays open for good (its kernel still holds the connection).
+    assert.ok(noticed >= 9 && noticed <= 18, `noticed after ${noticed} s (budget: 10 s quiet, then 5 s)`);
+    await carol.waitForSelector("#status.online", { timeout: 15000 });
+  });
