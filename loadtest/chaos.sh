@@ -35,6 +35,7 @@ install_pkg() {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 command -v redis-server >/dev/null || install_pkg redis-server
+command -v curl >/dev/null || install_pkg curl
 command -v nginx >/dev/null || install_pkg nginx-light || install_pkg nginx
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 [ -x "${PGBIN:-}/initdb" ] || { install_pkg postgresql; PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1); }

@@ -97,6 +97,14 @@ run_schemathesis() {
   return $status
 }
 
+# The new web client's pure parts (issue 20): its API types are current with openapi/openapi.json, it type-checks,
+# and its unit tests (the message store) pass.
+run_webapp() {
+  command -v node >/dev/null || install_pkg nodejs npm
+  log "checking the web client (webapp/): generated API types, tsc, vitest"
+  (cd webapp && npm ci --no-audit --no-fund --silent && npm run -s check:api && npm run -s typecheck && npm test --silent)
+}
+
 # The short fault-injection run: three debug nodes behind nginx, a node killed with SIGKILL and Postgres restarted
 # under traffic; fails on any lost, reordered or skipped acknowledged message (loadtest/chaos.sh, which
 # provisions its own Postgres, Redis and nginx).
@@ -115,6 +123,7 @@ run_suite() {
     run_browser || status=$?
     scripts/check-chart.sh || status=$?
     python3 scripts/check-k6.py || status=$?
+    run_webapp || status=$?
     run_chaos || status=$?
     run_schemathesis sqlite || status=$?
     if [ -n "${PGPORT:-}" ]; then run_schemathesis postgres || status=$?; fi
