@@ -154,17 +154,7 @@ pub async fn chaos(api: &Arc<Api>, run: ChaosRun) -> anyhow::Result<Value> {
             friends.insert((b[0], m));
         }
     }
-    let edges: Vec<(usize, usize)> = friends.into_iter().collect();
-    futures_util::stream::iter(edges)
-        .map(|(a, b)| {
-            let (api, a, b) = (api.clone(), users[a].clone(), users[b].clone());
-            async move { api.befriend(&a, &b).await }
-        })
-        .buffer_unordered(8)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    api.befriend_all(friends.into_iter().map(|(a, b)| (&users[a], &users[b])).collect()).await?;
     let mut groups = Vec::new(); // (group id, member indexes)
     for b in blocks.iter().filter(|b| b.len() >= 2) {
         let ids: Vec<i64> = b[1..].iter().map(|&m| users[m].0).collect();

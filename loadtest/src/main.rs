@@ -236,6 +236,9 @@ fn rss_kib(pids: &[u32]) -> Option<u64> {
     Some(total)
 }
 
+/// A registered user: id and token.
+type User = (i64, String);
+
 /// The nodes under test, each through the shared client (`gochat-client`).
 struct Api {
     nodes: Vec<gochat_client::Client>,
@@ -283,6 +286,17 @@ impl Api {
 
     async fn befriend(&self, a: &(i64, String), b: &(i64, String)) -> anyhow::Result<()> {
         self.node(0).befriend((a.0, &a.1), (b.0, &b.1)).await
+    }
+
+    /// Makes each pair of users friends, 16 requests at a time.
+    async fn befriend_all(&self, pairs: Vec<(&User, &User)>) -> anyhow::Result<()> {
+        futures_util::stream::iter(pairs)
+            .map(|(a, b)| self.befriend(a, b))
+            .buffer_unordered(16)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect()
     }
 }
 
@@ -739,16 +753,7 @@ async fn group(api: &Arc<Api>, load: GroupLoad, pids: &[u32]) -> anyhow::Result<
     let GroupLoad { members, senders, messages, rate, churn, settle } = load;
     let id = run_id();
     let users = api.users(&format!("{id}g"), members).await?;
-    futures_util::stream::iter(1..members)
-        .map(|i| {
-            let (api, a, b) = (api.clone(), users[0].clone(), users[i].clone());
-            async move { api.befriend(&a, &b).await }
-        })
-        .buffer_unordered(16)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    api.befriend_all(users[1..].iter().map(|u| (&users[0], u)).collect()).await?;
     let ids: Vec<i64> = users[1..].iter().map(|u| u.0).collect();
     let g = api.post(0, "/api/groups", Some(&users[0].1), json!({"name": "bench", "member_ids": ids})).await?;
     let gid = g["id"].as_i64().context("group id")?;

@@ -63,16 +63,7 @@ pub async fn catchup(
     let id = run_id();
     let me = api.user(0, &format!("{id}me")).await?;
     let friends = api.users(&format!("{id}f"), conversations).await?;
-    futures_util::stream::iter(friends.iter().cloned())
-        .map(|f| {
-            let (api, me) = (api.clone(), me.clone());
-            async move { api.befriend(&me, &f).await }
-        })
-        .buffer_unordered(16)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    api.befriend_all(friends.iter().map(|f| (&me, f)).collect()).await?;
     let per = messages / conversations;
     let started = Instant::now();
     futures_util::stream::iter((0..per).flat_map(|k| friends.iter().cloned().map(move |f| (k, f))))
