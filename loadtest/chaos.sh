@@ -92,25 +92,40 @@ start_node() { # start_node <i>
 node_pid() { cat "$WORK/node$1.pid"; }
 # Running and not a zombie (a setsid'd node's parent is gone, and PID 1 in a container may not reap it).
 alive() { [ -e "/proc/$1" ] && ! grep -qE '^[0-9]+ \(.*\) Z' "/proc/$1/stat" 2>/dev/null; }
-# Faults. Each returns once the fault is over (a killed node restarted, a stopped one continued).
-fault_kill9() { kill -9 "$(node_pid 1)"; sleep 2; start_node 1; }
+stopped() { grep -qE '^[0-9]+ \(.*\) T' "/proc/$1/stat"; }
+redis_gone() { # within 2 s
+  for _ in $(seq 20); do redis-cli -p "$REDISPORT" ping >/dev/null 2>&1 || return 0; sleep 0.1; done; return 1
+}
+# Faults. Each returns once the fault is over (a killed node restarted, a stopped one continued), and fails (run
+# with `bash -e`) when the fault did not take effect: the report then says so, and the run fails.
+fault_kill9() {
+  local pid; pid=$(node_pid 1); kill -9 "$pid"
+  for _ in $(seq 50); do alive "$pid" || break; sleep 0.1; done
+  ! alive "$pid"
+  sleep 2; start_node 1
+}
 fault_sigterm() {
   local pid; pid=$(node_pid 2); kill -TERM "$pid"
   for _ in $(seq 300); do alive "$pid" || break; sleep 0.1; done
+  ! alive "$pid"
   start_node 2
 }
 sockets_of() { curl -s "http://127.0.0.1:$1/metrics" | awk '/^gochat_ws_connections /{print $2}'; }
 fault_sigstop() {
+  local pid; pid=$(node_pid 3)
   echo "node 3 holds $(sockets_of "$NODEPORT3") sockets when it is frozen" >&2
-  kill -STOP "$(node_pid 3)"; sleep 10; kill -CONT "$(node_pid 3)"
+  kill -STOP "$pid"; sleep 0.2; stopped "$pid"; sleep 9.8; kill -CONT "$pid"
 }
-fault_redis_restart() { stop_redis; start_redis; }
-fault_redis_flushall() { redis-cli -p "$REDISPORT" flushall >/dev/null; }
-fault_redis_down() { stop_redis; sleep 10; start_redis; }
+fault_redis_restart() { stop_redis; redis_gone; start_redis; }
+fault_redis_flushall() { [ "$(redis-cli -p "$REDISPORT" flushall)" = OK ]; }
+fault_redis_down() { stop_redis; redis_gone; sleep 10; start_redis; }
 # Unreachable the other way: connections stay open and nothing answers (a partition that drops packets).
-fault_redis_frozen() { kill -STOP "$(cat "$WORK/redis.pid")"; sleep 10; kill -CONT "$(cat "$WORK/redis.pid")"; }
+fault_redis_frozen() {
+  local pid; pid=$(cat "$WORK/redis.pid")
+  kill -STOP "$pid"; sleep 0.2; stopped "$pid"; sleep 9.8; kill -CONT "$pid"
+}
 fault_postgres_restart() { as_pg "$PGBIN/pg_ctl" -D "$WORK/pg" -m fast -w restart >/dev/null; }
-export -f start_redis stop_redis wait_ready start_node node_pid alive sockets_of fault_kill9 fault_sigterm fault_sigstop \
+export -f start_redis stop_redis wait_ready start_node node_pid alive sockets_of stopped redis_gone fault_kill9 fault_sigterm fault_sigstop \
   fault_redis_restart fault_redis_flushall fault_redis_down fault_redis_frozen fault_postgres_restart
 
 mkdir "$WORK/pg"; [ "$(id -u)" = 0 ] && chown postgres "$WORK/pg"
@@ -133,7 +148,8 @@ log "$nodes nodes behind nginx on 127.0.0.1:$LBPORT; Postgres :$PGPORT, Redis :$
 
 status=0
 for s in "${scenarios[@]}"; do
-  # Every node up and ready before the next fault.
+  # Redis and every node up and ready before the next fault.
+  redis-cli -p "$REDISPORT" ping >/dev/null 2>&1 || start_redis
   for i in $(seq 1 "$nodes"); do
     port_var="NODEPORT$i"
     alive "$(node_pid "$i")" || start_node "$i"
@@ -141,7 +157,8 @@ for s in "${scenarios[@]}"; do
   done
   log "scenario $s: ${seconds} s of traffic at $rate msg/s from $users users, the fault at 5 s"
   errors_before=$(cat "$WORK"/node*.log | grep -cE 'ERROR|panicked' || true)
-  if ! "$LOADGEN_BIN" --url "http://127.0.0.1:$LBPORT" --json chaos --users "$users" --rate "$rate" \
+  # Bounded: the traffic, the 60 s settle bound and set-up; a run that outlives it has hung.
+  if ! timeout $((seconds + 180)) "$LOADGEN_BIN" --url "http://127.0.0.1:$LBPORT" --json chaos --users "$users" --rate "$rate" \
       --seconds "$seconds" --fault-at 5 --fault "fault_${s//-/_}" >"$WORK/$s.json" 2>"$WORK/$s.err"; then
     log "the load generator failed in $s:"; cat "$WORK/$s.err" >&2; status=1; continue
   fi
@@ -153,7 +170,8 @@ errs = ", ".join(f"{k} ×{v}" for k, v in sorted(r["errors"].items())) or "none"
 print("|".join(["", s, str(r["acknowledged"]), str(r["lost"]), str(r["unacknowledged"]),
       str(r["duplicates_before_dedup"]), str(r["out_of_order"]), str(r["seq_gaps"]), str(r["disconnects"]),
       f'{r["back_after_s"]:.1f}', f'{r["slowest_send_ms"]:.0f}', str(r["http_5xx"]), str(logged),
-      errs, "ok" if r["ok"] else "**FAILED**", ""]))
+      errs, "ok" if r["ok"] else ("**FAILED** (the fault did not take effect)" if r["fault"] and not r["fault"]["succeeded"]
+      else "**FAILED**"), ""]))
 PY
   tail -n 1 "$WORK/rows" >&2
   python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))["ok"] else 1)' "$WORK/$s.json" || status=1

@@ -25,6 +25,8 @@ const SEND_WAIT: Duration = Duration::from_secs(3);
 const PONG_WAIT: Duration = Duration::from_secs(5);
 /// Bound of one WebSocket handshake (through the balancer, to a node that may be frozen) and of one HTTP send.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bound of one write to the socket.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Reconnect backoff: first wait and cap (each wait is jittered to 50–100 %).
 const BACKOFF_FIRST: Duration = Duration::from_millis(200);
 const BACKOFF_CAP: Duration = Duration::from_secs(3);
@@ -50,6 +52,9 @@ struct Seen {
     /// device's history starts is the server's choice).
     max_seq: HashMap<String, i64>,
     duplicates: u64,
+    /// Per (sender, client_msg_id), the message id it was stored as.
+    sends: HashMap<(i64, String), i64>,
+    stored_twice: u64,
     out_of_order: u64,
     gaps: u64,
     /// Connections lost, and each return's delay after its loss (seconds).
@@ -62,6 +67,19 @@ struct Seen {
 }
 
 impl Seen {
+    /// A message stored twice for one send (a retry that was not idempotent): the same sender and
+    /// `client_msg_id` under two ids.
+    fn check_send_once(&mut self, id: i64, from: i64, client_msg_id: Option<&str>) {
+        let Some(cmid) = client_msg_id else { return };
+        let first = *self.sends.entry((from, cmid.to_string())).or_insert(id);
+        if first != id {
+            self.stored_twice += 1;
+            if self.anomalies.len() < 5 {
+                self.anomalies.push(format!("stored twice: {cmid} from {from} as {first} and {id}"));
+            }
+        }
+    }
+
     /// `how`: the frame that carried it. `message` and `sync` frames are the conversation's stream, which the
     /// server writes in seq order without gaps from the device's cursor on (DESIGN.md §4); a `sent` frame is the
     /// reply to this device's own send and comes at once, ahead of the stream, so it is checked for loss and
@@ -80,14 +98,14 @@ impl Seen {
         while self.given.contains(&(conversation_id.to_string(), next)) {
             next += 1;
         }
-        let anomaly = if !new {
-            ""
-        } else if seq < max {
-            self.out_of_order += 1;
-            "out of order"
-        } else if max > 0 && seq > next {
+        // A redelivery starts again at the device's cursor, which never passes what it was written, so even a
+        // duplicate beyond `next` means the stream skipped something.
+        let anomaly = if max > 0 && seq > next {
             self.gaps += 1;
             "gap"
+        } else if new && seq <= max {
+            self.out_of_order += 1;
+            "out of order"
         } else {
             ""
         };
@@ -113,14 +131,20 @@ struct Shared {
     slowest_send_ms: Mutex<f64>,
     /// Sends not yet acknowledged.
     unacked: Mutex<HashSet<String>>,
+    /// Answers to a send that carried another send's message (another `client_msg_id` or conversation).
+    wrong_answers: std::sync::atomic::AtomicU64,
     /// Every lost connection: when (since the first), which client, which connection of it, why.
     losses: Mutex<Vec<(Instant, usize, u32, &'static str)>>,
 }
 
 impl Shared {
+    /// Moves a send from unacknowledged to acknowledged in one step (under the `unacked` lock), so that a reader
+    /// that sees nothing unacknowledged sees every acknowledgement.
     fn ack(&self, client_msg_id: &str, message_id: i64, recipients: Vec<usize>, started: Instant) {
-        if self.unacked.lock().unwrap().remove(client_msg_id) {
+        let mut unacked = self.unacked.lock().unwrap();
+        if unacked.remove(client_msg_id) {
             self.acked.lock().unwrap().insert(message_id, Acked { recipients });
+            drop(unacked);
             let ms = started.elapsed().as_secs_f64() * 1000.0;
             let mut slowest = self.slowest_send_ms.lock().unwrap();
             *slowest = slowest.max(ms);
@@ -131,6 +155,8 @@ impl Shared {
 /// One send: the body of `POST /api/messages/send` and who must receive it.
 struct Send {
     client_msg_id: String,
+    /// The conversation the answer's message must be in (DESIGN.md §7: `d:<low>:<high>` or `g:<group id>`).
+    conversation_id: String,
     body: Value,
     recipients: Vec<usize>,
     started: Instant,
@@ -171,6 +197,7 @@ pub async fn chaos(api: &Arc<Api>, run: ChaosRun) -> anyhow::Result<Value> {
         slowest_send_ms: Mutex::new(0.0),
         unacked: Mutex::default(),
         losses: Mutex::default(),
+        wrong_answers: Default::default(),
     });
     let base = api.urls[0].clone();
     let (stop, stopped) = watch::channel(false);
@@ -197,7 +224,7 @@ pub async fn chaos(api: &Arc<Api>, run: ChaosRun) -> anyhow::Result<Value> {
             let began = Instant::now();
             // Its output is not the report's: stdout goes to stderr.
             let status =
-                tokio::process::Command::new("bash").arg("-c").arg(&cmd).stdout(std::io::stderr()).status().await;
+                tokio::process::Command::new("bash").arg("-ec").arg(&cmd).stdout(std::io::stderr()).status().await;
             (began, Instant::now(), status.map(|s| s.success()).unwrap_or(false))
         })
     });
@@ -212,19 +239,25 @@ pub async fn chaos(api: &Arc<Api>, run: ChaosRun) -> anyhow::Result<Value> {
         let client_msg_id = format!("{id}-{sender}-{round}");
         let text = format!("chaos {sender} {round} 混沌");
         // Alternating conversations (1:1, group) and ways of sending (socket, REST) per sender.
-        let (body, recipients) = if round.is_multiple_of(2) || !group_of.contains_key(&sender) {
+        let (body, recipients, conversation_id) = if round.is_multiple_of(2) || !group_of.contains_key(&sender) {
             let peer = sender ^ 1;
+            let (a, b) = (users[sender].0.min(users[peer].0), users[sender].0.max(users[peer].0));
             (
                 json!({"to_user_id": users[peer].0, "type": "text", "text": text, "client_msg_id": client_msg_id}),
-                vec![peer],
+                vec![peer, sender],
+                format!("d:{a}:{b}"),
             )
         } else {
             let (gid, members) = &groups[group_of[&sender]];
-            let others = members.iter().copied().filter(|&m| m != sender).collect();
-            (json!({"group_id": gid, "type": "text", "text": text, "client_msg_id": client_msg_id}), others)
+            // Every member, the sender's own device included (a REST send reaches it through the stream).
+            (
+                json!({"group_id": gid, "type": "text", "text": text, "client_msg_id": client_msg_id}),
+                members.clone(),
+                format!("g:{gid}"),
+            )
         };
         shared.unacked.lock().unwrap().insert(client_msg_id.clone());
-        let send = Send { client_msg_id, body, recipients, started: Instant::now() };
+        let send = Send { client_msg_id, conversation_id, body, recipients, started: Instant::now() };
         if (round / 2).is_multiple_of(2) {
             let _ = outboxes[sender].send(send);
         } else {
@@ -239,8 +272,9 @@ pub async fn chaos(api: &Arc<Api>, run: ChaosRun) -> anyhow::Result<Value> {
     let settle_start = Instant::now();
     let settle_by = settle_start + Duration::from_secs(settle_seconds);
     let missing = loop {
-        let missing = missing_deliveries(&shared);
+        // Unacknowledged first: once it reads 0, every acknowledgement is already in `acked` (see `Shared::ack`).
         let unacked = shared.unacked.lock().unwrap().len();
+        let missing = missing_deliveries(&shared);
         if (missing == 0 && unacked == 0) || Instant::now() > settle_by {
             break missing;
         }
@@ -259,13 +293,14 @@ pub async fn chaos(api: &Arc<Api>, run: ChaosRun) -> anyhow::Result<Value> {
         h.abort();
     }
 
-    let (mut duplicates, mut out_of_order, mut gaps, mut drops) = (0, 0, 0, 0);
+    let (mut duplicates, mut out_of_order, mut gaps, mut drops, mut stored_twice) = (0, 0, 0, 0, 0);
     let mut back_s: f64 = 0.0;
     let mut anomalies = Vec::new();
     let fault_began = fault.as_ref().map(|f| f.0);
     for (client, s) in shared.seen.iter().enumerate() {
         let s = s.lock().unwrap();
         duplicates += s.duplicates;
+        stored_twice += s.stored_twice;
         out_of_order += s.out_of_order;
         gaps += s.gaps;
         drops += s.drops;
@@ -289,6 +324,9 @@ pub async fn chaos(api: &Arc<Api>, run: ChaosRun) -> anyhow::Result<Value> {
         })
         .collect();
     let acked = shared.acked.lock().unwrap().len();
+    let wrong_answers = shared.wrong_answers.load(std::sync::atomic::Ordering::Relaxed);
+    // A fault command that failed (or never ran) means the scenario tested nothing.
+    let fault_ok = fault.as_ref().is_none_or(|f| f.2);
     let unacked = shared.unacked.lock().unwrap().len();
     let errors = shared.errors.to_json();
     let server_errors: u64 = errors
@@ -321,7 +359,16 @@ pub async fn chaos(api: &Arc<Api>, run: ChaosRun) -> anyhow::Result<Value> {
         "errors": errors,
         "anomalies": anomalies,
         "losses": losses,
-        "ok": missing == 0 && unacked == 0 && out_of_order == 0 && gaps == 0,
+        "stored_twice": stored_twice,
+        "wrong_answers": wrong_answers,
+        "ok": missing == 0
+            && unacked == 0
+            && acked + unacked == sent
+            && out_of_order == 0
+            && gaps == 0
+            && stored_twice == 0
+            && wrong_answers == 0
+            && fault_ok,
     }))
 }
 
@@ -347,11 +394,18 @@ async fn http_send(http: &reqwest::Client, url: &str, token: &str, send: Send, s
         match http.post(url).bearer_auth(token).json(&send.body).send().await {
             Ok(r) if r.status().is_success() => match r.json::<Value>().await {
                 Ok(m) => {
-                    if let Some(mid) = m["id"].as_i64() {
+                    if m["client_msg_id"].as_str() != Some(send.client_msg_id.as_str()) {
+                        shared.wrong_answers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        shared.errors.add("http answer for another send");
+                    } else if m["conversation_id"].as_str() != Some(send.conversation_id.as_str()) {
+                        shared.wrong_answers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        shared.errors.add("http answer in another conversation");
+                    } else if let Some(mid) = m["id"].as_i64() {
                         shared.ack(&send.client_msg_id, mid, send.recipients, send.started);
                         return;
+                    } else {
+                        shared.errors.add("http 2xx without a message");
                     }
-                    shared.errors.add("http 2xx without a message");
                 }
                 Err(_) => shared.errors.add("http body cut off"),
             },
@@ -411,11 +465,15 @@ async fn client(
             seen.returns.push((now, lost_at.map_or(0.0, |l| now.duration_since(l).as_secs_f64())));
         }
         let now = Instant::now();
-        for (s, at) in pending.values_mut() {
-            *at = now;
-            let _ = ws.feed(send_frame(s)).await;
-        }
-        let _ = ws.flush().await;
+        let resend = async {
+            for (s, at) in pending.values_mut() {
+                *at = now;
+                ws.feed(send_frame(s)).await?;
+            }
+            ws.flush().await
+        };
+        // A stalled write is the next liveness check's to find; pending sends go again after SEND_WAIT.
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, resend).await;
         let ended = session(i, &mut ws, &mut outbox, &mut pending, shared, stop).await;
         if let Some(reason) = ended {
             shared.errors.add(format!("ws lost: {reason}"));
@@ -429,6 +487,12 @@ async fn client(
             tokio::time::sleep(jitter(BACKOFF_FIRST)).await;
         }
     }
+}
+
+/// Writes a frame within [`WRITE_TIMEOUT`]: a peer that stopped reading must not stall the client's loop (and with
+/// it the liveness check and the stop signal). `false` when the write failed or stalled.
+async fn write(ws: &mut Ws, frame: Message) -> bool {
+    matches!(tokio::time::timeout(WRITE_TIMEOUT, ws.send(frame)).await, Ok(Ok(())))
 }
 
 fn send_frame(s: &Send) -> Message {
@@ -451,14 +515,14 @@ async fn session(
     loop {
         tokio::select! {
             _ = stop.changed() => {
-                let _ = ws.close(None).await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
                 return None;
             }
             send = outbox.recv() => {
                 let send = send?;
                 let frame = send_frame(&send);
                 pending.insert(send.client_msg_id.clone(), (send, Instant::now()));
-                if ws.send(frame).await.is_err() {
+                if !write(ws, frame).await {
                     return Some("write failed");
                 }
             }
@@ -472,7 +536,7 @@ async fn session(
                 let stale = pending.values().any(|(_, at)| now.duration_since(*at) > SEND_WAIT);
                 if pinged.is_none() && (now.duration_since(last_heard) > PING_AFTER || stale) {
                     pinged = Some(now);
-                    if ws.send(Message::Text(r#"{"type":"ping"}"#.into())).await.is_err() {
+                    if !write(ws, Message::Text(r#"{"type":"ping"}"#.into())).await {
                         return Some("write failed");
                     }
                 }
@@ -480,7 +544,7 @@ async fn session(
                 for (s, at) in pending.values_mut() {
                     if now.duration_since(*at) > SEND_WAIT {
                         *at = now;
-                        if ws.send(send_frame(s)).await.is_err() {
+                        if !write(ws, send_frame(s)).await {
                             return Some("write failed");
                         }
                     }
@@ -495,10 +559,17 @@ async fn session(
                 };
                 last_heard = Instant::now();
                 pinged = None;
-                let Some(frame) = Incoming::parse(&text) else { continue };
+                let Some(frame) = Incoming::parse(&text) else {
+                    // An `error` frame's `message` is a string, which `Incoming` does not take.
+                    let v: Value = serde_json::from_str(&text).unwrap_or_default();
+                    if v["type"] == "error" {
+                        shared.errors.add(format!("ws error {}", v["code"].as_str().unwrap_or("-")));
+                    }
+                    continue;
+                };
                 match frame.kind.as_ref() {
                     "ping" => {
-                        if ws.send(Message::Text(r#"{"type":"pong"}"#.into())).await.is_err() {
+                        if !write(ws, Message::Text(r#"{"type":"pong"}"#.into())).await {
                             return Some("write failed");
                         }
                     }
@@ -508,10 +579,17 @@ async fn session(
                             let v: Value = serde_json::from_str(&text).unwrap_or_default();
                             if let Some(cmid) = v["client_msg_id"].as_str() {
                                 if let Some((s, _)) = pending.remove(cmid) {
-                                    shared.ack(cmid, m.id, s.recipients, s.started);
+                                    let body_conversation = &s.conversation_id;
+                                    if m.client_msg_id.as_deref() != Some(cmid) || m.conversation_id != *body_conversation {
+                                        shared.wrong_answers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                    } else {
+                                        shared.ack(cmid, m.id, s.recipients, s.started);
+                                    }
                                 }
                             }
-                            shared.seen[i].lock().unwrap().receive(m.id, &m.conversation_id, m.seq, "sent");
+                            let mut seen = shared.seen[i].lock().unwrap();
+                            seen.check_send_once(m.id, m.from_user_id, m.client_msg_id.as_deref());
+                            seen.receive(m.id, &m.conversation_id, m.seq, "sent");
                             acks.add(&m.conversation_id, m.seq);
                         }
                     }
@@ -520,12 +598,15 @@ async fn session(
                         let messages = frame.into_messages();
                         let mut seen = shared.seen[i].lock().unwrap();
                         for m in &messages {
+                            seen.check_send_once(m.id, m.from_user_id, m.client_msg_id.as_deref());
                             seen.receive(m.id, &m.conversation_id, m.seq, kind);
                             acks.add(&m.conversation_id, m.seq);
                         }
                     }
                 }
-                acks.flush(ws).await;
+                if tokio::time::timeout(WRITE_TIMEOUT, acks.flush(ws)).await.is_err() {
+                    return Some("write stalled");
+                }
             }
         }
     }
@@ -554,6 +635,30 @@ mod tests {
         seen.receive(5, "d:1:2", 5, "message");
         assert_eq!((seen.out_of_order, seen.gaps), (1, 1));
         assert_eq!(seen.anomalies.len(), 2, "{:?}", seen.anomalies);
+    }
+
+    #[test]
+    fn a_redelivered_message_that_jumps_over_a_missing_one_is_a_gap() {
+        let mut seen = Seen::default();
+        for seq in 1..=3 {
+            seen.receive(10 + seq, "d:1:2", seq, "message");
+        }
+        // Own 5 answered as `sent`; the stream then brings 5 (a duplicate) and 6, and never 4.
+        seen.receive(15, "d:1:2", 5, "sent");
+        seen.receive(15, "d:1:2", 5, "message");
+        seen.receive(16, "d:1:2", 6, "message");
+        assert_eq!(seen.gaps, 1, "{:?}", seen.anomalies);
+    }
+
+    #[test]
+    fn one_send_stored_as_two_messages_is_caught() {
+        let mut seen = Seen::default();
+        seen.check_send_once(20, 7, Some("c-1"));
+        seen.check_send_once(20, 7, Some("c-1"));
+        seen.check_send_once(21, 8, Some("c-1"));
+        assert_eq!(seen.stored_twice, 0, "another sender may use the same client_msg_id");
+        seen.check_send_once(22, 7, Some("c-1"));
+        assert_eq!(seen.stored_twice, 1);
     }
 
     #[test]

@@ -341,6 +341,10 @@ struct InMessage<'a> {
     #[serde(borrow)]
     conversation_id: std::borrow::Cow<'a, str>,
     seq: i64,
+    #[serde(default)]
+    from_user_id: i64,
+    #[serde(default, borrow)]
+    client_msg_id: Option<std::borrow::Cow<'a, str>>,
     #[serde(borrow)]
     text: Option<std::borrow::Cow<'a, str>>,
     /// When the server stored it (RFC 3339, UTC).
