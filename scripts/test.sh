@@ -56,7 +56,7 @@ run_browser() {
   wait_http "http://127.0.0.1:$port/readyz" || { cat "$dir/log"; die "the node for the browser tests did not start"; }
   log "running the browser tests (headless Chromium) against 127.0.0.1:$port"
   status=0
-  (cd tests/browser && GOCHAT_E2E_URL="http://127.0.0.1:$port" GOCHAT_E2E_PID="$node_pid" CHROMIUM="$(command -v chromium)" node --test) || status=$?
+  (cd tests/browser && GOCHAT_E2E_URL="http://127.0.0.1:$port" GOCHAT_E2E_PID="$node_pid" CHROMIUM="$(command -v chromium)" node --test --test-concurrency=1) || status=$?
   kill "$node_pid" 2>/dev/null
   rm -rf "$dir"
   return $status
@@ -97,12 +97,18 @@ run_schemathesis() {
   return $status
 }
 
-# The new web client's pure parts (issue 20): its API types are current with openapi/openapi.json, it type-checks,
-# and its unit tests (the message store) pass.
+# The new web client (webapp/, served at /app/; issue 20): its API types are current with openapi/openapi.json, it
+# type-checks, its unit tests (the message store) pass, and the committed build (embedded by the node, so that a
+# machine with only Rust serves it) is exactly what building it again gives.
 run_webapp() {
   command -v node >/dev/null || install_pkg nodejs npm
-  log "checking the web client (webapp/): generated API types, tsc, vitest"
-  (cd webapp && npm ci --no-audit --no-fund --silent && npm run -s check:api && npm run -s typecheck && npm test --silent)
+  log "checking the web client (webapp/): generated API types, tsc, vitest, the committed build"
+  (cd webapp && npm ci --no-audit --no-fund --silent && npm run -s check:api && npm run -s typecheck \
+    && npm test --silent && npm run -s build >/dev/null) || return 1
+  if [ -n "$(git status --porcelain -- webapp/dist)" ]; then
+    git status --porcelain -- webapp/dist >&2
+    log "webapp/dist differs from its sources: run \`npm run build\` in webapp/ and commit webapp/dist"; return 1
+  fi
 }
 
 # The short fault-injection run: three debug nodes behind nginx, a node killed with SIGKILL and Postgres restarted

@@ -41,6 +41,12 @@ pub const MAX_JSON_BODY: usize = 256 * 1024;
 #[folder = "web/"]
 struct WebAssets;
 
+/// The next web client (issue 20, growing beside `web/` until it replaces it): `webapp/`'s Vite build, committed
+/// so that a machine with only Rust serves it; `scripts/test.sh` rebuilds it and fails when the commit differs.
+#[derive(rust_embed::RustEmbed)]
+#[folder = "webapp/dist/"]
+struct AppAssets;
+
 /// A running node.
 pub struct Application {
     addr: SocketAddr,
@@ -369,6 +375,7 @@ fn router(state: &AppState) -> impl Endpoint + 'static {
         .at("/api/openapi.json", spec)
         .nest("/docs", docs)
         .nest("/web", EmbeddedFilesEndpoint::<WebAssets>::new())
+        .nest("/app", EmbeddedFilesEndpoint::<AppAssets>::new())
         .at("/ws", crate::ws::gateway::gateway)
         .around(serve_index)
         .around(crate::api::middleware::observe)

@@ -51,7 +51,7 @@ pub async fn observe<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Res
     }
     // The embedded web client's files: conditional requests are answered here (poem's static files compare
     // `If-None-Match` as a bare string and send an unquoted ETag, so a browser's quoted one never matched).
-    let static_file = path == "/" || path.starts_with("/web/");
+    let static_file = path == "/" || path.starts_with("/web/") || path.starts_with("/app/");
     let if_none_match = if static_file { req.headers_mut().remove(header::IF_NONE_MATCH) } else { None };
 
     let mut resp = match next.call(req).instrument(span.clone()).await {
@@ -122,7 +122,7 @@ fn security_headers(path: &str, resp: &mut Response) {
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     let html =
         headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/html"));
-    if html || path == "/" || path.starts_with("/web") || path.starts_with("/docs") {
+    if html || path == "/" || path.starts_with("/web") || path.starts_with("/app") || path.starts_with("/docs") {
         let csp = if path.starts_with("/docs") { DOCS_CSP } else { APP_CSP };
         headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
     }

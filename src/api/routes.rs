@@ -8,7 +8,7 @@ use poem::http::Method;
 const EXTRA: &[(&str, &[&str])] =
     &[("/", &["GET", "HEAD"]), ("/ws", &["GET", "HEAD"]), ("/api/openapi.json", &["GET", "HEAD"])];
 /// Route prefixes served as trees of static files, labelled by the prefix.
-const TREES: &[&str] = &["/web", "/docs"];
+const TREES: &[&str] = &["/web", "/app", "/docs"];
 /// What a tree of static files allows.
 const TREE_METHODS: &[Method] = &[Method::GET, Method::HEAD];
 

@@ -421,7 +421,14 @@ async fn http_answers_itself_as_http_says_with_security_headers_on_everything() 
     let env = TestEnv::new(crate::common::Backend::Sqlite).await;
     let node = env.node().await;
     let http = &node.http;
-    for path in ["/", "/web/app.js", "/web/style.css"] {
+    let app_index = http.get(node.url("/app/")).send().await.unwrap();
+    assert_eq!(app_index.status(), StatusCode::OK);
+    assert!(app_index.headers()["content-security-policy"].to_str().unwrap().contains("script-src 'self';"));
+    let app_html = app_index.text().await.unwrap();
+    let app_script =
+        app_html.split("src=\"").nth(1).and_then(|s| s.split('"').next()).expect("the app's script").to_string();
+    assert!(app_script.starts_with("/app/assets/"), "{app_script}");
+    for path in ["/", "/web/app.js", "/web/style.css", "/app/", app_script.as_str()] {
         let first = http.get(node.url(path)).send().await.unwrap();
         assert_eq!(first.status(), StatusCode::OK, "{path}");
         let etag = first.headers()["etag"].to_str().unwrap().to_string();

@@ -146,6 +146,11 @@ export class MessageStore {
     c.readSeq = Math.max(c.readSeq, seq);
   }
 
+  /** Every conversation the store holds messages of. */
+  conversationIds(): string[] {
+    return [...this.conversations.keys()];
+  }
+
   conversation(conversationId: string): ConversationState | undefined {
     const c = this.conversations.get(conversationId);
     if (!c) return undefined;
