@@ -169,7 +169,7 @@ s, r, logged = sys.argv[1], json.load(open(sys.argv[2])), int(sys.argv[3])
 errs = ", ".join(f"{k} ×{v}" for k, v in sorted(r["errors"].items())) or "none"
 print("|".join(["", s, str(r["acknowledged"]), str(r["lost"]), str(r["unacknowledged"]),
       str(r["duplicates_before_dedup"]), str(r["out_of_order"]), str(r["seq_gaps"]), str(r["disconnects"]),
-      f'{r["back_after_s"]:.1f}', f'{r["slowest_send_ms"]:.0f}', str(r["http_5xx"]), str(logged),
+      f'{r["back_after_s"]:.1f}', f'{r["slowest_send_ms"]:.0f}', f'{r["slowest_delivery_ms"]:.0f}', str(r["http_5xx"]), str(logged),
       errs, "ok" if r["ok"] else ("**FAILED** (the fault did not take effect)" if r["fault"] and not r["fault"]["succeeded"]
       else "**FAILED**"), ""]))
 PY
@@ -181,8 +181,8 @@ done
   echo "Fault injection, $(date -u +%Y-%m-%d), $nodes nodes behind nginx, $users users, $rate msg/s for $seconds s" \
     "(\`loadtest/chaos.sh\`):"
   echo
-  echo "| fault | acknowledged | lost | unacked | duplicates before dedup | out of order | seq gaps | disconnects | all back after (s) | slowest send (ms) | HTTP 5xx | node errors logged | client-side errors | result |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
+  echo "| fault | acknowledged | lost | unacked | duplicates before dedup | out of order | seq gaps | disconnects | all back after (s) | slowest send (ms) | slowest delivery (ms) | HTTP 5xx | node errors logged | client-side errors | result |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
   cat "$WORK/rows" 2>/dev/null
 } | tee "${CHAOS_OUT:-/dev/null}"
 [ $status -eq 0 ] && log "no acknowledged message lost, reordered or skipped" || log "FAILED"

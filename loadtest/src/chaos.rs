@@ -45,7 +45,7 @@ pub struct ChaosRun {
 #[derive(Default)]
 struct Seen {
     /// Message ids received (live, in `sync`, or as the `sent` answer to its own send).
-    ids: HashSet<i64>,
+    ids: HashMap<i64, Instant>,
     /// Own messages received as `sent` replies: (conversation, seq).
     given: HashSet<(String, i64)>,
     /// Per conversation, the highest seq received (a gap is counted from the second message on: where a new
@@ -85,7 +85,10 @@ impl Seen {
     /// reply to this device's own send and comes at once, ahead of the stream, so it is checked for loss and
     /// duplicates only, and the stream may then skip that seq (or repeat it, as a duplicate).
     fn receive(&mut self, id: i64, conversation_id: &str, seq: i64, how: &str) {
-        let new = self.ids.insert(id);
+        let new = !self.ids.contains_key(&id);
+        if new {
+            self.ids.insert(id, Instant::now());
+        }
         if !new {
             self.duplicates += 1;
         }
@@ -121,6 +124,8 @@ impl Seen {
 /// An acknowledged message: its recipients (client indexes) and when its first attempt started.
 struct Acked {
     recipients: Vec<usize>,
+    /// When the sender got its acknowledgement.
+    at: Instant,
 }
 
 struct Shared {
@@ -143,7 +148,7 @@ impl Shared {
     fn ack(&self, client_msg_id: &str, message_id: i64, recipients: Vec<usize>, started: Instant) {
         let mut unacked = self.unacked.lock().unwrap();
         if unacked.remove(client_msg_id) {
-            self.acked.lock().unwrap().insert(message_id, Acked { recipients });
+            self.acked.lock().unwrap().insert(message_id, Acked { recipients, at: Instant::now() });
             drop(unacked);
             let ms = started.elapsed().as_secs_f64() * 1000.0;
             let mut slowest = self.slowest_send_ms.lock().unwrap();
@@ -354,6 +359,7 @@ pub async fn chaos(api: &Arc<Api>, run: ChaosRun) -> anyhow::Result<Value> {
         "disconnects": drops,
         "back_after_s": back_s,
         "slowest_send_ms": *shared.slowest_send_ms.lock().unwrap(),
+        "slowest_delivery_ms": slowest_delivery_ms(&shared),
         "settled_s": settled_s,
         "http_5xx": server_errors,
         "errors": errors,
@@ -372,13 +378,28 @@ pub async fn chaos(api: &Arc<Api>, run: ChaosRun) -> anyhow::Result<Value> {
     }))
 }
 
+/// The longest time from a message's acknowledgement to its last recipient having it, in ms (a recipient that had
+/// it before the sender's acknowledgement counts as 0).
+fn slowest_delivery_ms(shared: &Shared) -> f64 {
+    let acked = shared.acked.lock().unwrap();
+    let mut slowest = Duration::ZERO;
+    for (id, a) in acked.iter() {
+        for &r in &a.recipients {
+            if let Some(&got) = shared.seen[r].lock().unwrap().ids.get(id) {
+                slowest = slowest.max(got.saturating_duration_since(a.at));
+            }
+        }
+    }
+    slowest.as_secs_f64() * 1000.0
+}
+
 /// (message, recipient) pairs acknowledged but not yet received.
 fn missing_deliveries(shared: &Shared) -> usize {
     let acked = shared.acked.lock().unwrap();
     let mut missing = 0;
     for (id, a) in acked.iter() {
         for &r in &a.recipients {
-            if !shared.seen[r].lock().unwrap().ids.contains(id) {
+            if !shared.seen[r].lock().unwrap().ids.contains_key(id) {
                 missing += 1;
             }
         }

@@ -41,6 +41,10 @@ enum Command {
 const COMMAND_QUEUE: usize = 4096;
 /// Channels per SUBSCRIBE when resubscribing after a reconnect.
 const RESUBSCRIBE_CHUNK: usize = 1000;
+/// Longest wait for Redis to confirm a subscription. Redis answers in well under a millisecond; one that has not
+/// answered in 2 s is frozen or cut off, and a socket opening meanwhile must not wait for it (it is caught up
+/// from the database when the bus comes back).
+const SUBSCRIBE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Deliveries to more users than this go once over the fan-out channel instead of once per user's channel.
 /// Direct messages (two parties) and small groups stay on the per-user channels, which only the nodes holding
 /// those users receive.
@@ -175,11 +179,16 @@ impl Bus for RedisBus {
         self.writer.write(commands).await;
     }
 
+    /// Waits at most [`SUBSCRIBE_WAIT`]: a socket must not hang on a Redis that stopped answering; if the
+    /// subscription is not in place by then, the socket goes on and is caught up when the bus reconnects.
     async fn subscribe(&self, user_id: i64) {
         let (tx, rx) = oneshot::channel();
-        if self.commands.send(Command::Subscribe(user_id, tx)).await.is_ok() {
-            let _ = rx.await;
-        }
+        let asked = async {
+            if self.commands.send(Command::Subscribe(user_id, tx)).await.is_ok() {
+                let _ = rx.await;
+            }
+        };
+        let _ = tokio::time::timeout(SUBSCRIBE_WAIT, asked).await;
     }
 
     fn release(&self, user_id: i64) {
@@ -256,7 +265,7 @@ async fn subscriber(
         all.push(fanout.clone());
         let mut ok = true;
         for chunk in all.chunks(RESUBSCRIBE_CHUNK) {
-            if sink.subscribe(chunk).await.is_err() {
+            if !matches!(tokio::time::timeout(SUBSCRIBE_WAIT, sink.subscribe(chunk)).await, Ok(Ok(()))) {
                 ok = false;
                 break;
             }
@@ -308,9 +317,14 @@ async fn subscriber(
                 cmd = commands.recv() => match cmd {
                     Some(Command::Subscribe(user, reply)) => {
                         if !subscribed.contains(&user) {
-                            if sink.subscribe(channel(&prefix, user)).await.is_err() {
+                            // A Redis that accepts the command and never answers (frozen, partitioned) is a lost
+                            // connection too: reconnect, which resubscribes everyone and resyncs the sessions.
+                            let done = tokio::time::timeout(SUBSCRIBE_WAIT, sink.subscribe(channel(&prefix, user))).await;
+                            if !matches!(done, Ok(Ok(()))) {
                                 let _ = reply.send(());
                                 ready.store(false, Ordering::SeqCst);
+                                metrics.bus_errors.inc();
+                                tracing::warn!("Redis subscriber did not answer a subscribe; reconnecting");
                                 break;
                             }
                             subscribed.insert(user);

@@ -24,6 +24,11 @@ use crate::store::MessageRecord;
 const STREAM_LEN: usize = 1000;
 /// A stream of a user who receives nothing for this long expires.
 const STREAM_TTL: Duration = Duration::from_secs(7 * 86400);
+/// How long a catch-up waits for the hot copy before reading the database instead. A stream read takes
+/// milliseconds; a Redis that has not answered in a second is away (frozen, partitioned), and waiting for the
+/// connection's 5 s response timeout held every catch-up, and the socket's sends behind it, for those 5 s
+/// (README, "Under faults": a frozen Redis).
+const HOT_READ_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub struct RedisInbox {
     /// For reads; appends go out through `writer`, ahead of the publishes queued after them.
@@ -127,11 +132,16 @@ impl Inbox for RedisInbox {
     }
 
     async fn read(&self, user: i64, wants: &[Want], limit: usize) -> anyhow::Result<Vec<MessageRecord>> {
-        let hot = match self.hot(user, wants).await {
-            Ok(h) => h,
-            Err(e) => {
+        let hot = match tokio::time::timeout(HOT_READ_TIMEOUT, self.hot(user, wants)).await {
+            Ok(Ok(h)) => h,
+            Ok(Err(e)) => {
                 self.metrics.bus_errors.inc();
                 tracing::warn!(error = %e, "inbox stream unreadable; reading the database");
+                BTreeMap::new()
+            }
+            Err(_) => {
+                self.metrics.bus_errors.inc();
+                tracing::warn!("inbox stream read timed out; reading the database");
                 BTreeMap::new()
             }
         };

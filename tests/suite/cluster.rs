@@ -302,6 +302,38 @@ async fn a_postgres_outage_answers_503_unavailable_and_service_resumes_by_itself
     assert_eq!(node.http.get(node.url("/readyz")).send().await.unwrap().status(), 200);
 }
 
+/// A frozen Redis (connections open, nothing answered: a stopped process or a partition that drops packets) holds
+/// up neither a new socket nor its catch-up: the subscription stops waiting after 2 s and the inbox read after 1 s,
+/// and the messages come from the database. Before, the socket waited for Redis as long as it was frozen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_redis_holds_up_neither_a_new_socket_nor_its_catch_up() {
+    let env = TestEnv::new(Backend::Postgres).await;
+    let url = url::Url::parse(&redis_url()).unwrap();
+    let target = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap()).parse().unwrap();
+    let proxy = crate::common::proxy::TcpProxy::start(target).await;
+    let mut proxied = url.clone();
+    proxied.set_port(Some(proxy.addr.port())).unwrap();
+    let node = env.node_with(&[("GOCHAT_REDIS_URL", proxied.as_str())]).await;
+    let (a, ta) = node.user(&uniq("fa")).await;
+    let (b, tb) = node.user(&uniq("fb")).await;
+    node.befriend((a, &ta), (b, &tb)).await;
+    for text in ["one", "two", "three"] {
+        node.send_text(&ta, b, text).await;
+    }
+    // The inbox copies go out on the node's Redis writer just after the commits.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    proxy.freeze();
+    let started = std::time::Instant::now();
+    let mut phone = node.ws(&tb, "phone").await;
+    let got = phone.collect(3).await;
+    let took = started.elapsed();
+    let texts: Vec<&str> = got.iter().filter_map(|m| m["text"].as_str()).collect();
+    assert_eq!(texts, ["one", "two", "three"]);
+    assert!(took < Duration::from_secs(5), "caught up in {took:?} with Redis frozen");
+    proxy.thaw();
+}
+
 /// TLS to the engines, as managed Postgres and Redis services require: a node connects to Postgres with
 /// `sslmode=verify-full` and to Redis over `rediss://` (each checking the server's certificate against the given
 /// CA), its database connections are encrypted, and a server whose certificate is for another name is refused.
