@@ -121,7 +121,8 @@ impl Seen {
     }
 }
 
-/// An acknowledged message: its recipients (client indexes) and when its first attempt started.
+/// An acknowledged message: who must receive it (client indexes, the sender's own device included) and when it
+/// was acknowledged.
 struct Acked {
     recipients: Vec<usize>,
     /// When the sender got its acknowledgement.

@@ -80,12 +80,15 @@ impl From<sqlx::Error> for StoreError {
 }
 
 /// Whether a database error means the database could not be reached, as opposed to a statement it refused: I/O
-/// and TLS failures, a pool with no connection to give in time (or closed), and the server's own "connection
-/// exception" (SQLSTATE class 08), shutdown (57P01–57P03) and "too many connections" (53300) answers.
+/// and TLS failures, a conversation broken off mid-protocol (a proxy or balancer that accepts the connection and
+/// closes it answers the opening `SSLRequest` with nothing: "unexpected response from SSLRequest"), a pool with no
+/// connection to give in time (or closed), and the server's own "connection exception" (SQLSTATE class 08),
+/// shutdown (57P01–57P03) and "too many connections" (53300) answers.
 pub fn unreachable(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
@@ -793,4 +796,27 @@ pub(crate) fn like_prefix(prefix: &str) -> String {
     }
     out.push('%');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{unreachable, StoreError};
+
+    #[test]
+    fn a_connection_that_cannot_be_made_or_kept_is_unreachable_and_a_refused_statement_is_not() {
+        let io = || std::io::Error::new(std::io::ErrorKind::BrokenPipe, "broken pipe");
+        for e in [
+            sqlx::Error::Io(io()),
+            // What sqlx says when a proxy accepts the connection and closes it before the server speaks.
+            sqlx::Error::Protocol("unexpected response from SSLRequest: 0x00".into()),
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+        ] {
+            assert!(unreachable(&e), "{e}");
+            assert!(matches!(StoreError::from(e), StoreError::Unavailable(_)));
+        }
+        for e in [sqlx::Error::RowNotFound, sqlx::Error::ColumnNotFound("x".into())] {
+            assert!(!unreachable(&e), "{e}");
+        }
+    }
 }
