@@ -3,18 +3,12 @@
 // /usr/bin/chromium).
 import { test, after, before } from "node:test";
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
+import { base, launch, shots } from "./browser.mjs";
 
-const base = process.env.GOCHAT_E2E_URL || "http://127.0.0.1:8080";
-const shots = process.env.GOCHAT_E2E_SHOTS;
 let browser;
 
 before(async () => {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launch();
 });
 after(async () => browser && (await browser.close()));
 

@@ -250,11 +250,7 @@ async fn presence_crosses_nodes_and_a_killed_nodes_users_go_offline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_outage_answers_503_unavailable_and_service_resumes_by_itself() {
     let env = TestEnv::new(Backend::Postgres).await;
-    let url = url::Url::parse(&env.database_url).unwrap();
-    let target = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap()).parse().unwrap();
-    let proxy = crate::common::proxy::TcpProxy::start(target).await;
-    let mut proxied = url.clone();
-    proxied.set_port(Some(proxy.addr.port())).unwrap();
+    let (proxy, proxied) = crate::common::proxy::TcpProxy::in_front_of(&env.database_url).await;
     let node = env.node_with(&[("GOCHAT_DATABASE_URL", proxied.as_str())]).await;
     let (a, ta) = node.user(&uniq("oa")).await;
     let (b, tb) = node.user(&uniq("ob")).await;
@@ -308,11 +304,7 @@ async fn a_postgres_outage_answers_503_unavailable_and_service_resumes_by_itself
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_redis_holds_up_neither_a_new_socket_nor_its_catch_up() {
     let env = TestEnv::new(Backend::Postgres).await;
-    let url = url::Url::parse(&redis_url()).unwrap();
-    let target = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap()).parse().unwrap();
-    let proxy = crate::common::proxy::TcpProxy::start(target).await;
-    let mut proxied = url.clone();
-    proxied.set_port(Some(proxy.addr.port())).unwrap();
+    let (proxy, proxied) = crate::common::proxy::TcpProxy::in_front_of(&redis_url()).await;
     let node = env.node_with(&[("GOCHAT_REDIS_URL", proxied.as_str())]).await;
     let (a, ta) = node.user(&uniq("fa")).await;
     let (b, tb) = node.user(&uniq("fb")).await;

@@ -53,6 +53,16 @@ impl TcpProxy {
         TcpProxy { addr, open, frozen, links, acceptor }
     }
 
+    /// A proxy in front of the server of `url` (`postgres://…`, `redis://…`), and `url` pointed at the proxy.
+    pub async fn in_front_of(url: &str) -> (TcpProxy, String) {
+        let url = url::Url::parse(url).unwrap();
+        let target = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap()).parse().unwrap();
+        let proxy = TcpProxy::start(target).await;
+        let mut proxied = url.clone();
+        proxied.set_port(Some(proxy.addr.port())).unwrap();
+        (proxy, proxied.to_string())
+    }
+
     /// The target is unreachable: every open connection is dropped and new ones are closed at once.
     pub fn cut(&self) {
         self.open.store(false, Ordering::SeqCst);
